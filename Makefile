@@ -1,0 +1,55 @@
+# The two commands: `make dev` (the local stack) and `make test` (everything CI checks).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CDK := node_modules/.bin/cdk
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: dev test lint types pytest synth deploy bench fmt clean
+
+$(BIN)/activate: pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[infra,webhooks,relay,cli,dev]"
+	touch $(BIN)/activate
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+dev: $(BIN)/activate  ## run the local stack: DynamoDB-compatible server, webhook app, relay, simulated model
+	$(BIN)/voicebot dev
+
+test: lint types pytest synth  ## what CI runs
+
+lint: $(BIN)/activate
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+types: $(BIN)/activate
+	$(BIN)/mypy
+
+pytest: $(BIN)/activate node_modules/.installed
+	$(BIN)/pytest -m "not bench"
+
+synth: $(BIN)/activate node_modules/.installed  ## offline synth (no Docker, no AWS credentials) + cdk-nag + cfn-lint
+	rm -rf cdk.out
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) synth --quiet
+	$(BIN)/cfn-lint cdk.out/*.template.json
+
+deploy: synth  ## needs AWS credentials and Docker (for the relay image)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) deploy --require-approval never $(ARGS)
+
+bench: $(BIN)/activate node_modules/.installed
+	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.relay_load
+
+fmt: $(BIN)/activate
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf cdk.out .mypy_cache .ruff_cache .pytest_cache

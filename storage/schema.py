@@ -1,0 +1,93 @@
+"""Key schema of the single application table: attribute names, key builders, index, TTL.
+
+One table holds everything, in these item collections (``pk`` / ``sk``):
+
+==========================  ==========================================  =========================
+pk                          sk                                          what
+==========================  ==========================================  =========================
+``BOT#<bot_id>``            ``STATE``                                   current bot state (never
+                                                                        moves backwards), bot
+                                                                        metadata, session id
+``BOT#<bot_id>``            ``EVT#<updated_at>#<webhook_id>``           event history, in order
+``DELIVERY#<webhook_id>``   ``DELIVERY``                                the raw delivery, stored
+                                                                        once (idempotency key)
+``SESSION#<session_id>``    ``CONN#<started_at>#<connection_id>``       one relay connection
+                                                                        (start, end, usage)
+``SESSION#<session_id>``    ``TURN#<at_ms>#<seq>``                      conversation turn (final
+                                                                        transcripts), in order
+==========================  ==========================================  =========================
+
+The ``by_day`` index (``gsi1pk = BOTS#<yyyy-mm-dd>``, ``gsi1sk = <created_at>#<bot_id>``)
+lists recent bots without a scan; day buckets keep any one partition small. Only the
+``STATE`` item carries these attributes, so the index is sparse.
+
+Timestamps in sort keys are ISO 8601 UTC strings with a fixed width (or zero-padded
+milliseconds), so lexical order is time order. ``expires_at`` (epoch seconds) is the TTL
+attribute: raw deliveries, event history and turns expire; bot state does not by default.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PARTITION_KEY: Final = "pk"
+SORT_KEY: Final = "sk"
+TTL_ATTRIBUTE: Final = "expires_at"
+
+BY_DAY_INDEX: Final = "by_day"
+BY_DAY_PARTITION_KEY: Final = "gsi1pk"
+BY_DAY_SORT_KEY: Final = "gsi1sk"
+
+#: Every key attribute is a string.
+KEY_ATTRIBUTE_TYPES: Final[dict[str, str]] = {
+    PARTITION_KEY: "S",
+    SORT_KEY: "S",
+    BY_DAY_PARTITION_KEY: "S",
+    BY_DAY_SORT_KEY: "S",
+}
+
+STATE_SK: Final = "STATE"
+DELIVERY_SK: Final = "DELIVERY"
+EVENT_PREFIX: Final = "EVT#"
+CONNECTION_PREFIX: Final = "CONN#"
+TURN_PREFIX: Final = "TURN#"
+
+
+def bot_pk(bot_id: str) -> str:
+    """Partition of one bot: its state and its event history."""
+    return f"BOT#{bot_id}"
+
+
+def event_sk(updated_at: str, webhook_id: str) -> str:
+    """Sort key of one event in a bot's history, ordered by the event's own time."""
+    return f"{EVENT_PREFIX}{updated_at}#{webhook_id}"
+
+
+def delivery_pk(webhook_id: str) -> str:
+    """Partition of one raw webhook delivery; its existence is the idempotency marker."""
+    return f"DELIVERY#{webhook_id}"
+
+
+def session_pk(session_id: str) -> str:
+    """Partition of one relay session (a token subject): connections and turns."""
+    return f"SESSION#{session_id}"
+
+
+def connection_sk(started_at: str, connection_id: str) -> str:
+    """Sort key of one relay connection within a session."""
+    return f"{CONNECTION_PREFIX}{started_at}#{connection_id}"
+
+
+def turn_sk(at_ms: int, seq: int) -> str:
+    """Sort key of one conversation turn; zero-padded so lexical order is time order."""
+    return f"{TURN_PREFIX}{at_ms:015d}#{seq:06d}"
+
+
+def by_day_pk(day: str) -> str:
+    """Index partition of the bots first seen on ``day`` (``YYYY-MM-DD``, UTC)."""
+    return f"BOTS#{day}"
+
+
+def by_day_sk(created_at: str, bot_id: str) -> str:
+    """Index sort key: creation time, then bot id."""
+    return f"{created_at}#{bot_id}"

@@ -1,0 +1,115 @@
+"""Fixtures shared by every test package: timeouts and the local DynamoDB-compatible server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from storage import schema
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: One unit for every wait in the tests, scaled on slow machines (websockets' ``MS`` idea).
+TIMEOUT = 10.0 * float(os.environ.get("TEST_TIMEOUT_FACTOR", "1"))
+
+
+def free_port() -> int:
+    """A loopback port that is free now (for servers that cannot report the one they bound)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, deadline: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll until something accepts on 127.0.0.1:port, or fail at the deadline."""
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listening on {port}") from None
+            time.sleep(0.05)
+
+
+def create_table(endpoint: str, name: str) -> None:
+    """Create the application table from storage.schema on a local server."""
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": k, "AttributeType": t} for k, t in schema.KEY_ATTRIBUTE_TYPES.items()
+        ],
+        KeySchema=[
+            {"AttributeName": schema.PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": schema.SORT_KEY, "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": schema.BY_DAY_INDEX,
+                "KeySchema": [
+                    {"AttributeName": schema.BY_DAY_PARTITION_KEY, "KeyType": "HASH"},
+                    {"AttributeName": schema.BY_DAY_SORT_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _aws_test_credentials() -> Iterator[None]:
+    """Fake credentials and region for boto3, so no test can reach a real account."""
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
+    )
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint() -> Iterator[str]:
+    """moto's DynamoDB-compatible server as a separate process on 127.0.0.1."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, time.monotonic() + 3 * TIMEOUT, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def table_name(dynamodb_endpoint: str, request: pytest.FixtureRequest) -> str:
+    """A fresh application table for one test, on the shared local server."""
+    name = f"t-{abs(hash(request.node.nodeid)) % 10**10}-{time.monotonic_ns() % 10**6}"
+    create_table(dynamodb_endpoint, name)
+    return name
