@@ -1,0 +1,1 @@
+"""The ``voicebot`` command: create Recall bots, mint relay tokens, show state, run locally."""

@@ -1,0 +1,598 @@
+"""The ``voicebot`` commands: argument parsing, resolution of settings, and output.
+
+Owns the command line only: each command resolves what it needs (flag, then environment,
+then the deployed stack's outputs and secrets), calls the module that does the work, and
+prints. Every ``CliError`` becomes ``error: <one line>`` with its exit code; bad arguments
+are click usage errors (exit 2). Tokens and secrets are printed only where a command's
+purpose is to print them (``token mint``, ``dev``), never in errors.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import boto3
+import click
+
+from cli import render
+from cli.bot_records import BotRecords, CreatedBot
+from cli.bot_request import (
+    BotSpec,
+    InvalidInput,
+    meeting_platform,
+    parse_join_at,
+    with_query,
+    without_query_param,
+)
+from cli.errors import CliError, ConfigError, LocalStackError
+from cli.local_stack import (
+    DEFAULT_DYNAMODB_PORT,
+    DEFAULT_RELAY_PORT,
+    DEFAULT_WEBHOOK_PORT,
+    DevConfig,
+    DevEndpoints,
+    Interrupted,
+    LocalStack,
+)
+from cli.recall_api import REGION_BASE_URLS, RecallClient, base_url
+from cli.sample_webhook import send, signed_sample
+from cli.settings import Settings, load
+from cli.stack import Stack
+from relay import tokens
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+DEFAULT_TOKEN_TTL: Final = 3 * 3600
+DEFAULT_BOT_NAME: Final = "Assistant"
+DEV_TOKEN_TTL: Final = 12 * 3600
+
+
+class VoicebotGroup(click.Group):
+    """The top-level group: turns every ``CliError`` into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; report a ``CliError`` as ``error: <message>``."""
+        try:
+            return super().invoke(ctx)
+        except CliError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@dataclass
+class Context:
+    """Per-invocation state: settings once, the stack looked up at most once."""
+
+    settings: Settings
+    stack_name: str
+    _stack: Stack | None = None
+
+    @property
+    def stack(self) -> Stack:
+        """The deployed stack (no AWS call until an output is needed)."""
+        if self._stack is None:
+            self._stack = Stack(self.stack_name)
+        return self._stack
+
+    def table(self, flag: str | None) -> tuple[str, Table]:
+        """The table by ``--table``, ``TABLE_NAME`` or the stack's ``TableName`` output."""
+        name = flag or self.settings.table_name or self.stack.output("TableName")
+        return name, boto3.resource("dynamodb").Table(name)
+
+    def token_secret(self) -> str:
+        """``RELAY_TOKEN_SECRET``, or the stack's relay token secret; checked for length."""
+        secret = self.settings.relay_token_secret
+        if secret is None:
+            arn = self.stack.output("RelayTokenSecretArn")
+            secret = self.stack.secret(arn, "relay token")
+        try:
+            tokens.check_secret(secret)
+        except tokens.TokenError as exc:
+            raise ConfigError(str(exc)) from None
+        return secret
+
+    def recall_key(self, secret_arn: str | None) -> str:
+        """``--recall-key-secret-arn``, ``RECALL_API_KEY`` or ``RECALL_API_KEY_SECRET_ARN``."""
+        if secret_arn:
+            return self.stack.secret(secret_arn, "Recall API key")
+        if self.settings.recall_api_key:
+            return self.settings.recall_api_key
+        if self.settings.recall_key_secret_arn:
+            return self.stack.secret(self.settings.recall_key_secret_arn, "Recall API key")
+        raise ConfigError("no Recall API key: set RECALL_API_KEY or pass --recall-key-secret-arn")
+
+    def recall_client(self, key: str, region: str) -> RecallClient:
+        """A client for ``region`` (``RECALL_API_BASE`` overrides the URL), showing retries."""
+        return RecallClient(
+            api_key=key,
+            region=region,
+            base=base_url(region, self.settings.recall_api_base),
+            on_retry=show_retry,
+        )
+
+
+def show_retry(status: int | None, delay: float, attempt: int, attempts: int) -> None:
+    """Progress for a long wait: what Recall said and when we try again."""
+    said = f"Recall answered {status}" if status is not None else "Recall was unreachable"
+    click.echo(f"{said}; retrying in {delay:.1f} s (attempt {attempt} of {attempts})…", err=True)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def stack_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--stack NAME``: which deployed stack to read outputs from."""
+    return click.option(
+        "--stack",
+        "stack_name",
+        default=None,
+        help="CloudFormation stack to read outputs from [env VOICEBOT_STACK; "
+        "default RecallVoiceAgent].",
+    )(command)
+
+
+def use_stack(ctx: Context, stack_name: str | None) -> Context:
+    """Point ``ctx`` at ``--stack`` when given."""
+    if stack_name:
+        ctx.stack_name = stack_name
+        ctx._stack = None
+    return ctx
+
+
+def table_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--table NAME``: the DynamoDB table, instead of the stack's ``TableName``."""
+    return click.option(
+        "--table",
+        default=None,
+        help="DynamoDB table [env TABLE_NAME; default: the stack's TableName output].",
+    )(command)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Stable JSON for scripts.")
+
+
+# Top level
+
+
+@click.group(cls=VoicebotGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def voicebot(ctx: click.Context) -> None:
+    """Give a Recall.ai meeting bot a real-time voice: create bots, watch them, run locally."""
+    settings = ctx.obj if isinstance(ctx.obj, Settings) else load()
+    ctx.obj = Context(settings=settings, stack_name=settings.stack_name)
+
+
+# bot
+
+
+@voicebot.group()
+def bot() -> None:
+    """Create, inspect and dismiss meeting bots."""
+
+
+def check_meeting_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """Click callback: an https URL on a platform Output Media supports."""
+    try:
+        meeting_platform(value)
+    except InvalidInput as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value.strip()
+
+
+@bot.command("create")
+@click.option(
+    "--meeting-url",
+    required=True,
+    callback=check_meeting_url,
+    help="Zoom, Google Meet, Teams or Webex URL.",
+)
+@click.option("--name", "bot_name", default=DEFAULT_BOT_NAME, show_default=True, help="Bot name.")
+@click.option(
+    "--region",
+    type=click.Choice(list(REGION_BASE_URLS)),
+    default=None,
+    help="Recall region [env RECALL_REGION; default us-west-2].",
+)
+@click.option("--join-at", default=None, help="ISO 8601 time to join (default: now).")
+@click.option("--persona", default=None, help="Persona label, sent in the bot's metadata.")
+@click.option(
+    "--token-ttl",
+    type=click.IntRange(min=60),
+    default=DEFAULT_TOKEN_TTL,
+    show_default=True,
+    help="Meeting length the relay token covers, seconds (added to any --join-at wait).",
+)
+@click.option("--page-url", default=None, help="Agent page URL [default: stack's AgentPageUrl].")
+@table_option
+@click.option("--no-record", is_flag=True, help="Do not record the bot in DynamoDB.")
+@click.option(
+    "--recall-key-secret-arn",
+    default=None,
+    help="Read the Recall API key from this Secrets Manager secret [env RECALL_API_KEY].",
+)
+@stack_option
+@json_option
+@pass_context
+def bot_create(
+    ctx: Context,
+    meeting_url: str,
+    bot_name: str,
+    region: str | None,
+    join_at: str | None,
+    persona: str | None,
+    token_ttl: int,
+    page_url: str | None,
+    table: str | None,
+    no_record: bool,
+    recall_key_secret_arn: str | None,
+    stack_name: str | None,
+    as_json: bool,
+) -> None:
+    """Create a bot that joins a meeting with the agent page as its camera and voice."""
+    use_stack(ctx, stack_name)
+    now = datetime.now(UTC)
+    region = region or ctx.settings.recall_region
+    when: datetime | None = None
+    if join_at is not None:
+        try:
+            when = parse_join_at(join_at, now)
+        except InvalidInput as exc:
+            raise click.BadParameter(str(exc), param_hint="'--join-at'") from None
+
+    # Everything that can fail locally fails before Recall creates anything.
+    base_url(region, ctx.settings.recall_api_base)  # an unknown RECALL_REGION fails here
+    key = ctx.recall_key(recall_key_secret_arn)
+    page = page_url or ctx.stack.output("AgentPageUrl")
+    if not page.startswith(("https://", "http://")):
+        raise click.BadParameter(f"{page!r} is not an http(s) URL", param_hint="'--page-url'")
+    secret = ctx.token_secret()
+    records: BotRecords | None = None
+    if not no_record:
+        _, table_resource = ctx.table(table)
+        records = BotRecords(table_resource)
+
+    session_id = str(uuid.uuid4())
+    wait = (when - now).total_seconds() if when else 0.0
+    token = tokens.mint(secret, session_id, token_ttl + int(wait), now=now.timestamp())
+    try:
+        spec = BotSpec(
+            meeting_url=meeting_url,
+            bot_name=bot_name,
+            session_id=session_id,
+            page_url=with_query(page, token=token),
+            join_at=when,
+            persona=persona,
+        )
+    except InvalidInput as exc:
+        raise click.UsageError(str(exc)) from None
+
+    with ctx.recall_client(key, region) as recall:
+        created = recall.create_bot(spec.request())
+    bot_id = str(created["id"])
+    shown_page = without_query_param(spec.page_url, "token")
+    result: dict[str, Any] = {
+        "bot_id": bot_id,
+        "session_id": session_id,
+        "region": region,
+        "page_url": shown_page,
+        "join_at": spec.request().get("join_at"),
+        "recorded": False,
+    }
+    if records is not None:
+        try:
+            records.record_created(
+                CreatedBot(
+                    bot_id=bot_id,
+                    session_id=session_id,
+                    region=region,
+                    meeting_url=meeting_url,
+                    bot_name=bot_name,
+                    created_at=now,
+                )
+            )
+            result["recorded"] = True
+        finally:
+            if not result["recorded"]:
+                # Say what exists before the error line, so the bot is not lost.
+                click.echo(f"bot {bot_id} was created in {region} but not recorded", err=True)
+    if as_json:
+        click.echo(render.to_json(result))
+        return
+    click.echo(
+        render.fields(
+            [
+                ("bot", bot_id),
+                ("session", session_id),
+                ("region", region),
+                ("page", shown_page),
+                ("joins", result["join_at"] or "now"),
+                ("recorded", "yes" if result["recorded"] else "no (--no-record)"),
+            ]
+        )
+    )
+
+
+@bot.command("leave")
+@click.argument("bot_id")
+@click.option(
+    "--region",
+    type=click.Choice(list(REGION_BASE_URLS)),
+    default=None,
+    help="Recall region [default: the bot's recorded region, else RECALL_REGION].",
+)
+@click.option("--recall-key-secret-arn", default=None, help="Read the Recall key from this secret.")
+@table_option
+@stack_option
+@pass_context
+def bot_leave(
+    ctx: Context,
+    bot_id: str,
+    region: str | None,
+    recall_key_secret_arn: str | None,
+    table: str | None,
+    stack_name: str | None,
+) -> None:
+    """Make a bot leave its meeting."""
+    use_stack(ctx, stack_name)
+    if region is None and (table or ctx.settings.table_name):
+        # Bots live in one region; the one we recorded at creation is the right one.
+        _, table_resource = ctx.table(table)
+        state = BotRecords(table_resource).state(bot_id)
+        recorded = state.get("region") if state else None
+        region = recorded if isinstance(recorded, str) else None
+    region = region or ctx.settings.recall_region
+    key = ctx.recall_key(recall_key_secret_arn)
+    with ctx.recall_client(key, region) as recall:
+        recall.leave_call(bot_id)
+    click.echo(f"bot {bot_id} is leaving its call ({region})")
+
+
+@bot.command("show")
+@click.argument("bot_id")
+@table_option
+@stack_option
+@json_option
+@pass_context
+def bot_show(
+    ctx: Context, bot_id: str, table: str | None, stack_name: str | None, as_json: bool
+) -> None:
+    """Show a bot's state, event timeline, relay sessions and transcript."""
+    use_stack(ctx, stack_name)
+    name, table_resource = ctx.table(table)
+    details = BotRecords(table_resource).details(bot_id)
+    if details is None:
+        raise CliError(f"no bot {bot_id} in table {name}")
+    if as_json:
+        click.echo(
+            render.to_json(
+                {
+                    "bot": render.public(details.state),
+                    "events": [render.public(e) for e in details.events],
+                    "connections": [render.public(c) for c in details.connections],
+                    "turns": [render.public(t) for t in details.turns],
+                }
+            )
+        )
+        return
+    click.echo(
+        render.bot_report(
+            details.state, details.events, details.connections, details.turns, render.now_utc()
+        )
+    )
+
+
+@voicebot.command("bots")
+@click.option(
+    "--limit", type=click.IntRange(min=1, max=1000), default=20, show_default=True, help="How many."
+)
+@click.option(
+    "--days", type=click.IntRange(min=0, max=366), default=30, show_default=True, help="Look back."
+)
+@table_option
+@stack_option
+@json_option
+@pass_context
+def bots(
+    ctx: Context, limit: int, days: int, table: str | None, stack_name: str | None, as_json: bool
+) -> None:
+    """List recent bots, newest first, with their state."""
+    use_stack(ctx, stack_name)
+    _, table_resource = ctx.table(table)
+    now = render.now_utc()
+    found = BotRecords(table_resource).recent(limit, now, lookback_days=days)
+    if as_json:
+        click.echo(render.to_json([render.public(b) for b in found]))
+        return
+    if not found:
+        click.echo(f"no bots in the last {days} days")
+        return
+    click.echo(render.bots_table(found, now))
+
+
+# token
+
+
+@voicebot.group()
+def token() -> None:
+    """Relay tokens."""
+
+
+@token.command("mint")
+@click.option("--sub", required=True, help="Session or bot id the token is bound to.")
+@click.option(
+    "--ttl",
+    type=click.IntRange(min=1),
+    default=tokens.DEFAULT_TTL_SECONDS,
+    show_default=True,
+    help="Lifetime, seconds.",
+)
+@stack_option
+@pass_context
+def token_mint(ctx: Context, sub: str, ttl: int, stack_name: str | None) -> None:
+    """Print a relay token (secret from RELAY_TOKEN_SECRET or the stack's secret)."""
+    use_stack(ctx, stack_name)
+    secret = ctx.token_secret()
+    try:
+        click.echo(tokens.mint(secret, sub, ttl))
+    except tokens.TokenError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--sub'") from None
+
+
+# webhook
+
+
+@voicebot.group()
+def webhook() -> None:
+    """Recall webhooks."""
+
+
+@webhook.command("send-sample")
+@click.argument("url")
+@click.option(
+    "--secret",
+    default=None,
+    help="whsec_ signing secret [env RECALL_WEBHOOK_SECRET; default: the stack's secret].",
+)
+@click.option("--bot-id", default=None, help="Bot id in the sample (default: a new uuid).")
+@stack_option
+@pass_context
+def webhook_send_sample(
+    ctx: Context, url: str, secret: str | None, bot_id: str | None, stack_name: str | None
+) -> None:
+    """POST a signed sample bot.in_call_recording delivery to URL."""
+    use_stack(ctx, stack_name)
+    if not url.startswith(("https://", "http://")):
+        raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="URL")
+    secret = secret or ctx.settings.webhook_secret
+    if secret is None:
+        arn = ctx.stack.output("WebhookSecretArn")
+        # The stored value may list several secrets during rotation; any one signs.
+        secret = ctx.stack.secret(arn, "webhook").split()[0]
+    delivery = signed_sample(secret, datetime.now(UTC), bot_id=bot_id)
+    status = send(url, delivery)
+    click.echo(f"delivered {delivery.webhook_id} for bot {delivery.bot_id}: HTTP {status}")
+
+
+# dev
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` instead of raising, for an orderly shutdown."""
+    handlers = {}
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handlers[signum] = signal.signal(signum, request_stop)
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def dev_banner(endpoints: DevEndpoints, page_token: str) -> str:
+    """What ``voicebot dev`` prints once everything answers."""
+    model = (
+        f"simulated ({endpoints.model_url})" if endpoints.model_url else "OpenAI (OPENAI_API_KEY)"
+    )
+    page = with_query(endpoints.relay_http_url, token=page_token)
+    aws = (
+        f"AWS_ENDPOINT_URL_DYNAMODB={endpoints.dynamodb_url} AWS_ACCESS_KEY_ID=dev "
+        "AWS_SECRET_ACCESS_KEY=dev AWS_DEFAULT_REGION=us-east-1"
+    )
+    lines = [
+        "voicebot dev: the local stack is up (Ctrl-C stops it)",
+        "",
+        f"  agent page:      {page}",
+        f"  relay:           {endpoints.relay_ws_url}",
+        f"  model:           {model}",
+        f"  webhook URL:     {endpoints.webhook_url}",
+        f"  webhook secret:  {endpoints.webhook_secret}",
+        f"  DynamoDB:        {endpoints.dynamodb_url} (table {endpoints.table_name})",
+        "",
+        "Send a signed sample webhook:",
+        f"  voicebot webhook send-sample {endpoints.webhook_url} "
+        f"--secret {endpoints.webhook_secret}",
+        "Then watch it:",
+        f"  {aws} voicebot bots --table {endpoints.table_name}",
+    ]
+    return "\n".join(lines)
+
+
+@voicebot.command("dev")
+@click.option(
+    "--relay-port",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_RELAY_PORT,
+    show_default=True,
+    help="Relay and agent page.",
+)
+@click.option(
+    "--webhook-port",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_WEBHOOK_PORT,
+    show_default=True,
+    help="Webhook app.",
+)
+@click.option(
+    "--dynamodb-port",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_DYNAMODB_PORT,
+    show_default=True,
+    help="DynamoDB-compatible server.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Show every child's output, prefixed.")
+@pass_context
+def dev(
+    ctx: Context, relay_port: int, webhook_port: int, dynamodb_port: int, verbose: bool
+) -> None:
+    """Run the whole stack locally: DynamoDB, webhooks, relay, simulated model (or OpenAI)."""
+    config = DevConfig(
+        relay_port=relay_port,
+        webhook_port=webhook_port,
+        dynamodb_port=dynamodb_port,
+        openai_api_key=ctx.settings.openai_api_key,
+        environ=ctx.settings.environ,
+        verbose=verbose,
+    )
+    stop = threading.Event()
+
+    def progress(line: str) -> None:
+        click.echo(line, err=True)
+
+    stack = LocalStack(config, stop, progress)
+    with stop_on_signals(stop):
+        try:
+            endpoints = stack.start()
+            page_token = tokens.mint(
+                endpoints.relay_token_secret, f"dev-{uuid.uuid4().hex[:12]}", DEV_TOKEN_TTL
+            )
+            click.echo(dev_banner(endpoints, page_token))
+            sys.stdout.flush()
+            while not stop.wait(0.25):
+                dead = stack.first_dead()
+                if dead is not None:
+                    raise LocalStackError(dead.death_report())
+        except Interrupted:
+            pass
+        finally:
+            progress("stopping…")
+            stack.stop()
+            progress("stopped")
+
+
+def main() -> None:
+    """Console script entry point (``voicebot``)."""
+    voicebot(obj=load(), prog_name="voicebot")

@@ -1,0 +1,188 @@
+"""How the CLI shows things: aligned tables and relative times for people, stable JSON for scripts.
+
+Pure functions from plain values to text; no I/O, no clock (``now`` is an argument).
+The JSON forms drop the table's key attributes (``pk``, ``sk``, index keys) so scripts
+see the same fields whatever the key design; keys are sorted, so output is stable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from storage import schema
+
+KEY_ATTRIBUTES: Final = frozenset(
+    {schema.PARTITION_KEY, schema.SORT_KEY, schema.BY_DAY_PARTITION_KEY, schema.BY_DAY_SORT_KEY}
+)
+MAX_CELL_CHARS: Final = 60
+
+
+def parse_time(value: object) -> datetime | None:
+    """An ISO 8601 string (``Z`` or offset; naive means UTC) as an aware datetime."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def relative(value: object, now: datetime) -> str:
+    """``"3m ago"``, ``"in 2h"``, ``"just now"``; ``"-"`` when there is no time."""
+    when = parse_time(value)
+    if when is None:
+        return "-"
+    seconds = (now - when).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 5:
+        return "just now"
+    unit, size = next(
+        (u, n) for u, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)) if seconds >= n
+    )
+    amount = int(seconds // size)
+    return f"in {amount}{unit}" if future else f"{amount}{unit} ago"
+
+
+def duration(start: object, end: object) -> str:
+    """``"1m 5s"`` between two ISO times; ``"-"`` if either is missing."""
+    begin, finish = parse_time(start), parse_time(end)
+    if begin is None or finish is None:
+        return "-"
+    seconds = max(0, int((finish - begin).total_seconds()))
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {seconds}s"
+    return f"{seconds}s"
+
+
+def cell(value: object) -> str:
+    """One table cell on one line, bounded in width."""
+    text = "-" if value is None or value == "" else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Columns aligned on the widest cell; the last column is not padded."""
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        padded = [v.ljust(w) for v, w in zip(values[:-1], widths[:-1], strict=True)]
+        return "  ".join([*padded, values[-1]]).rstrip()
+
+    return "\n".join([line(list(headers)), *(line(r) for r in cells)])
+
+
+def fields(pairs: Sequence[tuple[str, object]]) -> str:
+    """``name  value`` lines with the names aligned."""
+    width = max(len(name) for name, _ in pairs)
+    return "\n".join(f"{name.ljust(width)}  {cell(value)}" for name, value in pairs)
+
+
+def public(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An item without the table's key attributes, keys sorted."""
+    return {k: item[k] for k in sorted(item) if k not in KEY_ATTRIBUTES}
+
+
+def to_json(value: Any) -> str:
+    """Stable, indented JSON (sorted keys)."""
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def bots_table(bots: Sequence[Mapping[str, Any]], now: datetime) -> str:
+    """``voicebot bots``: one line per bot, newest first."""
+    rows = [
+        [
+            bot.get("bot_id"),
+            bot.get("status") or "created",
+            bot.get("sub_code"),
+            bot.get("bot_name"),
+            bot.get("region"),
+            relative(bot.get("created_at"), now),
+            relative(bot.get("updated_at"), now),
+        ]
+        for bot in bots
+    ]
+    return table(["BOT ID", "STATUS", "SUB CODE", "NAME", "REGION", "CREATED", "UPDATED"], rows)
+
+
+def bot_report(
+    state: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+    connections: Sequence[Mapping[str, Any]],
+    turns: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> str:
+    """``voicebot bot show``: state, event timeline, relay sessions, transcript."""
+    header = [
+        ("bot", state.get("bot_id")),
+        ("status", state.get("status") or "created (no webhook yet)"),
+        ("sub code", state.get("sub_code")),
+        ("last event", state.get("event")),
+        ("updated", relative(state.get("updated_at"), now)),
+        ("created", relative(state.get("created_at"), now)),
+        ("name", state.get("bot_name")),
+        ("region", state.get("region")),
+        ("meeting", state.get("meeting_url")),
+        ("session", state.get("session_id")),
+    ]
+    parts = [fields(header)]
+
+    parts.append(f"\nEvents ({len(events)})")
+    if events:
+        parts.append(
+            table(
+                ["WHEN", "EVENT", "STATUS", "SUB CODE", "DETAIL"],
+                [
+                    [
+                        relative(e.get("updated_at"), now),
+                        e.get("event"),
+                        e.get("status"),
+                        e.get("sub_code"),
+                        e.get("summary"),
+                    ]
+                    for e in events
+                ],
+            )
+        )
+
+    parts.append(f"\nRelay sessions ({len(connections)})")
+    if connections:
+        parts.append(
+            table(
+                ["STARTED", "DURATION", "CLOSE", "MODEL", "RESPONSES", "CONNECTION"],
+                [
+                    [
+                        relative(c.get("started_at"), now),
+                        duration(c.get("started_at"), c.get("ended_at"))
+                        if c.get("ended_at")
+                        else "open",
+                        c.get("close_code"),
+                        c.get("model"),
+                        c.get("responses"),
+                        c.get("connection_id"),
+                    ]
+                    for c in connections
+                ],
+            )
+        )
+
+    parts.append(f"\nTranscript ({len(turns)})")
+    for turn in turns:
+        text = " ".join(str(turn.get("text", "")).split())
+        parts.append(f"{relative(turn.get('at'), now):>10}  {cell(turn.get('role')):<9}  {text}")
+    return "\n".join(parts)
+
+
+def now_utc() -> datetime:
+    """The current time, aware (the command boundary's clock)."""
+    return datetime.now(UTC)

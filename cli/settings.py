@@ -1,0 +1,61 @@
+"""The CLI's settings: the only module that reads the environment.
+
+``Settings.from_env(os.environ)`` runs once in ``main``; commands receive the result.
+Flags override these values at the command boundary. Nothing here validates against the
+network; the ``ConfigError``s raised by commands say which variable or flag to set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+DEFAULT_REGION: Final = "us-west-2"
+DEFAULT_STACK_NAME: Final = "RecallVoiceAgent"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Values the CLI takes from its environment; flags override them."""
+
+    recall_api_key: str | None = None
+    recall_key_secret_arn: str | None = None
+    recall_region: str = DEFAULT_REGION
+    #: Base URL override (tests, proxies); ``{region}`` in it is replaced by the region.
+    recall_api_base: str | None = None
+    relay_token_secret: str | None = None
+    webhook_secret: str | None = None
+    stack_name: str = DEFAULT_STACK_NAME
+    table_name: str | None = None
+    openai_api_key: str | None = None
+    #: The whole environment, passed on to the local stack's child processes.
+    environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read the settings from ``environ`` (empty values count as unset)."""
+
+        def get(name: str) -> str | None:
+            value = environ.get(name, "").strip()
+            return value or None
+
+        return cls(
+            recall_api_key=get("RECALL_API_KEY"),
+            recall_key_secret_arn=get("RECALL_API_KEY_SECRET_ARN"),
+            recall_region=get("RECALL_REGION") or DEFAULT_REGION,
+            recall_api_base=get("RECALL_API_BASE"),
+            relay_token_secret=environ.get("RELAY_TOKEN_SECRET") or None,
+            webhook_secret=get("RECALL_WEBHOOK_SECRET"),
+            stack_name=get("VOICEBOT_STACK") or DEFAULT_STACK_NAME,
+            table_name=get("TABLE_NAME"),
+            openai_api_key=get("OPENAI_API_KEY"),
+            environ=MappingProxyType(dict(environ)),
+        )
+
+
+def load() -> Settings:
+    """Settings from this process's environment (the console script's entry point)."""
+    return Settings.from_env(os.environ)
