@@ -55,7 +55,9 @@ class Delivery(TypedDict):
     sk: str
     webhook_id: str
     received_at: str
-    body: str  # the raw body as received (UTF-8, or base64 when not valid UTF-8)
+    body: str  # the raw body as received (UTF-8, or encoded as `body_encoding` says)
+    body_encoding: NotRequired[str]  # "base64" (not UTF-8) or "zlib+base64" (too big as is)
+    body_truncated: NotRequired[bool]  # cut to fit DynamoDB's 400 KB item limit
     event: NotRequired[str]
     bot_id: NotRequired[str]
     parse_error: NotRequired[str]  # set when the body could not be understood
