@@ -1,0 +1,61 @@
+"""Fixtures for the CLI tests: the fake Recall API and an in-process ``voicebot`` runner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cli.main import voicebot
+from tests.cli.fake_recall import FakeRecall
+
+TOKEN_SECRET = "s" * 48
+RECALL_KEY = "test-recall-key-0123456789"
+
+#: Every variable the CLI reads, unset unless a test sets it (the developer's own
+#: RECALL_API_KEY or stack must never leak into a test).
+CLI_ENV_UNSET: Mapping[str, None] = dict.fromkeys(
+    [
+        "RECALL_API_KEY",
+        "RECALL_API_KEY_SECRET_ARN",
+        "RECALL_REGION",
+        "RECALL_API_BASE",
+        "RELAY_TOKEN_SECRET",
+        "RECALL_WEBHOOK_SECRET",
+        "VOICEBOT_STACK",
+        "TABLE_NAME",
+        "OPENAI_API_KEY",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL",
+    ]
+)
+
+
+def run_cli(args: list[str], env: Mapping[str, str | None] | None = None) -> Result:
+    """Run ``voicebot ARGS`` in-process with exactly ``env`` on top of a clean CLI env."""
+    result = CliRunner().invoke(voicebot, args, env={**CLI_ENV_UNSET, **(env or {})})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+@pytest.fixture
+def fake_recall() -> Iterator[FakeRecall]:
+    """A fake Recall API on 127.0.0.1, serving in a thread, recording every request."""
+    fake = FakeRecall()
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+@pytest.fixture
+def recall_env(fake_recall: FakeRecall) -> dict[str, str]:
+    """Environment for commands that talk to the fake Recall (``{region}`` in the path)."""
+    return {
+        "RECALL_API_KEY": RECALL_KEY,
+        "RECALL_API_BASE": f"{fake_recall.url}/{{region}}",
+        "RELAY_TOKEN_SECRET": TOKEN_SECRET,
+    }
