@@ -1,0 +1,293 @@
+"""The conversation so far: its turns, bounded, loaded back from the table, replayed as seeds.
+
+A *turn* is one final transcript: what was heard in the meeting (``user``) or what the
+agent said (``assistant``). This module owns
+
+- :class:`Turn`, the validated value, and :func:`make_turn` / :func:`turn_from_item`,
+  which clean text from anywhere (an upstream event, a stored item) into one;
+- :class:`TurnWindow` and :func:`keep_newest`, the bounded "newest turns" rule shared by
+  the live window a connection keeps and by :func:`load_turns`;
+- :func:`load_turns`, the read of ``SESSION#<id>`` / ``TURN#…`` items (newest kept, in
+  order, bounded in count and bytes);
+- :func:`seed_events`, GA ``conversation.item.create`` events that recreate the
+  conversation in a fresh upstream session (resume on another task, rollover before the
+  maximum session length), bounded in total size.
+
+It refuses to write anything (``relay.records`` is the only writer) and to seed audio:
+the GA API cannot take assistant audio items, so every turn is replayed as text
+(user → ``input_text``, assistant → ``output_text``; openai-python
+``types/realtime/realtime_conversation_item_{user,assistant}_message_param.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from storage import schema
+from storage.items import plain
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["user", "assistant"]
+ROLES: Final[frozenset[str]] = frozenset({"user", "assistant"})
+
+#: Longest text kept for one turn, in characters (a few minutes of speech); longer
+#: transcripts are cut and end with :data:`TRUNCATION_MARK`.
+MAX_TURN_CHARS: Final = 4000
+TRUNCATION_MARK: Final = "…"
+#: Longest ``item_id`` kept (OpenAI's are ~30 characters).
+MAX_ITEM_ID_CHARS: Final = 128
+
+#: Default bounds of the history kept in memory and loaded from the table.
+MAX_HISTORY_TURNS: Final = 200
+MAX_HISTORY_BYTES: Final = 64 * 1024
+#: Default bound of the seed events sent to a fresh upstream session (the JSON, UTF-8):
+#: about 12k tokens of text, well inside every current model's context.
+MAX_SEED_BYTES: Final = 48 * 1024
+#: Pages read at most by one :func:`load_turns`, whatever the items look like.
+MAX_QUERY_PAGES: Final = 10
+LOAD_TIMEOUT_SECONDS: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One final transcript: who spoke, what was said (clean, bounded), and when (ISO UTC)."""
+
+    role: Role
+    text: str
+    at: str = ""
+    item_id: str | None = None
+
+    @property
+    def size(self) -> int:
+        """UTF-8 bytes of the text: what the history bounds count."""
+        return len(self.text.encode("utf-8"))
+
+
+# Turns
+
+
+def clean_text(text: str, limit: int = MAX_TURN_CHARS) -> str:
+    """Text safe to store and to send: valid UTF-8 (lone surrogates replaced), bounded, stripped."""
+    if len(text) > limit:
+        text = text[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+    # json.loads turns "\ud800" into a lone surrogate, which no UTF-8 encoder accepts.
+    return text.encode("utf-8", "replace").decode("utf-8").strip()
+
+
+def make_turn(role: object, text: object, at: object = "", item_id: object = None) -> Turn | None:
+    """A :class:`Turn` from untrusted values, or ``None`` when they do not make one.
+
+    ``role`` must be ``"user"`` or ``"assistant"`` and ``text`` a non-blank string; a bad
+    ``at`` or ``item_id`` is dropped rather than failing the turn.
+    """
+    if not isinstance(role, str) or role not in ROLES or not isinstance(text, str):
+        return None
+    cleaned = clean_text(text)
+    if not cleaned:
+        return None
+    stamp = clean_text(at, 64) if isinstance(at, str) else ""
+    ident = clean_text(item_id, MAX_ITEM_ID_CHARS) if isinstance(item_id, str) else None
+    return Turn(
+        role="user" if role == "user" else "assistant",
+        text=cleaned,
+        at=stamp,
+        item_id=ident or None,
+    )
+
+
+def turn_from_item(item: Mapping[str, Any]) -> Turn | None:
+    """The turn a stored ``TURN#`` item holds (``storage.items.Turn``), or ``None`` if malformed."""
+    return make_turn(item.get("role"), item.get("text"), item.get("at", ""), item.get("item_id"))
+
+
+def keep_newest(
+    turns: Iterable[Turn],
+    *,
+    max_turns: int = MAX_HISTORY_TURNS,
+    max_bytes: int = MAX_HISTORY_BYTES,
+) -> list[Turn]:
+    """The newest turns that fit both bounds, oldest first (the order given)."""
+    window = TurnWindow(max_turns=max_turns, max_bytes=max_bytes)
+    window.extend(turns)
+    return window.turns()
+
+
+class TurnWindow:
+    """The newest turns of a conversation, bounded by count and text bytes; oldest evicted.
+
+    A live connection appends every recorded turn here, so a rollover can seed a fresh
+    upstream session without reading the table.
+    """
+
+    __slots__ = ("_bytes", "_turns", "max_bytes", "max_turns")
+
+    def __init__(
+        self,
+        turns: Iterable[Turn] = (),
+        *,
+        max_turns: int = MAX_HISTORY_TURNS,
+        max_bytes: int = MAX_HISTORY_BYTES,
+    ) -> None:
+        """Start with ``turns`` (oldest first), trimmed to the bounds."""
+        self.max_turns = max_turns
+        self.max_bytes = max_bytes
+        self._turns: deque[Turn] = deque()
+        self._bytes = 0
+        self.extend(turns)
+
+    def append(self, turn: Turn) -> None:
+        """Add the newest turn, then evict the oldest ones until both bounds hold."""
+        self._turns.append(turn)
+        self._bytes += turn.size
+        while self._turns and (len(self._turns) > self.max_turns or self._bytes > self.max_bytes):
+            self._bytes -= self._turns.popleft().size
+
+    def extend(self, turns: Iterable[Turn]) -> None:
+        """Append each of ``turns``, oldest first."""
+        for turn in turns:
+            self.append(turn)
+
+    def turns(self) -> list[Turn]:
+        """A copy of the kept turns, oldest first."""
+        return list(self._turns)
+
+    def __len__(self) -> int:
+        """How many turns are kept."""
+        return len(self._turns)
+
+
+# Seeding
+
+
+def seed_item(turn: Turn) -> dict[str, Any]:
+    """The GA conversation item that replays ``turn`` as text."""
+    part_type = "input_text" if turn.role == "user" else "output_text"
+    return {
+        "type": "message",
+        "role": turn.role,
+        "content": [{"type": part_type, "text": clean_text(turn.text)}],
+    }
+
+
+def seed_events(
+    turns: Sequence[Turn],
+    *,
+    max_bytes: int = MAX_SEED_BYTES,
+    max_events: int = MAX_HISTORY_TURNS,
+) -> list[str]:
+    """GA ``conversation.item.create`` events that recreate ``turns`` in a fresh session.
+
+    Newest turns win: walking back from the last turn, events are kept while their total
+    UTF-8 size stays within ``max_bytes`` and their count within ``max_events``; the
+    result is oldest first, ready to send in order after the session's ``session.update``
+    and before any audio. Each event carries ``event_id`` ``relay_seed_<n>`` so an
+    ``error`` the upstream answers can be told apart from the client's.
+    """
+    kept: list[str] = []
+    total = 0
+    for index in range(len(turns) - 1, -1, -1):
+        if len(kept) >= max_events:
+            break
+        event = {
+            "type": "conversation.item.create",
+            "event_id": f"relay_seed_{index}",
+            "item": seed_item(turns[index]),
+        }
+        encoded = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+        size = len(encoded.encode("utf-8"))
+        if total + size > max_bytes:
+            break
+        kept.append(encoded)
+        total += size
+    kept.reverse()
+    return kept
+
+
+# Loading
+
+
+async def load_turns(
+    session_id: str,
+    *,
+    client: DynamoDBClient,
+    table_name: str,
+    max_turns: int = MAX_HISTORY_TURNS,
+    max_bytes: int = MAX_HISTORY_BYTES,
+    timeout: float = LOAD_TIMEOUT_SECONDS,  # noqa: ASYNC109 - a bound that answers, never raises
+) -> list[Turn]:
+    """The newest turns of ``session_id`` from the table, oldest first, within both bounds.
+
+    Reads ``SESSION#<id>`` items whose sort key begins with ``TURN#`` newest first, in a
+    worker thread (boto3 blocks), and stops at the bounds. Malformed items are skipped.
+    Storage failing or answering late is not an error for the caller: it is logged once
+    and the conversation starts afresh (``[]``), so a resume never fails on the table.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await asyncio.to_thread(
+                _query_newest, client, table_name, session_id, max_turns, max_bytes
+            )
+    except (BotoCoreError, ClientError, TimeoutError) as error:
+        logger.warning(
+            "conversation load failed; resuming without history",
+            extra={"session_id": session_id, "error": type(error).__name__},
+        )
+        return []
+
+
+def _query_newest(
+    client: DynamoDBClient, table_name: str, session_id: str, max_turns: int, max_bytes: int
+) -> list[Turn]:
+    deserializer = TypeDeserializer()
+    newest_first: list[Turn] = []
+    total = 0
+    request: dict[str, Any] = {
+        "TableName": table_name,
+        "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+        "ProjectionExpression": "#role, #text, #at, #item_id",
+        "ExpressionAttributeNames": {
+            "#pk": schema.PARTITION_KEY,
+            "#sk": schema.SORT_KEY,
+            "#role": "role",
+            "#text": "text",
+            "#at": "at",
+            "#item_id": "item_id",
+        },
+        "ExpressionAttributeValues": {
+            ":pk": {"S": schema.session_pk(session_id)},
+            ":prefix": {"S": schema.TURN_PREFIX},
+        },
+        "ScanIndexForward": False,
+        "Limit": max(1, min(max_turns, 100)),
+    }
+    for _ in range(MAX_QUERY_PAGES):
+        page = client.query(**request)
+        for raw in page.get("Items", []):
+            item = plain({key: deserializer.deserialize(value) for key, value in raw.items()})
+            turn = turn_from_item(item)
+            if turn is None:
+                continue
+            if len(newest_first) >= max_turns or total + turn.size > max_bytes:
+                newest_first.reverse()
+                return newest_first
+            newest_first.append(turn)
+            total += turn.size
+        last_key = page.get("LastEvaluatedKey")
+        if not last_key:
+            break
+        request["ExclusiveStartKey"] = last_key
+    newest_first.reverse()
+    return newest_first
