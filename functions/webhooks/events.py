@@ -40,13 +40,15 @@ _OPEN = ConfigDict(extra="allow", defer_build=True, frozen=True)
 
 
 def iso_utc(moment: datetime) -> str:
-    """Fixed-width ISO 8601 UTC with microseconds, so lexical order is time order.
+    """Fixed-width ISO 8601 UTC with microseconds, so lexical order is time order."""
+    return _as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    A naive time is taken as UTC (Recall always sends ``Z``; this is tolerance).
-    """
+
+def _as_utc(moment: datetime) -> datetime:
+    """A naive time is taken as UTC (Recall always sends ``Z``; this is tolerance)."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 class ObjectRef(BaseModel):
@@ -72,6 +74,11 @@ class StatusData(BaseModel):
     sub_code: str | None = None
     updated_at: datetime
 
+    @field_validator("updated_at", mode="after")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return _as_utc(value)
+
 
 class Timestamp(BaseModel):
     """``{"relative": seconds, "absolute": iso}``, both optional."""
@@ -80,6 +87,11 @@ class Timestamp(BaseModel):
 
     relative: float | None = None
     absolute: datetime | None = None
+
+    @field_validator("absolute", mode="after")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _as_utc(value)
 
 
 class Participant(BaseModel):

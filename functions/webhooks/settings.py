@@ -66,6 +66,8 @@ class Settings:
     #: Standard Webhooks' tolerance, both directions.
     tolerance_seconds: int = 300
     max_body_bytes: int = MAX_BODY_BYTES
+    #: How often an empty or unreadable Secrets Manager secret is read again.
+    secret_retry_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -167,7 +169,7 @@ class WebhookSecrets:
     """The signing secrets, resolved once per process and kept in memory.
 
     An inline list wins. Otherwise the Secrets Manager value is read on first use; an
-    empty or failed read is not cached, but retried at most every ``retry_seconds``, so a
+    empty or failed read is not cached, but retried at most every ``settings.secret_retry_seconds``, so a
     secret filled in after deployment is picked up without a redeploy while a flood of
     requests cannot turn into a flood of Secrets Manager calls.
     """
@@ -176,14 +178,13 @@ class WebhookSecrets:
         self,
         settings: Settings,
         client: Callable[[], SecretsManagerClient] = _secretsmanager_client,
-        retry_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Resolve from ``settings``; ``client`` builds the Secrets Manager client lazily."""
         self._settings = settings
         self._client_factory = client
         self._client: SecretsManagerClient | None = None
-        self._retry_seconds = retry_seconds
+        self._retry_seconds = settings.secret_retry_seconds
         self._clock = clock
         self._lock = threading.Lock()
         self._secrets: tuple[str, ...] = settings.webhook_secrets
