@@ -1,0 +1,78 @@
+"""Smoke test of the relay load harness: one tiny step per target, real processes, no timing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TIMEOUT
+
+REAL_RELAY = (ROOT / "relay_container" / "relay" / "__main__.py").exists()
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None or not (ROOT / "node_modules").is_dir(),
+    reason="the harness's load generator and echo upstream need Node",
+)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "direct",
+        "naive",
+        pytest.param(
+            "relay",
+            marks=pytest.mark.skipif(not REAL_RELAY, reason="python -m relay not written yet"),
+        ),
+    ],
+)
+def test_one_small_step_reports_round_trips_and_no_loss(target: str, tmp_path: Path) -> None:
+    """Five sessions for two seconds: every append comes back and the round trip is reported."""
+    report = tmp_path / "report.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.relay_load",
+            "--target",
+            target,
+            "--no-direct",
+            "--steps",
+            "5",
+            "--step-seconds",
+            "2",
+            "--warmup-seconds",
+            "0.5",
+            "--max-seconds",
+            "90",
+            "--json",
+            str(report),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=9 * TIMEOUT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    document = json.loads(report.read_text())
+    [result] = document["targets"]
+    [step] = result["steps"]
+    assert step["error"] is None, step["error"]
+    assert step["connected"] == 5
+    assert step["sent"] > 0
+    assert step["received"] == step["sent"]
+    assert step["lost"] == 0
+    assert step["reorders"] == 0
+    assert step["samples"] > 0
+    assert step["p50_ms"] is not None
+    assert step["p99_ms"] is not None
+    if target != "direct":
+        assert step["relay_cpu_seconds"] is not None
+        assert step["relay_rss_kb"] > 0
+    assert f"target: {target}" in proc.stdout
