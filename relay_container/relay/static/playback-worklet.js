@@ -1,0 +1,121 @@
+// Playback: the agent's 24 kHz PCM16 deltas into a ring buffer at the context's rate, played
+// with no added latency beyond one render quantum. Tracks which assistant item each sample
+// belongs to, so a barge-in can tell the model exactly how many ms of an item were heard.
+//
+// Messages in:  {type: "push", itemId, pcm: ArrayBuffer(Int16 24 kHz)}, {type: "clear"}
+// Messages out: {type: "progress", playedMs, itemId, itemPlayedMs, bufferedMs, rms}
+//               {type: "cleared", itemId, itemPlayedMs, droppedMs}   (answer to "clear")
+//               {type: "drained"}                                    (buffer ran empty)
+
+const IN_RATE = 24000;
+const CAPACITY_SECONDS = 120;
+const PROGRESS_EVERY = 8; // render quanta between progress messages (~20 ms at 48 kHz)
+
+class PlaybackProcessor extends AudioWorkletProcessor {
+  constructor() {
+    super();
+    this.ring = new Float32Array(Math.ceil(sampleRate * CAPACITY_SECONDS));
+    this.read = 0;
+    this.count = 0;
+    this.segments = []; // [{itemId, frames}] in ring order
+    this.playedFrames = 0;
+    this.itemPlayed = new Map(); // itemId -> frames played
+    this.currentItem = null;
+    this.step = IN_RATE / sampleRate; // input samples per output frame
+    this.phase = 0; // resampler position between `last` and the next input sample
+    this.last = 0;
+    this.quanta = 0;
+    this.playing = false;
+    this.overflowFrames = 0;
+    this.port.onmessage = (event) => this.onMessage(event.data);
+  }
+
+  onMessage(message) {
+    if (message.type === "push") this.push(message.itemId, new Int16Array(message.pcm));
+    else if (message.type === "clear") this.clear();
+  }
+
+  push(itemId, pcm) {
+    // Linear-interpolation upsampling from 24 kHz, continuous across chunks.
+    let frames = 0;
+    for (let i = 0; i < pcm.length; i++) {
+      const next = pcm[i] / 32768;
+      while (this.phase < 1) {
+        if (this.count === this.ring.length) {
+          this.overflowFrames++;
+        } else {
+          this.ring[(this.read + this.count) % this.ring.length] =
+            this.last + (next - this.last) * this.phase;
+          this.count++;
+          frames++;
+        }
+        this.phase += this.step;
+      }
+      this.phase -= 1;
+      this.last = next;
+    }
+    if (frames === 0) return;
+    const tail = this.segments[this.segments.length - 1];
+    if (tail && tail.itemId === itemId) tail.frames += frames;
+    else this.segments.push({ itemId, frames });
+  }
+
+  clear() {
+    const droppedMs = (this.count / sampleRate) * 1000;
+    const itemId = this.currentItem ?? (this.segments[0] ? this.segments[0].itemId : null);
+    this.read = (this.read + this.count) % this.ring.length;
+    this.count = 0;
+    this.segments = [];
+    this.phase = 0;
+    this.last = 0;
+    this.playing = false;
+    this.port.postMessage({
+      type: "cleared",
+      itemId,
+      itemPlayedMs: this.itemMs(itemId),
+      droppedMs,
+    });
+  }
+
+  itemMs(itemId) {
+    return itemId === null ? 0 : ((this.itemPlayed.get(itemId) || 0) / sampleRate) * 1000;
+  }
+
+  process(_inputs, outputs) {
+    const output = outputs[0];
+    const n = output[0].length;
+    let squares = 0;
+    for (let i = 0; i < n; i++) {
+      let sample = 0;
+      if (this.count > 0) {
+        sample = this.ring[this.read];
+        this.read = (this.read + 1) % this.ring.length;
+        this.count--;
+        this.playedFrames++;
+        const head = this.segments[0];
+        this.currentItem = head.itemId;
+        this.itemPlayed.set(head.itemId, (this.itemPlayed.get(head.itemId) || 0) + 1);
+        if (--head.frames === 0) this.segments.shift();
+      }
+      squares += sample * sample;
+      for (let c = 0; c < output.length; c++) output[c][i] = sample;
+    }
+    const wasPlaying = this.playing;
+    this.playing = this.count > 0;
+    if (wasPlaying && !this.playing) this.port.postMessage({ type: "drained" });
+    if (++this.quanta % PROGRESS_EVERY === 0 || (wasPlaying && !this.playing)) {
+      this.port.postMessage({
+        type: "progress",
+        playedMs: (this.playedFrames / sampleRate) * 1000,
+        itemId: this.currentItem,
+        itemPlayedMs: this.itemMs(this.currentItem),
+        bufferedMs: (this.count / sampleRate) * 1000,
+        overflowMs: (this.overflowFrames / sampleRate) * 1000,
+        rms: Math.sqrt(squares / n),
+      });
+    }
+    return true;
+  }
+}
+
+registerProcessor("playback-processor", PlaybackProcessor);

@@ -1,0 +1,115 @@
+"""The agent page in headless Chromium, through real relays, to the simulated model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import numpy as np
+import pytest
+from playwright.sync_api import Page
+
+from tests.conftest import ROOT
+from tests.e2e.conftest import (
+    ARTIFACTS,
+    SAMPLE_RATE,
+    WAV_SECONDS,
+    MeetingAudio,
+    Stack,
+    agent_stats,
+    mint,
+    poll,
+)
+
+pytestmark = pytest.mark.e2e
+
+FRAME = SAMPLE_RATE // 100  # 10 ms envelope frames
+
+
+def envelope(pcm: np.ndarray) -> np.ndarray:
+    """10 ms RMS frames, in dB above a floor, so quiet and speech both count."""
+    frames = pcm[: len(pcm) // FRAME * FRAME].reshape(-1, FRAME)
+    rms = np.sqrt((frames**2).mean(axis=1))
+    db: np.ndarray = np.maximum(20 * np.log10(np.maximum(rms, 1.0)), 20.0)
+    return db
+
+
+def best_match(received: np.ndarray, loop: np.ndarray) -> tuple[float, float]:
+    """The time scale (1.0 = same duration) and correlation that best map the looping WAV's
+    envelope onto the last stretch of received audio, over every circular offset."""
+    rx = envelope(received)
+    best = (0.0, -1.0)
+    for scale in np.arange(0.8, 1.21, 0.01):
+        stretched = envelope(
+            np.interp(np.arange(int(len(loop) * scale)) / scale, np.arange(len(loop)), loop)
+        )
+        period = len(stretched)
+        assert len(rx) > period, "not enough audio received"
+        window = rx[-period:] - rx[-period:].mean()
+        reference = stretched - stretched.mean()
+        # Circular cross-correlation of the window with the looping reference, by FFT.
+        cross = np.fft.irfft(np.conj(np.fft.rfft(window)) * np.fft.rfft(reference), period)
+        corr = float(cross.max() / (np.linalg.norm(window) * np.linalg.norm(reference)))
+        if corr > best[1]:
+            best = (float(scale), corr)
+    return best
+
+
+def tile_text(page: Page, element: str) -> str:
+    return page.locator(f"#{element}").inner_text()
+
+
+def open_page(page: Page, base: str, token: str, extra: str = "") -> None:
+    page.goto(f"{base}/?token={token}{extra}")
+
+
+def responses_done(sessions: list[dict[str, Any]], index: int = 0) -> list[dict[str, Any]]:
+    if len(sessions) <= index:
+        return []
+    return [r for r in sessions[index]["responses"] if r["status"] != "in_progress"]
+
+
+def test_conversation_through_the_relay(stack: Stack, page: Page, meeting_audio: MeetingAudio):
+    """The meeting's speech reaches the model as 24 kHz PCM16 and the spoken reply is played."""
+    sim = stack.simulator("--reply-ms", "1500")
+    relay = stack.relay(sim)
+    open_page(page, relay.http, mint())
+
+    # More than a loop of the fake microphone (at the longest scale tried), a reply in full.
+    poll(
+        lambda: (
+            sim.sessions() and sim.sessions()[0]["audio_ms_received"] > 1.6 * WAV_SECONDS * 1000
+        ),
+        "a loop and a half of meeting audio at the model",
+    )
+    done = poll(lambda: responses_done(sim.sessions()), "a completed reply")
+    assert [r["status"] for r in done] == ["completed"] * len(done)
+    sent_ms = sum(r["audio_ms_sent"] for r in done)
+    poll(lambda: agent_stats(page)["audioMsPlayed"] >= sent_ms - 50, "the reply played")
+    # The screenshot: mid-conversation, while the agent speaks, captions on.
+    poll(
+        lambda: page.locator("#tile[data-agent=speaking]").count() and tile_text(page, "says-text"),
+        "the agent speaking with captions",
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "agent-page.png"
+    page.screenshot(path=str(shot))
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT"):
+        shutil.copyfile(shot, ROOT / "docs" / "agent-page.png")
+    assert tile_text(page, "heard-text").startswith("(heard ")
+
+    session = sim.sessions()[0]
+    assert session["auth"] == "bearer"  # the relay's key upstream, not the page's token
+    assert session["session_updates"][0]["type"] == "realtime"
+    stats = agent_stats(page)
+    assert stats["audioMsSent"] == pytest.approx(session["audio_ms_received"], abs=200)
+    assert stats["audioMsReceived"] >= sent_ms
+    assert stats["truncatesSent"] == 0
+
+    received = sim.audio(0)
+    scale, corr = best_match(received, meeting_audio.pcm24k)
+    assert scale == pytest.approx(1.0, abs=0.1), "received audio is not 24 kHz"
+    assert corr > 0.8, f"received envelope does not follow the WAV (r={corr:.2f})"
+    assert page.viewport_size == {"width": 1280, "height": 720}
+    assert tile_text(page, "state") == "Connected"
