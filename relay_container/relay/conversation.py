@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ ROLES: Final[frozenset[str]] = frozenset({"user", "assistant"})
 #: transcripts are cut and end with :data:`TRUNCATION_MARK`.
 MAX_TURN_CHARS: Final = 4000
 TRUNCATION_MARK: Final = "…"
+REPLACEMENT_CHARACTER: Final = "\ufffd"
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 #: Longest ``item_id`` kept (OpenAI's are ~30 characters).
 MAX_ITEM_ID_CHARS: Final = 128
 
@@ -83,8 +86,8 @@ def clean_text(text: str, limit: int = MAX_TURN_CHARS) -> str:
     """Text safe to store and to send: valid UTF-8 (lone surrogates replaced), bounded, stripped."""
     if len(text) > limit:
         text = text[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
-    # json.loads turns "\ud800" into a lone surrogate, which no UTF-8 encoder accepts.
-    return text.encode("utf-8", "replace").decode("utf-8").strip()
+    # json.loads turns "\\ud800" into a lone surrogate, which no UTF-8 encoder accepts.
+    return _LONE_SURROGATE.sub(REPLACEMENT_CHARACTER, text).strip()
 
 
 def make_turn(role: object, text: object, at: object = "", item_id: object = None) -> Turn | None:

@@ -157,8 +157,8 @@ class RetryPolicy:
 class RecorderStats:
     """A snapshot of the recorder's counters; every record ends in exactly one outcome.
 
-    ``enqueued == written + dropped_write_failed + dropped_on_close + queued + in_flight``
-    (``dropped_queue_full`` records were never enqueued).
+    ``enqueued == written + dropped_write_failed + dropped_on_close + queued + in_flight``;
+    ``dropped_queue_full`` and ``dropped_after_close`` count records refused at the door.
     """
 
     enqueued: int = 0
@@ -167,6 +167,7 @@ class RecorderStats:
     dropped_queue_full: int = 0
     dropped_write_failed: int = 0
     dropped_on_close: int = 0
+    dropped_after_close: int = 0
     ignored_events: int = 0
     queued: int = 0
     in_flight: int = 0
@@ -174,7 +175,12 @@ class RecorderStats:
     @property
     def dropped(self) -> int:
         """Records lost for any reason."""
-        return self.dropped_queue_full + self.dropped_write_failed + self.dropped_on_close
+        return (
+            self.dropped_queue_full
+            + self.dropped_write_failed
+            + self.dropped_on_close
+            + self.dropped_after_close
+        )
 
 
 @dataclass(slots=True)
@@ -185,6 +191,7 @@ class _Counters:
     dropped_queue_full: int = 0
     dropped_write_failed: int = 0
     dropped_on_close: int = 0
+    dropped_after_close: int = 0
     ignored_events: int = 0
 
 
@@ -219,7 +226,7 @@ class ConnectionRecord:
     """
 
     __slots__ = (
-        "_commit_ms",
+        "_commits",
         "_counters",
         "_ended",
         "_next_seq",
@@ -262,7 +269,7 @@ class ConnectionRecord:
         self._next_seq = next_seq
         self._retention_seconds = retention_seconds
         self._usage_interval = usage_interval
-        self._commit_ms: dict[str, int] = {}
+        self._commits: dict[str, tuple[int, int]] = {}
         self._usage: dict[str, int] = {}
         self._responses = 0
         self._usage_written_at = -math.inf
@@ -296,12 +303,14 @@ class ConnectionRecord:
             self._remember_commit(event.get("item_id"), now_ms)
         elif event_type == INPUT_TRANSCRIPTION_COMPLETED:
             item_id = event.get("item_id")
-            at_ms = self._commit_ms.pop(item_id, now_ms) if isinstance(item_id, str) else now_ms
-            self._add_turn("user", event.get("transcript"), at_ms, item_id)
+            commit = self._commits.pop(item_id, None) if isinstance(item_id, str) else None
+            self._add_turn("user", event.get("transcript"), commit or (now_ms, None), item_id)
         elif event_type == OUTPUT_AUDIO_TRANSCRIPT_DONE:
-            self._add_turn("assistant", event.get("transcript"), now_ms, event.get("item_id"))
+            self._add_turn(
+                "assistant", event.get("transcript"), (now_ms, None), event.get("item_id")
+            )
         elif event_type == OUTPUT_TEXT_DONE:
-            self._add_turn("assistant", event.get("text"), now_ms, event.get("item_id"))
+            self._add_turn("assistant", event.get("text"), (now_ms, None), event.get("item_id"))
         else:
             self._add_response(event.get("response"))
 
@@ -337,21 +346,26 @@ class ConnectionRecord:
         if not isinstance(item_id, str) or len(item_id) > conversation.MAX_ITEM_ID_CHARS:
             self._counters.ignored_events += 1
             return
-        self._commit_ms[item_id] = now_ms
-        if len(self._commit_ms) > MAX_PENDING_COMMITS:  # transcripts that never came
-            del self._commit_ms[next(iter(self._commit_ms))]
+        # The turn's place is taken now, so it sorts before the answer it triggers even
+        # when its transcript arrives after that answer.
+        self._commits[item_id] = (now_ms, self._next_seq())
+        if len(self._commits) > MAX_PENDING_COMMITS:  # transcripts that never came
+            del self._commits[next(iter(self._commits))]
 
-    def _add_turn(self, role: str, text: object, at_ms: int, item_id: object) -> None:
+    def _add_turn(
+        self, role: str, text: object, place: tuple[int, int | None], item_id: object
+    ) -> None:
         if not isinstance(text, str):
             self._counters.ignored_events += 1
             return
+        at_ms, seq = place
         turn = conversation.make_turn(role, text, _iso_ms(at_ms), item_id)
         if turn is None:  # nothing was said (an empty transcript is normal)
             return
         self.conversation.append(turn)
         item: items.Turn = {
             "pk": schema.session_pk(self.session_id),
-            "sk": schema.turn_sk(at_ms, self._next_seq()),
+            "sk": schema.turn_sk(at_ms, self._next_seq() if seq is None else seq),
             "session_id": self.session_id,
             "role": turn.role,
             "text": turn.text,
@@ -616,10 +630,12 @@ class SessionRecorder:
     ) -> list[Turn]:
         """The stored conversation of ``session_id``, newest kept, oldest first.
 
-        Flushes first (briefly), so turns this task queued are part of what is read.
-        Storage failures give ``[]`` and a warning (see ``conversation.load_turns``).
+        Flushes first (for at most ``timeout``), so turns this task queued are part of
+        what is read; the read then has ``timeout`` of its own, so the whole call takes at
+        most twice that. Storage failures give ``[]`` and a warning
+        (see ``conversation.load_turns``).
         """
-        await self.flush(min(1.0, timeout))
+        await self.flush(timeout)
         try:
             client = await self._ensure_client()
         except BotoCoreError as error:
@@ -647,6 +663,7 @@ class SessionRecorder:
             dropped_queue_full=c.dropped_queue_full,
             dropped_write_failed=c.dropped_write_failed,
             dropped_on_close=c.dropped_on_close,
+            dropped_after_close=c.dropped_after_close,
             ignored_events=c.ignored_events,
             queued=self._queue.qsize(),
             in_flight=self._in_flight,
@@ -656,7 +673,7 @@ class SessionRecorder:
 
     def _enqueue(self, op: _Op) -> None:
         if self._closed:
-            self._counters.dropped_on_close += 1
+            self._counters.dropped_after_close += 1
             return
         try:
             self._queue.put_nowait(op)
@@ -796,7 +813,7 @@ class SessionRecorder:
                 "error": type(error).__name__ if error is not None else None,
                 "error_code": _error_code(error),
                 "failed_attempts": c.failed_attempts,
-                "dropped": c.dropped_queue_full + c.dropped_write_failed + c.dropped_on_close,
+                "dropped": self.stats().dropped,
                 "queued": self._queue.qsize(),
             },
         )
