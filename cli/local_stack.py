@@ -79,6 +79,8 @@ class DevConfig:
     webhook_port: int = DEFAULT_WEBHOOK_PORT
     dynamodb_port: int = DEFAULT_DYNAMODB_PORT
     openai_api_key: str | None = None
+    #: Use this relay token secret (so `voicebot token mint` works against the local relay).
+    relay_token_secret: str | None = None
     environ: Mapping[str, str] = field(default_factory=dict)
     table_name: str = TABLE_NAME
     ready_timeout: float = 60.0
@@ -298,19 +300,17 @@ class LocalStack:
         )
         dynamodb_url = f"http://{HOST}:{config.dynamodb_port}"
         webhook_secret = dev_webhook_secret()
-        token_secret = dev_token_secret()
+        token_secret = config.relay_token_secret or dev_token_secret()
         base = self._base_env(dynamodb_url)
 
-        # 1. DynamoDB-compatible server, then the table.
+        # Start what depends on nothing at once (the machine may be slow), then wait.
+        # 1. DynamoDB-compatible server, the webhook app (it reads the table per request)
+        #    and the simulated model.
         moto = self._spawn(
             "dynamodb",
             [config.python, "-m", "moto.server", "-H", HOST, "-p", str(config.dynamodb_port)],
             base,
         )
-        self._wait_for_port(moto, config.dynamodb_port)
-        self._create_table(dynamodb_url)
-
-        # 2. The webhook app with a dev secret.
         webhook_env = {
             **base,
             "RECALL_WEBHOOK_SECRET": webhook_secret,
@@ -332,9 +332,19 @@ class LocalStack:
             ],
             webhook_env,
         )
-        webhook_base = f"http://{HOST}:{config.webhook_port}"
+        simulator = None
+        if with_simulator:
+            simulator = self._spawn(
+                "simulator",
+                [config.python, "-m", "relay.simulator", "--host", HOST, "--port", "0"],
+                base,
+            )
 
-        # 3. The simulated model (or OpenAI itself).
+        # 2. The table, once the server listens.
+        self._wait_for_port(moto, config.dynamodb_port)
+        self._create_table(dynamodb_url)
+
+        # 3. The relay, pointing at the simulator (once it says where) or at OpenAI.
         relay_env = {
             **base,
             "PORT": str(config.relay_port),
@@ -343,12 +353,7 @@ class LocalStack:
             "DRAIN_SECONDS": "2",  # Ctrl-C should not wait for a 90 s production drain
         }
         model_url: str | None = None
-        if with_simulator:
-            simulator = self._spawn(
-                "simulator",
-                [config.python, "-m", "relay.simulator", "--host", HOST, "--port", "0"],
-                base,
-            )
+        if simulator is not None:
             model_url = simulator.wait_for_line(
                 SIMULATOR_READY, time.monotonic() + config.ready_timeout, self._stop
             )
@@ -356,9 +361,10 @@ class LocalStack:
             relay_env["OPENAI_API_KEY"] = "sk-simulator-not-a-key"
         else:
             relay_env["OPENAI_API_KEY"] = config.openai_api_key or ""
-
-        # 4. The relay; then wait for both HTTP servers to answer.
         relay = self._spawn("relay", [config.python, "-m", "relay"], relay_env)
+
+        # 4. Both HTTP servers answer.
+        webhook_base = f"http://{HOST}:{config.webhook_port}"
         relay_base = f"http://{HOST}:{config.relay_port}"
         self._wait_for_health(webhooks, f"{webhook_base}/healthz")
         self._wait_for_health(relay, f"{relay_base}/healthz")

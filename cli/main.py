@@ -558,12 +558,17 @@ def dev_banner(endpoints: DevEndpoints, page_token: str) -> str:
 def dev(
     ctx: Context, relay_port: int, webhook_port: int, dynamodb_port: int, verbose: bool
 ) -> None:
-    """Run the whole stack locally: DynamoDB, webhooks, relay, simulated model (or OpenAI)."""
+    """Run the whole stack locally: DynamoDB, webhooks, relay, simulated model (or OpenAI).
+
+    The relay's token secret is RELAY_TOKEN_SECRET when set (so `voicebot token mint` and
+    `voicebot bot create --page-url` work against it), else a fresh one per run.
+    """
     config = DevConfig(
         relay_port=relay_port,
         webhook_port=webhook_port,
         dynamodb_port=dynamodb_port,
         openai_api_key=ctx.settings.openai_api_key,
+        relay_token_secret=ctx.token_secret() if ctx.settings.relay_token_secret else None,
         environ=ctx.settings.environ,
         verbose=verbose,
     )

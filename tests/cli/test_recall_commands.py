@@ -187,7 +187,10 @@ def test_leave_asks_the_bot_to_leave(fake_recall, recall_env):
 
     assert result.exit_code == 0, result.output
     [request] = fake_recall.requests
-    assert (request.method, request.path) == ("POST", "/eu-central-1/api/v1/bot/bot-123/leave_call/")
+    assert (request.method, request.path) == (
+        "POST",
+        "/eu-central-1/api/v1/bot/bot-123/leave_call/",
+    )
     assert request.headers["authorization"] == RECALL_KEY
     assert "bot-123 is leaving" in result.stdout
 
