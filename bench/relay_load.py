@@ -285,6 +285,13 @@ class StepResult:
         return self.lossless and self.p99_ms is not None and self.p99_ms <= P99_BUDGET_MS
 
     @property
+    def relay_us_per_round_trip(self) -> float | None:
+        """Relay CPU per append relayed both ways (the unit a capacity is made of)."""
+        if self.relay_cpu_seconds is None or self.sent == 0:
+            return None
+        return 1e6 * self.relay_cpu_seconds / self.sent
+
+    @property
     def harness_bound(self) -> bool:
         """The load generator could not keep its schedule: the numbers understate the relay."""
         return self.late_skips > 0 or self.harness_core_share > 0.9
@@ -294,6 +301,7 @@ class StepResult:
         data.update(
             lost=self.lost,
             lossless=self.lossless,
+            relay_us_per_round_trip=self.relay_us_per_round_trip,
             within_budget=self.within_budget,
             harness_bound=self.harness_bound,
         )
@@ -310,6 +318,17 @@ class TargetResult:
     note: str | None = None
 
     @property
+    def projected_capacity(self) -> int | None:
+        """Sessions that would fill the relay's core, from its CPU per session at the
+        largest lossless step (an extrapolation, for when the harness saturates first)."""
+        steps = [s for s in self.steps if s.lossless and s.relay_cpu_share]
+        if not steps:
+            return None
+        best = max(steps, key=lambda s: s.sessions)
+        assert best.relay_cpu_share is not None
+        return int(best.connected / best.relay_cpu_share)
+
+    @property
     def capacity(self) -> int:
         """Largest session count with p99 ≤ 25 ms and no loss (0 if none)."""
         return max((s.sessions for s in self.steps if s.within_budget), default=0)
@@ -319,6 +338,7 @@ class TargetResult:
             "target": self.target,
             "baseline_rss_kb": self.baseline_rss_kb,
             "capacity": self.capacity,
+            "projected_capacity": self.projected_capacity,
             "note": self.note,
             "steps": [s.as_json() for s in self.steps],
         }
@@ -691,11 +711,12 @@ def format_step(target: str, s: StepResult) -> str:
 
 HEADER: Final = (
     f"{'sessions':>8} {'conn':>5} {'sent':>7} {'lost':>5} {'p50 ms':>7} {'p99 ms':>7} "
-    f"{'p99.9':>7} {'max':>7} {'relay s':>7} {'core0':>6} {'wait0':>6} {'rss MB':>7} "
+    f"{'p99.9':>7} {'max':>7} {'relay s':>7} {'us/rt':>6} {'core0':>6} {'wait0':>6} {'rss MB':>7} "
     f"{'KB/sess':>7} {'lg s':>5} {'echo s':>6} {'core1':>6} {'wait1':>6}  verdict"
 )
 LEGEND: Final = (
     "relay s / core0: relay CPU seconds in the streaming window and its share of core 0; "
+    "us/rt: relay CPU µs per append\nrelayed both ways; "
     "wait0: time the relay\nwas runnable but waiting for core 0 (other work on the machine); "
     "lg s, echo s, core1, wait1: the same for the\nload generator and echo upstream on core 1; "
     "KB/sess: relay RSS above idle per live session; lost: appends\nnot echoed back + sends "
@@ -721,7 +742,8 @@ def table(result: TargetResult) -> str:
         rows.append(
             f"{s.sessions:>8} {s.connected:>5} {s.sent:>7} {s.lost:>5} {_fmt(s.p50_ms):>7} "
             f"{_fmt(s.p99_ms):>7} {_fmt(s.p999_ms):>7} {_fmt(s.max_ms, '.1f'):>7} "
-            f"{_fmt(s.relay_cpu_seconds):>7} {_pct(s.relay_cpu_share):>6} "
+            f"{_fmt(s.relay_cpu_seconds):>7} {_fmt(s.relay_us_per_round_trip, '.1f'):>6} "
+            f"{_pct(s.relay_cpu_share):>6} "
             f"{_pct(s.relay_runqueue_share):>6} {_fmt(rss_mb, '.1f'):>7} "
             f"{_fmt(s.rss_kb_per_session, '.1f'):>7} {s.loadgen_cpu_seconds:>5.2f} "
             f"{s.echo_cpu_seconds:>6.2f} {_pct(s.harness_core_share):>6} "
@@ -733,6 +755,11 @@ def table(result: TargetResult) -> str:
         f"capacity ({result.target}): {result.capacity} sessions "
         f"(largest step with p99 <= {P99_BUDGET_MS:g} ms and no loss)"
     )
+    if result.projected_capacity is not None:
+        rows.append(
+            f"projected ({result.target}): core 0 full at ~{result.projected_capacity} sessions "
+            "(relay CPU per session at the largest lossless step, extrapolated linearly)"
+        )
     if result.note:
         rows.append(f"note: {result.note}")
     return "\n".join(rows)

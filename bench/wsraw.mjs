@@ -28,6 +28,7 @@ export const OP_PONG = 0xa;
 const MAX_MESSAGE_BYTES = 16 << 20;
 const MAX_HANDSHAKE_BYTES = 16 << 10;
 const CLOSE_WAIT_MS = 2000;
+const SHARED_READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
 
 function acceptKey(key) {
   return createHash('sha1').update(key + GUID).digest('base64');
@@ -275,23 +276,37 @@ export function connect(url, { headers = {}, timeoutMs = 10000 } = {}) {
   ];
   const request = `${lines.join('\r\n')}\r\n\r\n`;
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: target.hostname, port: Number(target.port || 80) });
     let head = Buffer.alloc(0);
     let done = false;
-    const finish = (error, ws) => {
+    let ws = null;
+    // Reads bypass the stream machinery (net's `onread`, into one buffer shared by every
+    // client socket: each chunk is consumed synchronously, leftovers are copied).
+    const socket = net.connect({
+      host: target.hostname,
+      port: Number(target.port || 80),
+      onread: {
+        buffer: SHARED_READ_BUFFER,
+        callback: (nread, buffer) => {
+          const chunk = buffer.subarray(0, nread);
+          if (ws !== null) ws.receive(chunk);
+          else onHandshakeData(chunk);
+        },
+      },
+    });
+    const finish = (error, opened) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      socket.removeListener('data', onData);
       if (error) {
         socket.destroy();
         reject(error);
       } else {
-        resolve(ws);
+        resolve(opened);
       }
     };
     const timer = setTimeout(() => finish(new Error('handshake timeout')), timeoutMs);
-    const onData = (chunk) => {
+    const onHandshakeData = (chunk) => {
+      if (done) return;
       head = Buffer.concat([head, chunk]);
       const end = head.indexOf('\r\n\r\n');
       if (end < 0) {
@@ -314,15 +329,13 @@ export function connect(url, { headers = {}, timeoutMs = 10000 } = {}) {
         finish(new Error('bad Sec-WebSocket-Accept'));
         return;
       }
-      const rest = head.subarray(end + 4);
-      socket.removeListener('data', onData);
-      const ws = new RawWebSocket(socket, true);
+      const rest = Buffer.from(head.subarray(end + 4));
+      ws = new RawWebSocket(socket, true);
       finish(null, ws);
       // After the caller's `.then` has attached its callbacks (queued before this), and
       // before any later socket data (I/O runs only after the microtask queue drains).
-      if (rest.length) queueMicrotask(() => ws.receive(Buffer.from(rest)));
+      if (rest.length) queueMicrotask(() => ws.receive(rest));
     };
-    socket.on('data', onData);
     socket.on('error', (error) => finish(error));
     socket.on('close', () => finish(new Error('closed during handshake')));
     socket.on('connect', () => socket.write(request));
