@@ -169,9 +169,10 @@ class WebhookSecrets:
     """The signing secrets, resolved once per process and kept in memory.
 
     An inline list wins. Otherwise the Secrets Manager value is read on first use; an
-    empty or failed read is not cached, but retried at most every ``settings.secret_retry_seconds``, so a
-    secret filled in after deployment is picked up without a redeploy while a flood of
-    requests cannot turn into a flood of Secrets Manager calls.
+    empty or failed read is not cached, but retried at most every
+    ``settings.secret_retry_seconds``, so a secret filled in after deployment is picked up
+    without a redeploy while a flood of requests cannot become a flood of Secrets Manager
+    calls.
     """
 
     def __init__(

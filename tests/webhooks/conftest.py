@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import functools
 import json
 import os
 import secrets
@@ -103,12 +104,18 @@ def sign_svix(
     }
 
 
+@functools.cache
+def dynamodb_client(endpoint: str) -> Any:
+    """One boto3 client per endpoint for the whole run (creating one costs ~100 ms)."""
+    return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+
+
 class Table:
     """Reads the application table back, as a user (the CLI) would."""
 
     def __init__(self, endpoint: str, name: str) -> None:
         self.name = name
-        self.client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+        self.client = dynamodb_client(endpoint)
 
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
         from boto3.dynamodb.types import TypeDeserializer
@@ -120,7 +127,8 @@ class Table:
         if item is None:
             return None
         des = TypeDeserializer()
-        return plain({k: des.deserialize(v) for k, v in item.items()})
+        decoded: dict[str, Any] = plain({k: des.deserialize(v) for k, v in item.items()})
+        return decoded
 
     def state(self, bot_id: str) -> dict[str, Any] | None:
         return self.get(schema.bot_pk(bot_id), schema.STATE_SK)
@@ -162,6 +170,20 @@ def table(dynamodb_endpoint: str, table_name: str) -> Table:
     return Table(dynamodb_endpoint, table_name)
 
 
+@functools.cache
+def _http() -> httpx.Client:
+    """One keep-alive HTTP client for the run (loopback only, no proxies from the env)."""
+    return httpx.Client(timeout=TIMEOUT, trust_env=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_http_client() -> Iterator[None]:
+    """Close the shared HTTP client at the end of the run."""
+    yield
+    if _http.cache_info().currsize:
+        _http().close()
+
+
 @dataclass(frozen=True)
 class Receiver:
     """A running receiver: where to post, and the table it writes to."""
@@ -176,7 +198,7 @@ class Receiver:
         return self.url + WEBHOOK_PATH
 
     def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
-        return httpx.post(self.webhook_url, content=body, headers=headers, timeout=TIMEOUT)
+        return _http().post(self.webhook_url, content=body, headers=headers)
 
     def deliver(self, event: dict[str, Any], **sign: Any) -> httpx.Response:
         body = body_of(event)
@@ -237,6 +259,16 @@ def served_receiver(
             proc.wait()
 
 
+def store_at(endpoint: str, table_name: str) -> Any:
+    """A WebhookStore whose client talks to ``endpoint``."""
+    from functions.webhooks.store import WebhookStore
+
+    return WebhookStore(
+        table_name,
+        client=lambda: boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1"),
+    )
+
+
 @contextlib.contextmanager
 def serve_in_thread(app: Any) -> Iterator[str]:
     """Serve an ASGI app with uvicorn on a thread, on a real loopback socket (port 0)."""
@@ -280,6 +312,7 @@ def receiver_with(dynamodb_endpoint: str, table: Table) -> Iterator[Callable[...
         def start(settings: Settings | None = None, **app_kwargs: Any) -> Receiver:
             if settings is None:
                 settings = Settings(table_name=table.name, webhook_secrets=(new_secret(),))
+            app_kwargs.setdefault("store", store_at(dynamodb_endpoint, settings.table_name))
             url = stack.enter_context(serve_in_thread(create_app(settings, **app_kwargs)))
             return Receiver(url, table, settings.webhook_secrets)
 

@@ -19,22 +19,18 @@ class RecordingEnviron(Mapping[str, str]):
     """An environment that remembers which names were looked up."""
 
     def __init__(self, values: dict[str, str]) -> None:
-        self.values = values
+        self._values = values
         self.read: set[str] = set()
 
     def __getitem__(self, key: str) -> str:
         self.read.add(key)
-        return self.values[key]
-
-    def get(self, key: str, default: object = None):  # type: ignore[override]
-        self.read.add(key)
-        return self.values.get(key, default)
+        return self._values[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.values)
+        return iter(self._values)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self._values)
 
 
 def test_env_vars_lists_exactly_what_from_env_reads():

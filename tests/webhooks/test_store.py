@@ -6,6 +6,7 @@ import os
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
@@ -183,7 +184,7 @@ def test_raw_items_expire_after_retention(store: WebhookStore, table: Table):
     assert schema.TTL_ATTRIBUTE not in state
 
 
-def _decode(item: dict) -> bytes:
+def _decode(item: dict[str, Any]) -> bytes:
     import base64
     import zlib
 
@@ -192,7 +193,8 @@ def _decode(item: dict) -> bytes:
         return base64.b64decode(item["body"])
     if encoding == "zlib+base64":
         return zlib.decompress(base64.b64decode(item["body"]))
-    return item["body"].encode()
+    text: str = item["body"]
+    return text.encode()
 
 
 @pytest.mark.parametrize(
