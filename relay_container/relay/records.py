@@ -18,8 +18,9 @@ never raise on bad input)::
     recorder = open_recorder(config.table_name, region=..., retention_days=...)
     recorder.start()                                   # owns one writer task
     record = recorder.connection_started(session_id=sub, connection_id=cid, model=model)
-    # upstream pump, for frames whose cheaply peeked type is in RECORDED_EVENT_TYPES only:
-    record.on_upstream_event(event_type, raw)
+    # upstream pump, for each text frame; recorded_type() is the cheap filter:
+    if (event_type := recorded_type(payload)) is not None:
+        record.on_upstream_event(event_type, payload)
     record.connection_ended(close_code=1000, close_reason="", upstream_close_code=1000)
     await recorder.flush(timeout)                      # drain: push out what is queued
     await recorder.aclose()
@@ -94,6 +95,11 @@ RECORDED_EVENT_TYPES: Final[frozenset[str]] = frozenset(
         RESPONSE_DONE,
     }
 )
+#: Bytes of a frame :func:`recorded_type` looks at: the top-level ``type`` of a server
+#: event comes first, or after a short ``event_id``.
+TYPE_PEEK_BYTES: Final = 160
+_TYPE_KEY: Final = b'"type"'
+_RECORDED_TYPE_BYTES: Final[dict[bytes, str]] = {t.encode(): t for t in RECORDED_EVENT_TYPES}
 
 #: Recorded events larger than this are not parsed (ignored and counted): a real
 #: ``response.done`` carries transcripts but no audio and stays far below it.
@@ -235,7 +241,6 @@ class ConnectionRecord:
         "_sink",
         "_usage",
         "_usage_interval",
-        "_usage_pending",
         "_usage_written_at",
         "connection_id",
         "conversation",
@@ -273,7 +278,6 @@ class ConnectionRecord:
         self._usage: dict[str, int] = {}
         self._responses = 0
         self._usage_written_at = -math.inf
-        self._usage_pending = False
         self._ended: dict[str, Any] = {}
         self._write_summary()
 
@@ -295,7 +299,7 @@ class ConnectionRecord:
         except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
             self._counters.ignored_events += 1
             return
-        if not isinstance(event, dict):
+        if not isinstance(event, dict) or event.get("type") != event_type:
             self._counters.ignored_events += 1
             return
         now_ms = _now_ms()
@@ -387,8 +391,8 @@ class ConnectionRecord:
                 value = _dig(usage, path)
                 if _is_int(value) and 0 <= value <= MAX_TOKENS_PER_RESPONSE:
                     self._usage[name] = self._usage.get(name, 0) + value
-        self._usage_pending = True
-        if time.monotonic() - self._usage_written_at >= self._usage_interval:
+        # After the end no later write would carry it, so late usage goes out at once.
+        if self._ended or time.monotonic() - self._usage_written_at >= self._usage_interval:
             self._write_summary()
 
     def _write_summary(self) -> None:
@@ -403,7 +407,6 @@ class ConnectionRecord:
             values["responses"] = self._responses
             values["usage"] = dict(self._usage)
             self._usage_written_at = time.monotonic()
-            self._usage_pending = False
         values.update(self._ended)
         self._sink(
             _UpdateConnection(
@@ -415,6 +418,25 @@ class ConnectionRecord:
 
     def _expires_at(self) -> int:
         return int(time.time()) + self._retention_seconds
+
+
+def recorded_type(payload: bytes) -> str | None:
+    """The type of an upstream event if it is one of :data:`RECORDED_EVENT_TYPES`, else None.
+
+    The upstream pump's filter: it looks at the first :data:`TYPE_PEEK_BYTES` bytes only
+    and decodes nothing, so an audio delta costs one bounded ``find``. A false match (the
+    text appearing inside another value) is harmless: :meth:`ConnectionRecord.on_upstream_event`
+    checks the parsed type.
+    """
+    head = payload[:TYPE_PEEK_BYTES]
+    at = head.find(_TYPE_KEY)
+    if at < 0:
+        return None
+    start = head.find(b'"', at + len(_TYPE_KEY)) + 1
+    end = head.find(b'"', start)
+    if start <= 0 or end < 0 or head[at + len(_TYPE_KEY) : start - 1].strip(b" :") != b"":
+        return None
+    return _RECORDED_TYPE_BYTES.get(head[start:end])
 
 
 # The recorders
@@ -445,7 +467,12 @@ class Recorder(Protocol):
         """Wait until everything queued is written or dropped; ``False`` on timeout."""
         ...
 
-    async def load_turns(self, session_id: str) -> list[Turn]:
+    async def load_turns(
+        self,
+        session_id: str,
+        *,
+        timeout: float = ...,  # noqa: ASYNC109 - a bound that answers, never raises
+    ) -> list[Turn]:
         """The stored conversation of ``session_id`` (``[]`` when there is none)."""
         ...
 
@@ -864,7 +891,12 @@ class NullRecorder:
         """Nothing is ever queued."""
         return True
 
-    async def load_turns(self, session_id: str) -> list[Turn]:
+    async def load_turns(
+        self,
+        session_id: str,
+        *,
+        timeout: float = 0.0,  # noqa: ASYNC109 - a bound that answers, never raises
+    ) -> list[Turn]:
         """No table, no stored conversation."""
         return []
 

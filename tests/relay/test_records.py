@@ -27,10 +27,12 @@ from relay.records import (
     RECORDED_EVENT_TYPES,
     ConnectionRecord,
     NullRecorder,
+    Recorder,
     RecorderStats,
     RetryPolicy,
     SessionRecorder,
     open_recorder,
+    recorded_type,
 )
 from storage import schema
 from storage.items import plain
@@ -125,12 +127,12 @@ def usage(inp: int, out: int, cached: int = 0) -> dict[str, Any]:
     }
 
 
-def feed(record: ConnectionRecord, *raws: str | bytes) -> None:
+def feed(record: ConnectionRecord, *raws: str) -> None:
     """Hand events to the record the way the session's upstream pump does."""
     for raw in raws:
-        event_type = json.loads(raw)["type"]
-        if event_type in RECORDED_EVENT_TYPES:
-            record.on_upstream_event(event_type, raw)
+        payload = raw.encode()
+        if (event_type := recorded_type(payload)) is not None:
+            record.on_upstream_event(event_type, payload)
 
 
 # Reading the table back
@@ -388,14 +390,16 @@ async def test_usage_writes_are_spaced_but_the_end_carries_the_total(
         feed(record, *(response_done(usage(10, 1), f"resp_{i}") for i in range(40)))
         record.connection_ended(close_code=1001, close_reason="draining")
         record.connection_ended(close_code=1011, close_reason="ignored: first call wins")
+        # A response finishing after the end (re-attach grace period) is written at once.
+        feed(record, response_done(usage(10, 1), "resp_late"))
         assert await rec.flush(TIMEOUT)
         stats = rec.stats()
-    # start, the first response.done, the end: the other 39 only update memory.
-    assert stats.enqueued == 3
+    # start, the first response.done, the end, the late one: the other 39 only update memory.
+    assert stats.enqueued == 4
     [conn] = connections_of(
         await asyncio.to_thread(read_partition, dynamodb_endpoint, table_name, "bot-3")
     )
-    assert (conn["responses"], conn["usage"]["total_tokens"]) == (40, 440)
+    assert (conn["responses"], conn["usage"]["total_tokens"]) == (41, 451)
     assert (conn["close_code"], conn["close_reason"]) == (1001, "draining")
     assert "upstream_close_code" not in conn
 
@@ -583,6 +587,9 @@ async def test_missing_table_is_dropped_without_retries(
 
 # Hostile upstream events
 
+AUDIO_DONE = "response.output_audio_transcript.done"
+USER_DONE = "conversation.item.input_audio_transcription.completed"
+COMMITTED = "input_audio_buffer.committed"
 HUGE = "blah " * 60_000  # 300,000 characters, well under the parse bound
 
 HOSTILE_EVENTS: list[tuple[str, str | bytes, int, list[str]]] = [
@@ -601,37 +608,42 @@ HOSTILE_EVENTS: list[tuple[str, str | bytes, int, list[str]]] = [
     ("response.output_audio_transcript.done", transcript_done("a", ""), 0, []),
     (
         "response.output_audio_transcript.done",
-        json.dumps({"type": "t", "transcript": "ok", "item_id": {"x": 1}}),
+        json.dumps({"type": AUDIO_DONE, "transcript": "ok", "item_id": {"x": 1}}),
         0,
         ["ok"],
     ),
     (
         "conversation.item.input_audio_transcription.completed",
-        json.dumps({"type": "t", "transcript": "no item id"}),
+        json.dumps({"type": USER_DONE, "transcript": "no item id"}),
         0,
         ["no item id"],
     ),
     (
         "conversation.item.input_audio_transcription.completed",
-        json.dumps({"type": "t", "item_id": ["u"], "transcript": "odd id"}),
+        json.dumps({"type": USER_DONE, "item_id": ["u"], "transcript": "odd id"}),
         0,
         ["odd id"],
     ),
-    ("input_audio_buffer.committed", json.dumps({"type": "c"}), 1, []),
-    ("input_audio_buffer.committed", json.dumps({"type": "c", "item_id": "x" * 10_000}), 1, []),
+    ("input_audio_buffer.committed", json.dumps({"type": COMMITTED}), 1, []),
+    (
+        "input_audio_buffer.committed",
+        json.dumps({"type": COMMITTED, "item_id": "x" * 10_000}),
+        1,
+        [],
+    ),
     ("response.done", json.dumps({"type": "response.done"}), 1, []),
     ("response.done", json.dumps({"type": "response.done", "response": []}), 1, []),
     (
         "response.output_text.done",
-        json.dumps({"type": "t", "text": "typed reply"}),
+        json.dumps({"type": "response.output_text.done", "text": "typed reply"}),
         0,
         ["typed reply"],
     ),
     (
         "response.output_audio_transcript.done",
-        '{"transcript": "half \\ud800 surrogate"}',
+        '{"type": "response.output_audio_transcript.done", "transcript": "half \\ud800 x"}',
         0,
-        ["half \ufffd surrogate"],
+        ["half \ufffd x"],
     ),
     (
         "response.output_audio_transcript.done",
@@ -640,6 +652,7 @@ HOSTILE_EVENTS: list[tuple[str, str | bytes, int, list[str]]] = [
         [],
     ),
     ("response.output_audio.delta", "not even json", 0, []),  # not a recorded type
+    (AUDIO_DONE, json.dumps({"type": "response.output_audio.delta", "transcript": "x"}), 1, []),
 ]
 
 
@@ -670,6 +683,7 @@ HOSTILE_EVENTS: list[tuple[str, str | bytes, int, list[str]]] = [
         "lone-surrogate",
         "oversized-frame",
         "unrecorded-type",
+        "type-mismatch",
     ],
 )
 def test_hostile_events_never_raise(
@@ -713,7 +727,7 @@ async def test_huge_and_broken_transcripts_are_stored_bounded(
     record = recorder.connection_started(session_id="bot-11", connection_id="c1", model="m")
     feed(record, transcript_done("a1", HUGE))
     record.on_upstream_event(
-        "response.output_audio_transcript.done", '{"transcript": "x\\udfff y"}'
+        AUDIO_DONE, '{"type": "response.output_audio_transcript.done", "transcript": "x\\udfff y"}'
     )
     assert await recorder.flush(TIMEOUT)
 
@@ -727,6 +741,78 @@ async def test_huge_and_broken_transcripts_are_stored_bounded(
     assert texts[0].endswith(TRUNCATION_MARK)
     assert texts[1] == "x\ufffd y"
     assert recorder.stats().dropped == 0
+
+
+# The pump's filter
+
+AUDIO_DELTA = json.dumps(
+    {
+        "type": "response.output_audio.delta",
+        "event_id": "event_1",
+        "response_id": "resp_1",
+        "item_id": "item_1",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": "AAAA" * 320,
+    },
+    separators=(",", ":"),
+).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (transcript_done("a", "hi").encode(), AUDIO_DONE),
+        (response_done(usage(1, 1)).encode(), "response.done"),
+        (committed("u").encode(), COMMITTED),
+        (b'{"event_id":"event_Bx12","type":"response.done","response":{}}', "response.done"),
+        (b'{ "type" : "response.output_text.done", "text": "x"}', "response.output_text.done"),
+        (AUDIO_DELTA, None),
+        (b'{"type":"response.output_audio_transcript.delta","delta":"hi"}', None),
+        (b'{"type":"response.done.extra"}', None),
+        (b'{"type":5,"x":"response.done"}', None),
+        (b'{"type":"resp', None),
+        (b'{"type"', None),
+        (b'{"event_id":"' + b"e" * 200 + b'","type":"response.done"}', None),
+        (b"", None),
+        (b"\xff\xfe garbage", None),
+        (b'{"x":"\\"type\\":\\"response.done\\""}', None),
+    ],
+    ids=[
+        "transcript-done",
+        "response-done",
+        "committed",
+        "event-id-first",
+        "spaces",
+        "audio-delta",
+        "transcript-delta",
+        "longer-name",
+        "type-not-string",
+        "cut-short",
+        "key-only",
+        "type-beyond-peek",
+        "empty",
+        "binary",
+        "escaped-in-value",
+    ],
+)
+def test_pump_filter_finds_recorded_types_only(payload: bytes, expected: str | None) -> None:
+    """The upstream pump hands over only recorded events, reading a few bytes of each frame."""
+    assert recorded_type(payload) == expected
+    if expected is not None:
+        assert expected in RECORDED_EVENT_TYPES
+
+
+def test_a_false_match_of_the_filter_records_nothing() -> None:
+    """Text that only looks like a recorded type (inside another value) is not recorded."""
+    recorder = NullRecorder()
+    record = recorder.connection_started(session_id="s", connection_id="c", model="m")
+    payload = b'{"event_id":"e","x":{"type":"response.output_text.done","text":"no"},"type":"y"}'
+    kind = recorded_type(payload)
+    assert kind == "response.output_text.done"  # fooled: a nested key came first
+    record.on_upstream_event(kind, payload)
+    assert record.conversation.turns() == []
+    assert recorder.stats().ignored_events == 1
 
 
 # Without a table
@@ -758,5 +844,7 @@ async def test_without_a_table_nothing_is_written_but_the_conversation_is_kept()
 
 
 def test_open_recorder_with_a_table_is_a_session_recorder() -> None:
-    """TABLE_NAME set: the relay gets the DynamoDB writer."""
+    """TABLE_NAME set: the relay gets the DynamoDB writer; both kinds fit the session's seam."""
     assert isinstance(open_recorder("table", region="us-east-1"), SessionRecorder)
+    seams: list[Recorder] = [SessionRecorder("t"), NullRecorder()]  # checked by mypy
+    assert len(seams) == 2
