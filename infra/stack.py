@@ -1,0 +1,122 @@
+"""VoiceAgentStack: composes the constructs, grants across them, declares the outputs.
+
+No resource is created here directly: each lives in the construct that owns its idea
+(``infra/constructs/``). What this module owns is the wiring between them (who may read
+which table or secret) and the stack's outputs, which are the user's entry points.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.bundling import LocalPipBundling, lambda_code
+from infra.constructs.secrets import AppSecrets
+from infra.constructs.storage import Storage
+from infra.constructs.webhook_api import WebhookApi
+from infra.settings import StackSettings
+
+#: The webhook Lambda bundle: the `webhooks` extra's pins plus these source packages.
+WEBHOOK_EXTRA = "webhooks"
+WEBHOOK_PACKAGES = ("functions", "storage")
+
+
+class VoiceAgentStack(Stack):
+    """The whole app: table, secrets, webhook API (and, with issue 4, the relay)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: StackSettings,
+        project_root: Path,
+        description: str | None = None,
+    ) -> None:
+        """Compose the app from ``settings``; sources are read from ``project_root``."""
+        super().__init__(
+            scope,
+            construct_id,
+            description=description
+            or "Recall.ai meeting bot with a real-time voice: webhooks, relay, agent page",
+        )
+        self.settings = settings
+        log_retention = retention_days(settings.log_retention_days)
+
+        self.storage = Storage(
+            self,
+            "Storage",
+            table_name=settings.table_name,
+            retain=settings.retain_data,
+            deletion_protection=settings.table_deletion_protection,
+        )
+        self.secrets = AppSecrets(self, "Secrets")
+
+        bundler = LocalPipBundling(
+            project_root=project_root, extra=WEBHOOK_EXTRA, packages=WEBHOOK_PACKAGES
+        )
+        self.webhook_api = WebhookApi(
+            self,
+            "WebhookApi",
+            code=lambda_code(bundler, source_dir=str(project_root / "functions")),
+            table_name=self.storage.table.table_name,
+            webhook_secret=self.secrets.recall_webhook,
+            event_retention_days=settings.event_retention_days,
+            log_retention=log_retention,
+            memory_mb=settings.webhook_memory_mb,
+            timeout_seconds=settings.webhook_timeout_seconds,
+            snap_start=settings.webhook_snap_start,
+            throttle_rate=settings.webhook_throttle_rate,
+            throttle_burst=settings.webhook_throttle_burst,
+            log_level=settings.webhook_log_level,
+        )
+
+        # Cross-construct grants: the receiver reads its secret and writes the table.
+        self.storage.grant_data(self.webhook_api.function)
+        self.secrets.recall_webhook.grant_read(self.webhook_api.function)
+
+        self._outputs()
+
+    def _outputs(self) -> None:
+        CfnOutput(
+            self,
+            "WebhookUrl",
+            value=self.webhook_api.url,
+            description="Paste into Recall's dashboard as the webhook endpoint",
+        )
+        CfnOutput(self, "TableName", value=self.storage.table.table_name)
+        CfnOutput(
+            self,
+            "WebhookSecretArn",
+            value=self.secrets.recall_webhook.secret_arn,
+            description="Put Recall's whsec_ signing secret here (put-secret-value)",
+        )
+
+
+def retention_days(days: int) -> logs.RetentionDays:
+    """The CloudWatch Logs enum member for ``days`` (validated by StackSettings)."""
+    by_days = {
+        1: logs.RetentionDays.ONE_DAY,
+        3: logs.RetentionDays.THREE_DAYS,
+        5: logs.RetentionDays.FIVE_DAYS,
+        7: logs.RetentionDays.ONE_WEEK,
+        14: logs.RetentionDays.TWO_WEEKS,
+        30: logs.RetentionDays.ONE_MONTH,
+        60: logs.RetentionDays.TWO_MONTHS,
+        90: logs.RetentionDays.THREE_MONTHS,
+        120: logs.RetentionDays.FOUR_MONTHS,
+        150: logs.RetentionDays.FIVE_MONTHS,
+        180: logs.RetentionDays.SIX_MONTHS,
+        365: logs.RetentionDays.ONE_YEAR,
+        400: logs.RetentionDays.THIRTEEN_MONTHS,
+        545: logs.RetentionDays.EIGHTEEN_MONTHS,
+        731: logs.RetentionDays.TWO_YEARS,
+        1096: logs.RetentionDays.THREE_YEARS,
+        1827: logs.RetentionDays.FIVE_YEARS,
+        2192: logs.RetentionDays.SIX_YEARS,
+        2557: logs.RetentionDays.SEVEN_YEARS,
+    }
+    return by_days[days]
