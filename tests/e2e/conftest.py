@@ -133,6 +133,11 @@ class Simulator:
         response.raise_for_status()
         return response.json()["sessions"]  # type: ignore[no-any-return]
 
+    def session(self, index: int = 0) -> dict[str, Any]:
+        """One session's stats, or an empty dict while it does not exist yet."""
+        sessions = self.sessions()
+        return sessions[index] if len(sessions) > index else {}
+
     def audio(self, index: int) -> np.ndarray:
         response = httpx.get(f"{self.http}/_sim/sessions/{index}/audio", timeout=TIMEOUT)
         response.raise_for_status()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from tests.e2e.conftest import (
     WAV_SECONDS,
     MeetingAudio,
     Stack,
+    SwitchableProxy,
     agent_stats,
     mint,
     poll,
@@ -78,9 +80,7 @@ def test_conversation_through_the_relay(stack: Stack, page: Page, meeting_audio:
 
     # More than a loop of the fake microphone (at the longest scale tried), a reply in full.
     poll(
-        lambda: (
-            sim.sessions() and sim.sessions()[0]["audio_ms_received"] > 1.6 * WAV_SECONDS * 1000
-        ),
+        lambda: sim.session(0).get("audio_ms_received", 0) > 1.6 * WAV_SECONDS * 1000,
         "a loop and a half of meeting audio at the model",
     )
     done = poll(lambda: responses_done(sim.sessions()), "a completed reply")
@@ -113,3 +113,85 @@ def test_conversation_through_the_relay(stack: Stack, page: Page, meeting_audio:
     assert corr > 0.8, f"received envelope does not follow the WAV (r={corr:.2f})"
     assert page.viewport_size == {"width": 1280, "height": 720}
     assert tile_text(page, "state") == "Connected"
+
+
+def test_barge_in_stops_playback_and_truncates(stack: Stack, page: Page):
+    """Meeting speech over a long reply stops playback at once and truncates at what was heard."""
+    # The reply arrives four times faster than real time, so a page that kept playing its
+    # buffer after the barge-in would go on for seconds.
+    sim = stack.simulator("--reply-ms", "8000", "--pace", "0.25")
+    relay = stack.relay(sim)
+    open_page(page, relay.http, mint())
+
+    truncate = poll(lambda: sim.session(0).get("truncates"), "a truncate at the model")[0]
+    assert page.locator("#tile[data-agent=quiet]").count() == 1
+    stats = agent_stats(page)
+    assert stats["truncatesSent"] == 1
+    assert stats["lastTruncate"]["itemId"] == truncate["item_id"]
+    assert stats["lastTruncate"]["audioEndMs"] == truncate["audio_end_ms"]
+    # Plausible: the reply started after the sentence and was cut by the next loop's,
+    # a few seconds in, well before its 8 s end.
+    assert 1000 < truncate["audio_end_ms"] < 6000
+    assert truncate["audio_end_ms"] < truncate["audio_ms_sent"]
+    assert "invalid_value" not in sim.sessions()[0]["errors_sent"]
+
+    # Nothing more of the cut item plays, though the page had seconds of it buffered.
+    speech_so_far = len(sim.sessions()[0]["speech"])
+    poll(lambda: len(sim.sessions()[0]["speech"]) > speech_so_far, "the interruption to end")
+    played = agent_stats(page)["playedMsByItem"][truncate["item_id"]]
+    assert played == pytest.approx(truncate["audio_end_ms"], abs=5)
+
+
+def test_reconnects_to_another_relay_when_drained(stack: Stack, page: Page):
+    """When its relay drains (SIGTERM), the page reconnects to another one and keeps streaming."""
+    sim = stack.simulator("--reply-ms", "1500")
+    first, second = stack.relay(sim), stack.relay(sim)
+    with SwitchableProxy(first.port) as balancer:
+        token = mint()
+        open_page(page, f"http://127.0.0.1:{balancer.port}", token)
+        poll(lambda: tile_text(page, "state") == "Connected", "connected")
+        assert token not in page.evaluate("location.href")
+        assert "token" not in page.url
+        assert page.evaluate("sessionStorage.getItem('relay.token')") == token
+        poll(lambda: sim.session(0).get("audio_ms_received", 0) > 1000, "audio via the first")
+
+        # The balancer sends new connections elsewhere, then ECS stops the task.
+        balancer.target_port = second.port
+        assert first.drain() == 0
+
+        poll(lambda: len(sim.sessions()) == 2, "a second upstream session")
+        poll(lambda: sim.session(1).get("audio_ms_received", 0) > 2000, "audio via the second")
+        stats = agent_stats(page)
+        assert stats["reconnects"] == 1
+        assert stats["lastCloseCode"] == 1001
+        assert sim.sessions()[0]["closed"]
+        assert tile_text(page, "state") == "Connected"
+        assert not page.locator("#error").is_visible()
+
+
+@pytest.mark.parametrize(
+    ("make_token", "shown"),
+    [
+        (lambda: mint(secret="a-different-secret-0123456789abcdef"), "relay refused token"),
+        (lambda: mint(ttl=60, now=time.time() - 3600), "relay token expired"),
+        (lambda: "", "no relay token"),
+    ],
+    ids=["forged", "expired", "missing"],
+)
+def test_refused_token_is_shown_and_not_retried(stack: Stack, page: Page, make_token, shown):
+    """A token the relay refuses is shown plainly on the tile, and the page stops trying."""
+    sim = stack.simulator()
+    relay = stack.relay(sim)
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    open_page(page, relay.http, make_token())
+
+    poll(lambda: page.locator("#error").is_visible(), "an error on the tile")
+    assert shown in tile_text(page, "error")
+    assert agent_stats(page)["state"] == "failed"
+    attempts = len(sockets)
+    assert attempts <= 1
+    # Absence can only be observed over time: longer than the first two backoff delays.
+    page.wait_for_timeout(1600)
+    assert len(sockets) == attempts
+    assert sim.sessions() == []

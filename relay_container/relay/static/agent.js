@@ -32,6 +32,7 @@ const stats = {
   audioMsSent: 0,
   audioMsReceived: 0,
   audioMsPlayed: 0,
+  playedMsByItem: {}, // recent assistant items: ms of each actually played
   truncatesSent: 0,
   lastTruncate: null,
   bargeIns: 0,
@@ -222,6 +223,7 @@ function onCaptured({ pcm, rms }) {
 function onPlayback(message) {
   if (message.type === "progress") {
     stats.audioMsPlayed = message.playedMs;
+    stats.playedMsByItem = message.items;
     stats.playbackOverflowMs = message.overflowMs;
     audio.agentLevel = tile.level("agent", message.rms, audio.agentLevel);
   } else if (message.type === "drained") {

@@ -3,13 +3,14 @@
 // belongs to, so a barge-in can tell the model exactly how many ms of an item were heard.
 //
 // Messages in:  {type: "push", itemId, pcm: ArrayBuffer(Int16 24 kHz)}, {type: "clear"}
-// Messages out: {type: "progress", playedMs, itemId, itemPlayedMs, bufferedMs, rms}
+// Messages out: {type: "progress", playedMs, itemId, itemPlayedMs, bufferedMs, rms, items}
 //               {type: "cleared", itemId, itemPlayedMs, droppedMs}   (answer to "clear")
 //               {type: "drained"}                                    (buffer ran empty)
 
 const IN_RATE = 24000;
 const CAPACITY_SECONDS = 120;
 const PROGRESS_EVERY = 8; // render quanta between progress messages (~20 ms at 48 kHz)
+const ITEMS_KEPT = 16; // per-item play counts kept (a barge-in only concerns recent ones)
 
 class PlaybackProcessor extends AudioWorkletProcessor {
   constructor() {
@@ -77,6 +78,14 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     });
   }
 
+  countPlayed(itemId) {
+    const frames = this.itemPlayed.get(itemId);
+    if (frames === undefined && this.itemPlayed.size >= ITEMS_KEPT) {
+      this.itemPlayed.delete(this.itemPlayed.keys().next().value);
+    }
+    this.itemPlayed.set(itemId, (frames || 0) + 1);
+  }
+
   itemMs(itemId) {
     return itemId === null ? 0 : ((this.itemPlayed.get(itemId) || 0) / sampleRate) * 1000;
   }
@@ -94,7 +103,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
         this.playedFrames++;
         const head = this.segments[0];
         this.currentItem = head.itemId;
-        this.itemPlayed.set(head.itemId, (this.itemPlayed.get(head.itemId) || 0) + 1);
+        this.countPlayed(head.itemId);
         if (--head.frames === 0) this.segments.shift();
       }
       squares += sample * sample;
@@ -111,6 +120,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
         itemPlayedMs: this.itemMs(this.currentItem),
         bufferedMs: (this.count / sampleRate) * 1000,
         overflowMs: (this.overflowFrames / sampleRate) * 1000,
+        items: Object.fromEntries([...this.itemPlayed.keys()].map((id) => [id, this.itemMs(id)])),
         rms: Math.sqrt(squares / n),
       });
     }
