@@ -11,7 +11,9 @@ agent said (``assistant``). This module owns
   order, bounded in count and bytes);
 - :func:`seed_events`, GA ``conversation.item.create`` events that recreate the
   conversation in a fresh upstream session (resume on another task, rollover before the
-  maximum session length), bounded in total size.
+  maximum session length), bounded in total size;
+- :class:`TurnTaking`, where the conversation stands (someone speaking, an answer in
+  progress, a transcript still to come), so a rollover switches sessions between turns.
 
 It refuses to write anything (``relay.records`` is the only writer) and to seed audio:
 the GA API cannot take assistant audio items, so every turn is replayed as text
@@ -170,6 +172,78 @@ class TurnWindow:
     def __len__(self) -> int:
         """How many turns are kept."""
         return len(self._turns)
+
+
+# Turn taking
+
+SPEECH_STARTED: Final = "input_audio_buffer.speech_started"
+SPEECH_STOPPED: Final = "input_audio_buffer.speech_stopped"
+INPUT_COMMITTED: Final = "input_audio_buffer.committed"
+TRANSCRIPTION_COMPLETED: Final = "conversation.item.input_audio_transcription.completed"
+TRANSCRIPTION_FAILED: Final = "conversation.item.input_audio_transcription.failed"
+RESPONSE_CREATED: Final = "response.created"
+RESPONSE_DONE: Final = "response.done"
+#: The GA server events :meth:`TurnTaking.observe` acts on (their type is all it needs).
+TURN_TAKING_EVENT_TYPES: Final[frozenset[str]] = frozenset(
+    {
+        SPEECH_STARTED,
+        SPEECH_STOPPED,
+        INPUT_COMMITTED,
+        TRANSCRIPTION_COMPLETED,
+        TRANSCRIPTION_FAILED,
+        RESPONSE_CREATED,
+        RESPONSE_DONE,
+    }
+)
+#: Counters stop here, so a peer that never closes what it opens cannot grow them.
+_MAX_OPEN: Final = 64
+
+
+class TurnTaking:
+    """Whether the conversation is between turns, from the upstream event types alone.
+
+    Between turns means: the user is not speaking (server VAD), no response is in
+    progress, and no committed user audio still waits for its transcript (when
+    ``expect_transcripts``; otherwise a rollover would seed a conversation missing the
+    last thing the user said). Events lost or never sent can keep it from ever being
+    between turns, so a rollover also needs a hard deadline of its own.
+    """
+
+    __slots__ = (
+        "expect_transcripts",
+        "responses_in_progress",
+        "transcripts_pending",
+        "user_speaking",
+    )
+
+    def __init__(self, *, expect_transcripts: bool = True) -> None:
+        """Start between turns."""
+        self.expect_transcripts = expect_transcripts
+        self.user_speaking = False
+        self.responses_in_progress = 0
+        self.transcripts_pending = 0
+
+    def observe(self, event_type: str) -> None:
+        """Account for one upstream event (other types are ignored)."""
+        if event_type == SPEECH_STARTED:
+            self.user_speaking = True
+        elif event_type == SPEECH_STOPPED:
+            self.user_speaking = False
+        elif event_type == INPUT_COMMITTED:
+            self.user_speaking = False
+            if self.expect_transcripts:
+                self.transcripts_pending = min(self.transcripts_pending + 1, _MAX_OPEN)
+        elif event_type in (TRANSCRIPTION_COMPLETED, TRANSCRIPTION_FAILED):
+            self.transcripts_pending = max(self.transcripts_pending - 1, 0)
+        elif event_type == RESPONSE_CREATED:
+            self.responses_in_progress = min(self.responses_in_progress + 1, _MAX_OPEN)
+        elif event_type == RESPONSE_DONE:
+            self.responses_in_progress = max(self.responses_in_progress - 1, 0)
+
+    @property
+    def between_turns(self) -> bool:
+        """Nobody speaking, nothing being answered, no transcript outstanding."""
+        return not (self.user_speaking or self.responses_in_progress or self.transcripts_pending)
 
 
 # Seeding

@@ -69,7 +69,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from relay import conversation
-from relay.conversation import Turn, TurnWindow
+from relay.conversation import TURN_TAKING_EVENT_TYPES, Turn, TurnTaking, TurnWindow
 from storage import items, schema
 
 if TYPE_CHECKING:
@@ -84,9 +84,8 @@ OUTPUT_AUDIO_TRANSCRIPT_DONE: Final = "response.output_audio_transcript.done"
 OUTPUT_TEXT_DONE: Final = "response.output_text.done"
 RESPONSE_DONE: Final = "response.done"
 
-#: The only upstream event types worth handing to :meth:`ConnectionRecord.on_upstream_event`;
-#: the session filters on a cheaply peeked type, so audio frames are never parsed here.
-RECORDED_EVENT_TYPES: Final[frozenset[str]] = frozenset(
+#: Recorded events whose content is read (parsed once, checked, bounded).
+PARSED_EVENT_TYPES: Final[frozenset[str]] = frozenset(
     {
         INPUT_COMMITTED,
         INPUT_TRANSCRIPTION_COMPLETED,
@@ -95,10 +94,16 @@ RECORDED_EVENT_TYPES: Final[frozenset[str]] = frozenset(
         RESPONSE_DONE,
     }
 )
+#: The only upstream event types worth handing to :meth:`ConnectionRecord.on_upstream_event`
+#: (the parsed ones, plus the turn-taking ones, whose type is all that is used); the
+#: session filters with :func:`recorded_type`, so audio frames are never parsed here.
+RECORDED_EVENT_TYPES: Final[frozenset[str]] = PARSED_EVENT_TYPES | TURN_TAKING_EVENT_TYPES
 #: Bytes of a frame :func:`recorded_type` looks at: the top-level ``type`` of a server
 #: event comes first, or after a short ``event_id``.
 TYPE_PEEK_BYTES: Final = 160
 _TYPE_KEY: Final = b'"type"'
+_TYPE_FIRST: Final = b'{"type":"'
+_LONGEST_RECORDED_TYPE: Final = max(len(t) for t in RECORDED_EVENT_TYPES)
 _RECORDED_TYPE_BYTES: Final[dict[bytes, str]] = {t.encode(): t for t in RECORDED_EVENT_TYPES}
 
 #: Recorded events larger than this are not parsed (ignored and counted): a real
@@ -228,7 +233,8 @@ class ConnectionRecord:
     queue. It stays usable after :meth:`connection_ended` (events that arrive late, for
     example while a re-attach grace period holds the upstream open, are still recorded).
     ``conversation`` keeps the newest turns in memory (seeded with ``history``) for a
-    rollover to replay without reading the table.
+    rollover to replay without reading the table, and ``turn_taking`` tells it when the
+    conversation is between turns.
     """
 
     __slots__ = (
@@ -247,6 +253,7 @@ class ConnectionRecord:
         "model",
         "session_id",
         "started_at",
+        "turn_taking",
     )
 
     def __init__(
@@ -269,6 +276,7 @@ class ConnectionRecord:
         self.model = model
         self.started_at = _iso(started_at)
         self.conversation = TurnWindow(history)
+        self.turn_taking = TurnTaking()
         self._sink = sink
         self._counters = counters
         self._next_seq = next_seq
@@ -289,7 +297,8 @@ class ConnectionRecord:
         Other types return at once. Malformed, mistyped or oversized events are ignored
         and counted (``ignored_events``); nothing here raises on event content.
         """
-        if event_type not in RECORDED_EVENT_TYPES:
+        if event_type not in PARSED_EVENT_TYPES:
+            self.turn_taking.observe(event_type)  # nothing to read in these
             return
         if len(raw) > MAX_RECORDED_EVENT_BYTES:
             self._counters.ignored_events += 1
@@ -302,6 +311,7 @@ class ConnectionRecord:
         if not isinstance(event, dict) or event.get("type") != event_type:
             self._counters.ignored_events += 1
             return
+        self.turn_taking.observe(event_type)
         now_ms = _now_ms()
         if event_type == INPUT_COMMITTED:
             self._remember_commit(event.get("item_id"), now_ms)
@@ -428,15 +438,22 @@ def recorded_type(payload: bytes) -> str | None:
     text appearing inside another value) is harmless: :meth:`ConnectionRecord.on_upstream_event`
     checks the parsed type.
     """
-    head = payload[:TYPE_PEEK_BYTES]
-    at = head.find(_TYPE_KEY)
-    if at < 0:
+    if payload.startswith(_TYPE_FIRST):  # what OpenAI and our simulator send
+        start = len(_TYPE_FIRST)
+    else:
+        at = payload.find(_TYPE_KEY, 0, TYPE_PEEK_BYTES)
+        if at < 0:
+            return None
+        start = at + len(_TYPE_KEY)
+        while start < TYPE_PEEK_BYTES and payload[start : start + 1] in (b" ", b":"):
+            start += 1
+        if payload[start : start + 1] != b'"':
+            return None
+        start += 1
+    end = payload.find(b'"', start, start + _LONGEST_RECORDED_TYPE + 1)
+    if end < 0:
         return None
-    start = head.find(b'"', at + len(_TYPE_KEY)) + 1
-    end = head.find(b'"', start)
-    if start <= 0 or end < 0 or head[at + len(_TYPE_KEY) : start - 1].strip(b" :") != b"":
-        return None
-    return _RECORDED_TYPE_BYTES.get(head[start:end])
+    return _RECORDED_TYPE_BYTES.get(payload[start:end])
 
 
 # The recorders

@@ -21,8 +21,16 @@ from openai.types.realtime import (
 from websockets.asyncio.client import ClientConnection, connect
 
 from relay.conversation import (
+    INPUT_COMMITTED,
     MAX_TURN_CHARS,
+    RESPONSE_CREATED,
+    RESPONSE_DONE,
+    SPEECH_STARTED,
+    SPEECH_STOPPED,
+    TRANSCRIPTION_COMPLETED,
+    TRANSCRIPTION_FAILED,
     Turn,
+    TurnTaking,
     TurnWindow,
     keep_newest,
     load_turns,
@@ -30,7 +38,7 @@ from relay.conversation import (
     seed_events,
     turn_from_item,
 )
-from relay.records import RECORDED_EVENT_TYPES, SessionRecorder, dynamodb_client
+from relay.records import SessionRecorder, dynamodb_client, recorded_type
 from relay.simulator import SimulatorOptions, listening_url, serve_simulator
 from storage import schema
 from tests.conftest import TIMEOUT, free_port
@@ -296,6 +304,60 @@ def test_make_turn_needs_words() -> None:
     assert make_turn("assistant", "ok") == Turn(role="assistant", text="ok")
 
 
+# Turn taking
+
+TURN = [SPEECH_STARTED, SPEECH_STOPPED, INPUT_COMMITTED]
+
+
+@pytest.mark.parametrize(
+    ("events", "between"),
+    [
+        ([], True),
+        ([SPEECH_STARTED], False),
+        (TURN, False),
+        ([*TURN, TRANSCRIPTION_COMPLETED], True),
+        ([*TURN, RESPONSE_CREATED, TRANSCRIPTION_COMPLETED], False),
+        ([*TURN, RESPONSE_CREATED, TRANSCRIPTION_COMPLETED, RESPONSE_DONE], True),
+        ([*TURN, RESPONSE_CREATED, RESPONSE_DONE, TRANSCRIPTION_COMPLETED], True),
+        ([*TURN, TRANSCRIPTION_FAILED], True),
+        ([RESPONSE_CREATED, SPEECH_STARTED, RESPONSE_DONE], False),
+        ([RESPONSE_DONE, RESPONSE_DONE], True),
+        ([RESPONSE_DONE, RESPONSE_CREATED], False),
+        ([RESPONSE_CREATED] * 1000 + [RESPONSE_DONE] * 64, True),
+        (["response.output_audio.delta", "error", "session.updated"], True),
+    ],
+    ids=[
+        "fresh",
+        "user-speaking",
+        "transcript-pending",
+        "transcribed",
+        "answering",
+        "answered",
+        "transcript-after-answer",
+        "transcription-failed",
+        "barge-in",
+        "unmatched-done",
+        "done-then-created",
+        "runaway-created-is-bounded",
+        "other-events",
+    ],
+)
+def test_turn_taking_tells_when_a_rollover_may_switch(events: list[str], between: bool) -> None:
+    """A rollover waits until nobody speaks, nothing is answered and no transcript is due."""
+    state = TurnTaking()
+    for event_type in events:
+        state.observe(event_type)
+    assert state.between_turns is between
+
+
+def test_turn_taking_without_transcription_does_not_wait_for_transcripts() -> None:
+    """With input transcription off, a committed turn is not waited on."""
+    state = TurnTaking(expect_transcripts=False)
+    for event_type in TURN:
+        state.observe(event_type)
+    assert state.between_turns
+
+
 # Resume, end to end with the simulated model
 
 
@@ -342,6 +404,16 @@ async def test_a_recorded_conversation_seeds_a_fresh_upstream_session(
         table_name, region="us-east-1", endpoint_url=dynamodb_endpoint
     ) as recorder:
         record = recorder.connection_started(session_id="bot-9", connection_id="c1", model="m")
+        busy_seen = False
+
+        def pump(raw: str | bytes) -> None:
+            """What the session's upstream pump does with each text frame."""
+            nonlocal busy_seen
+            payload = raw.encode() if isinstance(raw, str) else raw
+            if (event_type := recorded_type(payload)) is not None:
+                record.on_upstream_event(event_type, payload)
+            busy_seen = busy_seen or not record.turn_taking.between_turns
+
         async with connect(sim_url, additional_headers=BEARER) as ws:
             await ws.send(json.dumps({"type": "session.update", "session": GA_SESSION}))
             for _ in range(2):  # two spoken turns, each answered
@@ -349,19 +421,16 @@ async def test_a_recorded_conversation_seeds_a_fresh_upstream_session(
                 async with asyncio.timeout(TIMEOUT):
                     while True:
                         raw = await ws.recv()
-                        event_type = json.loads(raw)["type"]
-                        if event_type in RECORDED_EVENT_TYPES:  # the session's pump filter
-                            record.on_upstream_event(event_type, raw)
-                        if event_type == "response.done":
+                        pump(raw)
+                        if json.loads(raw)["type"] == "response.done":
                             break
             # The user's transcript may trail the answer: wait for the second one.
             async with asyncio.timeout(TIMEOUT):
                 while sum(t.role == "user" for t in record.conversation.turns()) < 2:
-                    raw = await ws.recv()
-                    event_type = json.loads(raw)["type"]
-                    if event_type in RECORDED_EVENT_TYPES:
-                        record.on_upstream_event(event_type, raw)
+                    pump(await ws.recv())
         record.connection_ended(close_code=1000)
+        assert busy_seen
+        assert record.turn_taking.between_turns
         spoken = [(t.role, t.text) for t in record.conversation.turns()]
         assert [role for role, _ in spoken] == ["user", "assistant", "user", "assistant"]
 
