@@ -72,7 +72,7 @@ const tile = {
     // rms -> 0..100 % on a -60..0 dBFS scale, falling smoothly.
     const db = 20 * Math.log10(Math.max(rms, 1e-6));
     const target = Math.max(0, Math.min(100, ((db + 60) / 60) * 100));
-    const shown = Math.max(target, previous * 0.85);
+    const shown = Math.max(target, previous * 0.9);
     $(`${which}-level`).style.width = `${shown.toFixed(1)}%`;
     return shown;
   },
