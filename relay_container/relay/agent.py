@@ -1,0 +1,155 @@
+"""AgentConfig: how the bot behaves, as the one GA ``session.update`` the relay sends.
+
+Built-in defaults, optionally overridden by the JSON or YAML file named by AGENT_CONFIG
+(format: ``relay_container/agent.example.yaml``). The file is untrusted input, validated
+with pydantic (unknown keys refused), once at start-up. ``session_update()`` renders the
+GA event: ``session.type = "realtime"``, PCM16 24 kHz both ways, voice, server or semantic
+VAD, input transcription, noise reduction.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from relay.errors import ConfigError
+
+DEFAULT_INSTRUCTIONS: Final = (
+    "You are a helpful voice assistant taking part in a video meeting. Speak briefly and "
+    "naturally, in the language the participants use. If you are unsure whether someone "
+    "is talking to you, stay silent."
+)
+PCM16_24KHZ: Final = {"type": "audio/pcm", "rate": 24000}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TurnDetection(_Strict):
+    """When the model decides the speaker has finished (GA ``audio.input.turn_detection``)."""
+
+    type: Literal["server_vad", "semantic_vad", "none"] = "server_vad"
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    prefix_padding_ms: int = Field(default=300, ge=0, le=10_000)
+    silence_duration_ms: int = Field(default=500, ge=0, le=10_000)
+    idle_timeout_ms: int | None = Field(default=None, ge=0)
+    eagerness: Literal["low", "medium", "high", "auto"] = "auto"
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    def payload(self) -> dict[str, Any] | None:
+        """The GA object, or None for manual turns."""
+        if self.type == "none":
+            return None
+        common = {
+            "create_response": self.create_response,
+            "interrupt_response": self.interrupt_response,
+        }
+        if self.type == "semantic_vad":
+            return {"type": "semantic_vad", "eagerness": self.eagerness, **common}
+        vad: dict[str, Any] = {
+            "type": "server_vad",
+            "threshold": self.threshold,
+            "prefix_padding_ms": self.prefix_padding_ms,
+            "silence_duration_ms": self.silence_duration_ms,
+            **common,
+        }
+        if self.idle_timeout_ms is not None:
+            vad["idle_timeout_ms"] = self.idle_timeout_ms
+        return vad
+
+
+class Transcription(_Strict):
+    """Transcription of what participants say (GA ``audio.input.transcription``)."""
+
+    model: str = "gpt-realtime-whisper"
+    language: str | None = None
+    prompt: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The GA object, without unset fields."""
+        return self.model_dump(exclude_none=True)
+
+
+class AgentConfig(_Strict):
+    """The agent's server-side configuration; every field has a safe default."""
+
+    instructions: str = Field(default=DEFAULT_INSTRUCTIONS, min_length=1, max_length=100_000)
+    voice: str = "marin"
+    speed: float = Field(default=1.0, ge=0.25, le=1.5)
+    turn_detection: TurnDetection = TurnDetection()
+    transcription: Transcription | None = Transcription()
+    noise_reduction: Literal["near_field", "far_field"] | None = "far_field"
+    #: Function tools, passed as they are (GA ``session.tools``).
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    tool_choice: str | None = None
+    max_output_tokens: int | Literal["inf"] | None = None
+    #: Session fields a client's own session.update / response.create may not set
+    #: (dotted paths into ``session`` / ``response``); dropped with a warning event.
+    locked_fields: tuple[str, ...] = ("instructions", "tools", "model")
+
+    def session(self) -> dict[str, Any]:
+        """The GA ``session`` object."""
+        audio_input: dict[str, Any] = {
+            "format": dict(PCM16_24KHZ),
+            "turn_detection": self.turn_detection.payload(),
+            "transcription": self.transcription.payload() if self.transcription else None,
+            "noise_reduction": ({"type": self.noise_reduction} if self.noise_reduction else None),
+        }
+        session: dict[str, Any] = {
+            "type": "realtime",
+            "instructions": self.instructions,
+            "output_modalities": ["audio"],
+            "audio": {
+                "input": audio_input,
+                "output": {"format": dict(PCM16_24KHZ), "voice": self.voice, "speed": self.speed},
+            },
+        }
+        if self.tools:
+            session["tools"] = list(self.tools)
+        if self.tool_choice is not None:
+            session["tool_choice"] = self.tool_choice
+        if self.max_output_tokens is not None:
+            session["max_output_tokens"] = self.max_output_tokens
+        return session
+
+    def session_update(self) -> bytes:
+        """The serialized ``session.update`` the relay sends when the upstream opens."""
+        event = {"type": "session.update", "session": self.session()}
+        return json.dumps(event, separators=(",", ":")).encode()
+
+
+def load_agent_config(path: Path | None) -> AgentConfig:
+    """The defaults, overridden by the file at ``path`` (``.json``, ``.yaml`` or ``.yml``).
+
+    Raises:
+        ConfigError: unreadable file, bad syntax, or a field that does not validate
+            (every problem listed).
+    """
+    if path is None:
+        return AgentConfig()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"AGENT_CONFIG {path}: {exc.strerror}"]) from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError([f"AGENT_CONFIG {path} is not valid JSON/YAML: {exc}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"AGENT_CONFIG {path} must hold a mapping at the top level"])
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"AGENT_CONFIG {'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigError(problems) from None

@@ -1,0 +1,128 @@
+"""Relay metrics as CloudWatch Embedded Metric Format (EMF) lines on stdout.
+
+Aggregated per interval, never one line per message: counters (SessionsStarted,
+AuthFailures, UpstreamErrors, QueueOverflows) are summed, ActiveSessions is sampled, and
+RelayDelayMs (time from a frame arriving at the relay to its hand-off to the other leg's
+socket) goes into a log-bucket histogram whose quantiles are emitted as one EMF value
+array (100 values, one per percentile), so CloudWatch percentiles stay meaningful. One
+line per interval, all with the dimension ``Service``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import Final, TextIO
+
+logger = logging.getLogger(__name__)
+
+COUNTERS: Final = ("SessionsStarted", "AuthFailures", "UpstreamErrors", "QueueOverflows")
+
+#: Histogram bucket upper bounds in seconds: 1 µs · 1.15^k up to ~100 s.
+_BOUNDS: Final[list[float]] = [1e-6 * 1.15**k for k in range(133)]
+
+
+class DelayHistogram:
+    """Log-bucketed histogram of delays (seconds); ~7 % relative precision."""
+
+    __slots__ = ("count", "counts", "max", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_BOUNDS) + 1)
+        self.count = 0
+        self.total = 0.0
+        self.max = 0.0
+
+    def observe(self, seconds: float, times: int = 1) -> None:
+        """Record ``times`` messages that each waited ``seconds`` in the relay."""
+        self.counts[bisect.bisect_left(_BOUNDS, seconds)] += times
+        self.count += times
+        self.total += seconds * times
+        if seconds > self.max:
+            self.max = seconds
+
+    def quantile(self, q: float) -> float:
+        """The bucket bound under which a fraction ``q`` of observations fall (seconds)."""
+        if not self.count:
+            return 0.0
+        rank = max(1, math.ceil(q * self.count))
+        seen = 0
+        for index, n in enumerate(self.counts):
+            seen += n
+            if seen >= rank:
+                return min(_BOUNDS[index] if index < len(_BOUNDS) else self.max, self.max)
+        return self.max
+
+
+class Metrics:
+    """Counters and the delay histogram for one process; ``flush()`` renders one EMF line."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        service: str,
+        active_sessions: Callable[[], int],
+        stream: TextIO | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.service = service
+        self._active_sessions = active_sessions
+        self._stream = stream
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.delay = DelayHistogram()
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to one of COUNTERS."""
+        self.counters[name] += n
+
+    def render(self, now: float | None = None) -> dict[str, object]:
+        """Build the EMF document for the interval so far and reset the interval."""
+        delay, self.delay = self.delay, DelayHistogram()
+        counters, self.counters = self.counters, dict.fromkeys(COUNTERS, 0)
+        names = ["ActiveSessions", *COUNTERS]
+        metrics: list[dict[str, str]] = [{"Name": n, "Unit": "Count"} for n in names]
+        doc: dict[str, object] = {
+            "Service": self.service,
+            "ActiveSessions": self._active_sessions(),
+            **counters,
+            "RelayedMessages": delay.count,
+        }
+        if delay.count:
+            metrics.append({"Name": "RelayDelayMs", "Unit": "Milliseconds"})
+            doc["RelayDelayMs"] = [round(delay.quantile(p / 100) * 1000, 4) for p in range(1, 101)]
+            doc["RelayDelayP50Ms"] = round(delay.quantile(0.5) * 1000, 4)
+            doc["RelayDelayP99Ms"] = round(delay.quantile(0.99) * 1000, 4)
+            doc["RelayDelayMaxMs"] = round(delay.max * 1000, 4)
+        doc["_aws"] = {
+            "Timestamp": int((time.time() if now is None else now) * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": self.namespace,
+                    "Dimensions": [["Service"]],
+                    "Metrics": metrics,
+                }
+            ],
+        }
+        return doc
+
+    def flush(self) -> None:
+        """Write the interval's EMF line to stdout."""
+        stream = self._stream or sys.stdout
+        stream.write(json.dumps(self.render(), separators=(",", ":")) + "\n")
+        stream.flush()
+
+    async def run(self, interval: float) -> None:
+        """Flush every ``interval`` seconds until cancelled, then flush once more."""
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                self.flush()
+        finally:
+            self.flush()

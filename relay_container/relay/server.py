@@ -1,0 +1,382 @@
+"""The relay process: one listener serving pages, health and relayed sessions; drain.
+
+Each TCP connection starts as a ``HandshakeConnection``: it reads one HTTP request
+(bounded in size and time), answers plain requests through ``pages.py``, and turns a
+WebSocket request on ``/v1/realtime`` into a session — draining check (503), token (401),
+model allow-list (403), admission (503 full / 429 per subject), then websockets'
+sans-I/O ``ServerProtocol.accept`` for the 101 (no compression, ``realtime`` echoed when
+offered) — before handing the socket to a ``RelaySession``. Nothing is dialled upstream
+for a request that is refused.
+
+Shutdown (``Relay.drain``), in order: /healthz turns 503 and new handshakes are refused;
+live sessions continue until they end or DRAIN_SECONDS pass; the rest are closed with
+1001 "relay draining: reconnect"; the listener closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Final
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
+
+from relay import pages
+from relay.admission import Admission
+from relay.agent import AgentConfig, load_agent_config
+from relay.auth import authenticate, offered_subprotocols, select_subprotocol
+from relay.config import RelayConfig
+from relay.errors import DrainingError, ForbiddenError, RelayError
+from relay.metrics import Metrics
+from relay.policy import SessionPolicy
+from relay.protection import TaskProtection
+from relay.session import DRAIN_REASON, RelaySession, SessionContext
+
+logger = logging.getLogger(__name__)
+
+REALTIME_PATH: Final = "/v1/realtime"
+MAX_REQUEST_HEAD: Final = 16 * 1024
+
+#: websockets logs request headers (tokens among them) at DEBUG: never enable it here.
+_quiet = logging.getLogger("relay.server.handshake")
+_quiet.setLevel(logging.WARNING)
+
+
+class Relay:
+    """Process-wide state: config, admission, metrics, live sessions, the listener."""
+
+    def __init__(self, config: RelayConfig, agent: AgentConfig | None = None) -> None:
+        self.config = config
+        self.agent = agent if agent is not None else load_agent_config(config.agent_config_path)
+        self.protection = TaskProtection(config.ecs_agent_uri)
+        self.admission = Admission(
+            config.max_sessions,
+            config.max_sessions_per_subject,
+            on_change=self.protection.sessions_changed,
+        )
+        self.metrics = Metrics(
+            namespace=config.metrics_namespace,
+            service=config.metrics_service,
+            active_sessions=lambda: self.admission.active,
+        )
+        self.context = SessionContext(
+            upstream_url=config.upstream_url,
+            api_key=config.openai_api_key,
+            metrics=self.metrics,
+            policy=SessionPolicy(self.agent.locked_fields),
+            agent_update=self.agent.session_update(),
+            max_frame_bytes=config.max_frame_bytes,
+            max_upstream_frame_bytes=config.max_upstream_frame_bytes,
+            pre_upstream_queue_bytes=config.pre_upstream_queue_bytes,
+            ping_interval=config.ping_interval,
+            ping_timeout=config.ping_timeout,
+            open_timeout=config.open_timeout,
+            close_timeout=config.close_timeout,
+            max_session_seconds=config.max_session_seconds,
+        )
+        self.static_dir: Path = config.static_dir
+        self.draining = False
+        self.sessions: set[RelaySession] = set()
+        self.pending_handshakes = 0
+        self.server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        """Listen, and start the metrics and scale-in protection tasks."""
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: HandshakeConnection(self),
+            self.config.host,
+            self.config.port,
+            backlog=1024,
+            reuse_address=True,
+        )
+        if self.config.metrics_interval > 0:
+            self._spawn(self.metrics.run(self.config.metrics_interval))
+        self._spawn(self.protection.run())
+        logger.info(
+            "relay listening",
+            extra={
+                "url": self.url,
+                "upstream": self.config.upstream_url,
+                "model": self.config.model,
+                "max_sessions": self.config.max_sessions,
+            },
+        )
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (the config may say 0)."""
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """ws:// URL of the realtime endpoint."""
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        return f"ws://{host}:{self.port}{REALTIME_PATH}"
+
+    async def drain(self, seconds: float | None = None) -> None:
+        """Stop taking sessions, let live ones finish for a while, then close the rest."""
+        deadline = self.config.drain_seconds if seconds is None else seconds
+        # 1. /healthz → 503 (the balancer stops routing) and new handshakes → 503.
+        self.draining = True
+        logger.info(
+            "relay draining", extra={"live_sessions": len(self.sessions), "drain_seconds": deadline}
+        )
+        # 2. Live sessions continue until they end or the deadline passes.
+        try:
+            async with asyncio.timeout(deadline):
+                await self._idle.wait()
+        except TimeoutError:
+            pass
+        # 3. Close the rest with 1001 and a reason the page can act on.
+        remaining = list(self.sessions)
+        for session in remaining:
+            session.shutdown(1001, DRAIN_REASON)
+        if remaining:
+            try:
+                async with asyncio.timeout(self.config.close_timeout + 1):
+                    await self._idle.wait()
+            except TimeoutError:
+                logger.warning(
+                    "sessions still open after drain", extra={"live_sessions": len(self.sessions)}
+                )
+        logger.info("relay drained", extra={"closed_at_deadline": len(remaining)})
+
+    async def close(self) -> None:
+        """Close the listener and stop the background tasks."""
+        if self.server is not None:
+            self.server.close()
+        for session in list(self.sessions):
+            session.shutdown(1001, DRAIN_REASON)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.config.close_timeout)
+        if self.server is not None:
+            try:
+                async with asyncio.timeout(self.config.close_timeout):
+                    await self.server.wait_closed()
+            except TimeoutError:
+                pass
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _session_finished(self, session: RelaySession) -> None:
+        self.sessions.discard(session)
+        if not self.sessions:
+            self._idle.set()
+
+    # Handshakes
+
+    def handle_request(
+        self, request: Request, transport: asyncio.Transport, leftover: bytes
+    ) -> RelaySession | None:
+        """Answer one request: a page, a refusal, or a 101 and a new session."""
+        path = urlsplit(request.path).path
+        if path != REALTIME_PATH:
+            _write_response(
+                transport,
+                pages.page_response(
+                    request.path, request.method, self.static_dir, draining=self.draining
+                ),
+            )
+            return None
+        try:
+            return self._open_session(request, transport, leftover)
+        except RelayError as error:
+            if error.error_code in ("invalid_relay_token",):
+                self.metrics.count("AuthFailures")
+            logger.info(
+                "handshake refused",
+                extra={
+                    "status": error.http_status,
+                    "error_code": error.error_code,
+                    "reason": str(error),
+                    "peer": _peer(transport),
+                },
+            )
+            _write_response(transport, _refusal(error))
+            return None
+
+    def _open_session(
+        self, request: Request, transport: asyncio.Transport, leftover: bytes
+    ) -> RelaySession | None:
+        if self.draining:
+            raise DrainingError("relay draining: reconnect to another relay")
+        claims = authenticate(
+            request.path, request.headers, self.config.token_secret, now=time.time()
+        )
+        model = self._model(request.path)
+        ticket = self.admission.admit(claims.sub)
+        try:
+            protocol = ServerProtocol(
+                select_subprotocol=lambda _p, offered: select_subprotocol(offered),
+                max_size=self.config.max_frame_bytes,
+                logger=_quiet,
+            )
+            response = protocol.accept(request)
+        except BaseException:
+            ticket.release()
+            raise
+        if response.status_code != 101:
+            ticket.release()
+            _write_response(transport, response)
+            return None
+        transport.write(response.serialize())
+        session = RelaySession(
+            self.context,
+            claims=claims,
+            ticket=ticket,
+            model=model,
+            on_finished=self._session_finished,
+        )
+        self.sessions.add(session)
+        self._idle.clear()
+        self.metrics.count("SessionsStarted")
+        transport.set_protocol(session)
+        session.start(transport, leftover)
+        return session
+
+    def _model(self, target: str) -> str:
+        query = urlsplit(target).query
+        requested = parse_qs(query, max_num_fields=20).get("model") if query else None
+        if not requested:
+            return self.config.model
+        model = requested[0]
+        if model not in self.config.models:
+            raise ForbiddenError(f"model {model[:64]!r} is not allowed on this relay")
+        return model
+
+
+def _refusal(error: RelayError) -> Response:
+    response = pages.plain_response(error.http_status, f"{error}\n")
+    if error.http_status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="relay"'
+    if error.http_status in (429, 503):
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+def _write_response(transport: asyncio.Transport, response: Response) -> None:
+    transport.write(response.serialize())
+    transport.close()
+
+
+def _peer(transport: asyncio.BaseTransport) -> str | None:
+    peer = transport.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else None
+
+
+def _parse_request(head: bytes) -> Request:
+    reader = StreamReader()
+    reader.feed_data(head)
+    reader.feed_eof()
+    parser = Request.parse(reader.read_line)
+    try:
+        next(parser)
+    except StopIteration as done:
+        request: Request = done.value
+        return request
+    raise ValueError("incomplete HTTP request")
+
+
+class HandshakeConnection(asyncio.Protocol):
+    """A new TCP connection until its HTTP request is answered (bounded size and time)."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.transport: asyncio.Transport | None = None
+        self._head = bytearray()
+        self._timer: asyncio.TimerHandle | None = None
+        self._done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Arm the handshake deadline; refuse at once when too many are pending."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        relay = self.relay
+        if relay.pending_handshakes >= relay.config.max_pending_handshakes:
+            self._done = True
+            _write_response(transport, pages.plain_response(503, "relay busy: retry\n"))
+            return
+        relay.pending_handshakes += 1
+        self._timer = asyncio.get_running_loop().call_later(
+            relay.config.open_timeout, self._timed_out
+        )
+
+    def data_received(self, data: bytes) -> None:
+        """Collect the request head; answer it once complete."""
+        if self._done or self.transport is None:
+            return
+        self._head += data
+        end = self._head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._head) > MAX_REQUEST_HEAD:
+                self._finish()
+                _write_response(
+                    self.transport, pages.plain_response(431, "request header too large\n")
+                )
+            return
+        head, leftover = bytes(self._head[: end + 4]), bytes(self._head[end + 4 :])
+        self._head.clear()
+        self._finish()
+        try:
+            request = _parse_request(head)
+        except (ValueError, EOFError, UnicodeDecodeError, NotImplementedError) as exc:
+            logger.debug("bad HTTP request", extra={"error": type(exc).__name__})
+            _write_response(self.transport, pages.plain_response(400, "bad request\n"))
+            return
+        self.relay.handle_request(request, self.transport, leftover)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The peer left before its request was answered."""
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self.relay.pending_handshakes -= 1
+            if self._timer is not None:
+                self._timer.cancel()
+
+    def _timed_out(self) -> None:
+        """A handshake that never finishes is cut at open_timeout."""
+        if not self._done and self.transport is not None:
+            self._finish()
+            self.transport.abort()
+
+
+async def serve(config: RelayConfig, stop: asyncio.Event) -> None:
+    """Run a relay until ``stop`` is set, then drain and close (SIGTERM path)."""
+    relay = Relay(config)
+    await relay.start()
+    try:
+        await stop.wait()
+        await relay.drain()
+    finally:
+        await relay.close()
+
+
+__all__ = [
+    "REALTIME_PATH",
+    "HandshakeConnection",
+    "Headers",
+    "Relay",
+    "offered_subprotocols",
+    "serve",
+]
