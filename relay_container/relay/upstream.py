@@ -102,8 +102,8 @@ class UpstreamConnection(asyncio.Protocol):
         status_line = head.split(b"\r\n", 1)[0].split(b" ", 2)
         if len(status_line) >= 2 and status_line[1] != b"101":
             # Refusals carry a body we neither need nor wait for.
-            status = status_line[1][:3].decode("ascii", "replace")
-            self._fail(UpstreamError(f"the model refused the session: HTTP {status}"))
+            code = status_line[1][:3].decode("ascii", "replace")
+            self._fail(UpstreamError(f"the model refused the session: HTTP {code}"))
             return
         try:
             response = _parse_response(head)
