@@ -106,7 +106,9 @@ def test_conversation_through_the_relay(stack: Stack, page: Page, meeting_audio:
     assert session["auth"] == "bearer"  # the relay's key upstream, not the page's token
     assert session["session_updates"][0]["type"] == "realtime"
     stats = agent_stats(page)
-    assert stats["audioMsSent"] == pytest.approx(session["audio_ms_received"], abs=200)
+    # Nothing lost on the way: what the model got is what the page sent, but for frames in
+    # flight while the two were read.
+    assert session["audio_ms_received"] <= stats["audioMsSent"] < session["audio_ms_received"] + 500
     assert stats["audioMsReceived"] >= sent_ms
     assert stats["truncatesSent"] == 0
 
@@ -150,11 +152,12 @@ def test_reconnects_to_another_relay_when_drained(stack: Stack, page: Page):
     sim = stack.simulator("--reply-ms", "1500")
     first, second = stack.relay(sim), stack.relay(sim)
     with SwitchableProxy(first.port) as balancer:
+        # Recall's demo convention: the page names its relay with ?wss= (a bare host here).
         token = mint()
-        open_page(page, f"http://127.0.0.1:{balancer.port}", token)
+        open_page(page, first.http, token, f"&wss=ws://127.0.0.1:{balancer.port}&lang=en")
         poll(lambda: tile_text(page, "state") == "Connected", "connected")
         assert token not in page.evaluate("location.href")
-        assert "token" not in page.url
+        assert page.evaluate("location.search") == "?lang=en"
         assert page.evaluate("sessionStorage.getItem('relay.token')") == token
         poll(lambda: sim.session(0).get("audio_ms_received", 0) > 1000, "audio via the first")
 
