@@ -366,6 +366,7 @@ class BenchSettings:
     slot_ms: int
     keep_going: bool
     json_path: str | None
+    markdown_path: str | None
     pin: bool
 
 
@@ -404,6 +405,9 @@ def parse_args(argv: Sequence[str]) -> BenchSettings:
         "--keep-going", action="store_true", help="run larger steps even after a broken one"
     )
     parser.add_argument("--json", dest="json_path", help="also write results as JSON ('-': stdout)")
+    parser.add_argument(
+        "--markdown", dest="markdown_path", help="also write the tables as Markdown (for README)"
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     args = parser.parse_args(argv)
     try:
@@ -430,6 +434,7 @@ def parse_args(argv: Sequence[str]) -> BenchSettings:
         slot_ms=args.slot_ms,
         keep_going=args.keep_going,
         json_path=args.json_path,
+        markdown_path=args.markdown_path,
         pin=not args.no_pin and (os.cpu_count() or 1) >= 2,
     )
 
@@ -770,6 +775,46 @@ def table(result: TargetResult) -> str:
     return "\n".join(rows)
 
 
+def markdown(results: list[TargetResult], added: dict[str, float]) -> str:
+    """The tables as Markdown, the form bench/README.md records them in."""
+    lines: list[str] = []
+    for r in results:
+        lines += [
+            f"**{r.target}**: capacity {r.capacity} sessions"
+            + (
+                f"; projected core-0 saturation ~{r.projected_capacity} sessions"
+                if r.projected_capacity is not None
+                else ""
+            )
+            + (f"; idle RSS {r.baseline_rss_kb / 1024:.1f} MB" if r.baseline_rss_kb else "")
+            + (f" ({r.note})" if r.note else ""),
+            "",
+            "| sessions | sent | lost | p50 ms | p99 ms | p99.9 ms | relay CPU s | µs/rt "
+            "| core 0 % | wait 0 % | RSS MB | KB/session | core 1 % | wait 1 % | verdict |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for s in r.steps:
+            if s.error:
+                lines.append(f"| {s.sessions} | error: {s.error[:120]} |")
+                continue
+            verdict = "ok" if s.within_budget else ("slow" if s.lossless else "LOSS")
+            if s.harness_bound:
+                verdict += " (harness-bound)"
+            rss_mb = None if s.relay_rss_kb is None else s.relay_rss_kb / 1024
+            lines.append(
+                f"| {s.sessions} | {s.sent} | {s.lost} | {_fmt(s.p50_ms)} | {_fmt(s.p99_ms)} "
+                f"| {_fmt(s.p999_ms)} | {_fmt(s.relay_cpu_seconds)} "
+                f"| {_fmt(s.relay_us_per_round_trip, '.1f')} | {_pct(s.relay_cpu_share)} "
+                f"| {_pct(s.relay_runqueue_share)} | {_fmt(rss_mb, '.1f')} "
+                f"| {_fmt(s.rss_kb_per_session, '.1f')} | {_pct(s.harness_core_share)} "
+                f"| {_pct(s.harness_runqueue_share)} | {verdict} |"
+            )
+        lines.append("")
+    for name, value in added.items():
+        lines.append(f"Added p50 at 100 sessions ({name} vs direct): {value:+.3f} ms")
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def step_at(result: TargetResult, sessions: int) -> StepResult | None:
     return next((s for s in result.steps if s.sessions == sessions and s.p50_ms is not None), None)
 
@@ -853,6 +898,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(file=out)
         for name, value in added.items():
             print(f"added p50 at 100 sessions ({name} vs direct): {value:+.3f} ms", file=out)
+    if settings.markdown_path:
+        Path(settings.markdown_path).write_text(markdown(results, added))
     if settings.json_path:
         document = {
             "machine": info,
