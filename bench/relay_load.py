@@ -338,9 +338,26 @@ class TargetResult:
         """Largest session count with p99 ≤ 25 ms and no loss (0 if none)."""
         return max((s.sessions for s in self.steps if s.within_budget), default=0)
 
+    @property
+    def capacity_is_lower_bound(self) -> bool:
+        """The step that ended the capacity failed because the harness, not the target,
+        ran out (or the ramp stopped while still within budget)."""
+        beyond = [s for s in self.steps if s.sessions > self.capacity]
+        if not beyond:
+            return True
+        return min(beyond, key=lambda s: s.sessions).harness_bound
+
+    def capacity_text(self) -> str:
+        """The capacity with how far it can be trusted."""
+        text = f"{self.capacity} sessions"
+        if self.capacity and self.capacity_is_lower_bound:
+            text += " (a lower bound: the ramp ended or the next step was harness-bound)"
+        return text
+
     def as_json(self) -> dict[str, Any]:
         return {
             "target": self.target,
+            "capacity_is_lower_bound": self.capacity_is_lower_bound,
             "baseline_rss_kb": self.baseline_rss_kb,
             "capacity": self.capacity,
             "projected_capacity": self.projected_capacity,
@@ -762,8 +779,8 @@ def table(result: TargetResult) -> str:
     if result.baseline_rss_kb is not None:
         rows.append(f"idle RSS: {result.baseline_rss_kb / 1024:.1f} MB")
     rows.append(
-        f"capacity ({result.target}): {result.capacity} sessions "
-        f"(largest step with p99 <= {P99_BUDGET_MS:g} ms and no loss)"
+        f"capacity ({result.target}, largest step with p99 <= {P99_BUDGET_MS:g} ms and no "
+        f"loss): {result.capacity_text()}"
     )
     if result.projected_capacity is not None:
         rows.append(
@@ -780,7 +797,7 @@ def markdown(results: list[TargetResult], added: dict[str, float]) -> str:
     lines: list[str] = []
     for r in results:
         lines += [
-            f"**{r.target}**: capacity {r.capacity} sessions"
+            f"**{r.target}**: capacity {r.capacity_text()}"
             + (
                 f"; projected core-0 saturation ~{r.projected_capacity} sessions"
                 if r.projected_capacity is not None
