@@ -201,3 +201,24 @@ def test_refused_token_is_shown_and_not_retried(stack: Stack, page: Page, make_t
     page.wait_for_timeout(1600)
     assert len(sockets) == attempts
     assert sim.sessions() == []
+
+
+def test_policy_close_is_shown_and_not_retried(stack: Stack, page: Page):
+    """When the relay ends a session by policy (1008, its session cap), the page says why
+    and does not reconnect."""
+    sim = stack.simulator()
+    relay = stack.relay(sim, RELAY_MAX_SESSION_SECONDS="2")
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    open_page(page, relay.http, mint())
+
+    poll(lambda: page.locator("#error").is_visible(), "an error on the tile")
+    assert "relay ended the session" in tile_text(page, "error")
+    assert "limit of 2 s" in tile_text(page, "error")
+    stats = agent_stats(page)
+    assert stats["lastCloseCode"] == 1008
+    assert stats["framesSent"] > 0
+    # Absence can only be observed over time: longer than the first two backoff delays.
+    page.wait_for_timeout(1600)
+    assert len(sockets) == 1
+    assert len(sim.sessions()) == 1

@@ -342,8 +342,15 @@ async function onClose(socket, event, opened) {
   resetPlayback();
   if (link.stopped) return;
   if (event.code === 1008) {
+    // Policy: never retried. The relay also uses 1008 for limits (session length, queue),
+    // so say "token" only when it is about the token.
     link.stopped = true;
-    fail(event.reason ? `relay refused token: ${event.reason}` : "relay refused token");
+    const reason = event.reason || "";
+    if (!reason || /token/i.test(reason)) {
+      fail(reason ? `relay refused token: ${reason}` : "relay refused token");
+    } else {
+      fail(`relay ended the session: ${reason}`);
+    }
     return;
   }
   if (!opened && event.code === 1006) {
