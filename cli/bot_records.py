@@ -65,6 +65,15 @@ class BotRecords:
         """Work on ``table`` (a boto3 ``Table`` resource)."""
         self._table = table
 
+    def check(self) -> None:
+        """Fail now if the table cannot be reached (before Recall creates a bot to record)."""
+        try:
+            self._table.load()
+        except AWS_FAILURES as exc:
+            raise AwsError(
+                f"cannot use table {self._table.name} ({describe_aws_error(exc)})"
+            ) from None
+
     def record_created(self, bot: CreatedBot) -> None:
         """Write what we know about a new bot without touching the status the webhooks own."""
         created_at = iso_now(bot.created_at)

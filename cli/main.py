@@ -259,6 +259,7 @@ def bot_create(
     if not no_record:
         _, table_resource = ctx.table(table)
         records = BotRecords(table_resource)
+        records.check()
 
     session_id = str(uuid.uuid4())
     wait = (when - now).total_seconds() if when else 0.0
