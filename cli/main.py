@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -32,7 +32,7 @@ from cli.bot_request import (
     with_query,
     without_query_param,
 )
-from cli.errors import CliError, ConfigError, LocalStackError
+from cli.errors import AwsError, CliError, ConfigError, LocalStackError
 from cli.local_stack import (
     DEFAULT_DYNAMODB_PORT,
     DEFAULT_RELAY_PORT,
@@ -74,14 +74,12 @@ class Context:
 
     settings: Settings
     stack_name: str
-    _stack: Stack | None = None
+    _stacks: dict[str, Stack] = field(default_factory=dict)
 
     @property
     def stack(self) -> Stack:
-        """The deployed stack (no AWS call until an output is needed)."""
-        if self._stack is None:
-            self._stack = Stack(self.stack_name)
-        return self._stack
+        """The deployed stack named ``stack_name`` (no AWS call until an output is needed)."""
+        return self._stacks.setdefault(self.stack_name, Stack(self.stack_name))
 
     def table(self, flag: str | None) -> tuple[str, Table]:
         """The table by ``--table``, ``TABLE_NAME`` or the stack's ``TableName`` output."""
@@ -140,12 +138,10 @@ def stack_option(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
-def use_stack(ctx: Context, stack_name: str | None) -> Context:
-    """Point ``ctx`` at ``--stack`` when given."""
+def use_stack(ctx: Context, stack_name: str | None) -> None:
+    """Point ``ctx`` at ``--stack`` when given (before any output is read)."""
     if stack_name:
         ctx.stack_name = stack_name
-        ctx._stack = None
-    return ctx
 
 
 def table_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -344,10 +340,17 @@ def bot_leave(
 ) -> None:
     """Make a bot leave its meeting."""
     use_stack(ctx, stack_name)
-    if region is None and (table or ctx.settings.table_name):
-        # Bots live in one region; the one we recorded at creation is the right one.
-        _, table_resource = ctx.table(table)
-        state = BotRecords(table_resource).state(bot_id)
+    if region is None:
+        # Bots live in one region; the one recorded at creation is the right one. Without
+        # an explicit table, a stack that cannot be read just means "no record".
+        explicit = bool(table or ctx.settings.table_name)
+        try:
+            _, table_resource = ctx.table(table)
+            state = BotRecords(table_resource).state(bot_id)
+        except (AwsError, ConfigError):
+            if explicit:
+                raise
+            state = None
         recorded = state.get("region") if state else None
         region = recorded if isinstance(recorded, str) else None
     region = region or ctx.settings.recall_region

@@ -32,9 +32,18 @@ CLI_ENV_UNSET: Mapping[str, None] = dict.fromkeys(
 )
 
 
+#: No test may reach a real AWS account: every service points at a closed loopback port
+#: unless the test names an endpoint (moto) itself.
+HERMETIC_AWS_ENV: Mapping[str, str] = {
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "AWS_MAX_ATTEMPTS": "1",
+}
+
+
 def run_cli(args: list[str], env: Mapping[str, str | None] | None = None) -> Result:
     """Run ``voicebot ARGS`` in-process with exactly ``env`` on top of a clean CLI env."""
-    result = CliRunner().invoke(voicebot, args, env={**CLI_ENV_UNSET, **(env or {})})
+    full_env = {**CLI_ENV_UNSET, **HERMETIC_AWS_ENV, **(env or {})}
+    result = CliRunner().invoke(voicebot, args, env=full_env)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result

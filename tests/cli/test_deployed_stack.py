@@ -117,7 +117,7 @@ def test_leave_goes_to_the_region_the_bot_was_created_in(deployed, fake_recall):
     assert created.exit_code == 0, created.output
     bot_id = json.loads(created.stdout)["bot_id"]
 
-    left = run_cli(["bot", "leave", bot_id], {**env, "TABLE_NAME": deployed.table})
+    left = run_cli(["bot", "leave", bot_id], env)  # the table comes from the stack
 
     assert left.exit_code == 0, left.output
     assert fake_recall.requests[-1].path == f"/eu-central-1/api/v1/bot/{bot_id}/leave_call/"
