@@ -233,7 +233,13 @@ def bot_create(
     stack_name: str | None,
     as_json: bool,
 ) -> None:
-    """Create a bot that joins a meeting with the agent page as its camera and voice."""
+    """Create a bot that joins a meeting with the agent page as its camera and voice.
+
+    Needs a Recall key (RECALL_API_KEY or --recall-key-secret-arn). The agent page URL,
+    the relay token secret and the table come from the deployed stack's outputs, or
+    from --page-url, RELAY_TOKEN_SECRET and --table (or --no-record). Prints the bot id
+    and the page URL without its token.
+    """
     use_stack(ctx, stack_name)
     now = datetime.now(UTC)
     region = region or ctx.settings.recall_region
