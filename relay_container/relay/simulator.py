@@ -48,7 +48,10 @@ What it records, for tests (the one chosen mechanism: HTTP GET on the same port)
   audio_ms_sent), ``session_updates`` (the ``session`` objects received) and
   ``errors_sent`` (codes). Never a key, never audio.
 - ``GET /_sim/sessions/<index>/audio`` → the PCM it received in that session, raw s16le
-  24 kHz mono, capped at ``max_recorded_seconds``.
+  24 kHz mono: the first ``max_recorded_seconds`` (60 s) of each of the latest 8 sessions.
+
+Everything recorded is bounded (64 sessions, 1,000 entries per list, audio as above), so
+a `make dev` simulator left running for days stays small.
 """
 
 from __future__ import annotations
@@ -142,6 +145,10 @@ CLIENT_EVENTS: Final = (
 )
 #: Bounds that keep a long-running dev simulator's memory flat.
 MAX_SESSIONS_KEPT: Final = 64
+#: Only the latest sessions keep their audio (60 s each by default): a few MB, not a leak.
+AUDIO_SESSIONS_KEPT: Final = 8
+#: Per-session bound on each recorded list (speech, responses, truncates, session updates).
+MAX_RECORDED_ITEMS: Final = 1_000
 MAX_EVENT_RUNS: Final = 2_000
 
 
@@ -155,7 +162,7 @@ class SimulatorOptions:
     vad_threshold_dbfs: float = -40.0
     #: When set, the Bearer key (or subprotocol key) must equal it, else HTTP 401.
     api_key: str | None = None
-    max_recorded_seconds: float = 180.0
+    max_recorded_seconds: float = 60.0
     voice: str = "marin"
 
 
@@ -185,6 +192,11 @@ class SessionRecord:
             self.client_events[-1][1] += 1
         elif len(self.client_events) < MAX_EVENT_RUNS:
             self.client_events.append([event_type, 1])
+
+    def keep(self, records: list[JsonObject], entry: JsonObject) -> None:
+        """Append to one of the recorded lists, up to its bound."""
+        if len(records) < MAX_RECORDED_ITEMS:
+            records.append(entry)
 
     def note_audio(self, pcm: bytes) -> None:
         """Count received audio and keep it up to the cap."""
@@ -477,7 +489,7 @@ class SimulatedSession:
             await self.send(error_event("beta_api_shape_disabled", BETA_MESSAGE))
             await self.ws.close(BETA_CLOSE_CODE, "beta_api_shape_disabled")
             return
-        self.record.session_updates.append(update)
+        self.record.keep(self.record.session_updates, update)
         unknown = sorted(set(update) - GA_SESSION_FIELDS)
         if unknown:
             await self.send(
@@ -567,8 +579,9 @@ class SimulatedSession:
         self.speech_item = None
         self.loud_frames = 0
         end_ms = self.audio_ms - self.quiet_ms
-        self.record.speech.append(
-            {"item_id": item_id, "audio_start_ms": self.speech_start_ms, "audio_end_ms": end_ms}
+        self.record.keep(
+            self.record.speech,
+            {"item_id": item_id, "audio_start_ms": self.speech_start_ms, "audio_end_ms": end_ms},
         )
         await self.send(
             {
@@ -685,13 +698,14 @@ class SimulatedSession:
             await self._no_such_item(item_id, event)
             return
         sent_ms = float(item["audio_ms"])
-        self.record.truncates.append(
+        self.record.keep(
+            self.record.truncates,
             {
                 "item_id": item_id,
                 "content_index": content_index,
                 "audio_end_ms": audio_end_ms,
                 "audio_ms_sent": sent_ms,
-            }
+            },
         )
         if item["role"] != "assistant" or not isinstance(audio_end_ms, int) or audio_end_ms < 0:
             await self.send(
@@ -785,7 +799,7 @@ class SimulatedSession:
         audio = synthesize_reply(self.options.reply_ms)
         output = self.session["audio"]["output"]
         record: JsonObject = {"id": response_id, "status": "in_progress", "audio_ms_sent": 0.0}
-        self.record.responses.append(record)
+        self.record.keep(self.record.responses, record)
         response: JsonObject = {
             "object": "realtime.response",
             "id": response_id,
@@ -811,7 +825,8 @@ class SimulatedSession:
         previous, self.last_item_id = self.last_item_id, item_id
         self.items[item_id] = {"role": "assistant", "audio_ms": 0.0}
         where = {"response_id": response_id, "item_id": item_id, "output_index": 0}
-        await self.send({"type": "response.output_item.added", **where, "item": item})
+        in_response = {"response_id": response_id, "output_index": 0}
+        await self.send({"type": "response.output_item.added", **in_response, "item": item})
         await self.send(
             {"type": "conversation.item.added", "previous_item_id": previous, "item": item}
         )
@@ -883,7 +898,7 @@ class SimulatedSession:
                     "part": {"type": "audio", "transcript": said},
                 }
             )
-        await self.send({"type": "response.output_item.done", **where, "item": item})
+        await self.send({"type": "response.output_item.done", **in_response, "item": item})
         await self.send(
             {"type": "conversation.item.done", "previous_item_id": previous, "item": item}
         )
@@ -967,6 +982,9 @@ class Simulator:
         )
         self.count += 1
         self.records.append(record)
+        for old in list(self.records)[:-AUDIO_SESSIONS_KEPT]:
+            old.audio = bytearray()
+            old.max_audio_bytes = 0
         try:
             offered = ",".join(headers.get_all("Sec-WebSocket-Protocol"))
             if "OpenAI-Beta" in headers or BETA_SUBPROTOCOL in offered:

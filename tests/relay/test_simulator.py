@@ -391,3 +391,18 @@ async def test_official_sdk_holds_a_session(sim_url: str) -> None:
     stats = (await sessions(sim_url))[0]
     assert stats["model"] == "gpt-realtime-2.1"
     assert stats["auth"] == "bearer"
+
+
+async def test_only_the_latest_sessions_keep_their_audio(sim_url: str) -> None:
+    """A long-running simulator keeps audio for its latest sessions only (bounded memory)."""
+    for _ in range(9):
+        async with connect(sim_url, additional_headers=BEARER) as ws:
+            await next_event(ws, "session.created")
+            await ws.send(append(tone(100)))
+            await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime"}}))
+            await next_event(ws, "session.updated")
+    base = sim_url.replace("ws://", "http://").replace("/v1/realtime", "")
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        assert (await client.get(base + "/_sim/sessions/0/audio")).content == b""
+        assert (await client.get(base + "/_sim/sessions/8/audio")).content == tone(100)
+    assert [s["audio_ms_received"] for s in await sessions(sim_url)] == [100.0] * 9
