@@ -1,4 +1,4 @@
-"""Conversation resume: turns loaded back from the table and replayed as GA seed events."""
+"""relay.conversation: turns loaded back from the table, replayed as GA seeds, turn taking."""
 
 from __future__ import annotations
 
