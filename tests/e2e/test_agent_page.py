@@ -117,6 +117,15 @@ def test_conversation_through_the_relay(stack: Stack, page: Page, meeting_audio:
     assert scale == pytest.approx(1.0, abs=0.1), "received audio is not 24 kHz"
     assert corr > 0.8, f"received envelope does not follow the WAV (r={corr:.2f})"
     assert page.viewport_size == {"width": 1280, "height": 720}
+    # window.agentStats is read-only: writes to it or through it change nothing.
+    assert page.evaluate(
+        """() => {
+            const before = window.agentStats.truncatesSent;
+            try { window.agentStats.truncatesSent = 99; } catch (e) {}
+            try { window.agentStats = null; } catch (e) {}
+            return window.agentStats !== null && window.agentStats.truncatesSent === before;
+        }"""
+    )
     assert tile_text(page, "state") == "Connected"
 
 
