@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -589,8 +590,10 @@ def dev(
 
     stack = LocalStack(config, stop, progress)
     with stop_on_signals(stop):
+        started = time.monotonic()
         try:
             endpoints = stack.start()
+            progress(f"ready in {time.monotonic() - started:.1f} s")
             page_token = tokens.mint(
                 endpoints.relay_token_secret, f"dev-{uuid.uuid4().hex[:12]}", DEV_TOKEN_TTL
             )
