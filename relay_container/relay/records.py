@@ -734,6 +734,7 @@ class SessionRecorder:
 
     async def _run(self) -> None:
         while True:
+            # Idle until a record arrives; aclose() cancels this wait, so it needs no timeout.
             ops = [await self._queue.get()]
             while len(ops) < MAX_OPS_PER_CYCLE and not self._queue.empty():
                 ops.append(self._queue.get_nowait())
