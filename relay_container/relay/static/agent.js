@@ -169,6 +169,7 @@ const audio = {
   meetingLevel: 0,
   agentLevel: 0,
   speaking: false, // the agent: audio queued or playing
+  responding: false, // a response is in progress (more audio may still come)
   lastPushedItem: null,
   truncated: new Set(), // assistant items cut by a barge-in: their late deltas are dropped
 };
@@ -249,7 +250,9 @@ function setAgentSpeaking(yes) {
 
 function bargeIn() {
   // The meeting speaks over the agent: stop at once, then tell the model what was heard.
-  if (!audio.speaking || !audio.playback) return;
+  // Also while a response is still streaming into an empty buffer (an underrun).
+  if (!(audio.speaking || audio.responding) || !audio.lastPushedItem || !audio.playback) return;
+  if (audio.truncated.has(audio.lastPushedItem)) return; // cut already
   stats.bargeIns++;
   audio.truncated.add(audio.lastPushedItem);
   audio.playback.port.postMessage({ type: "clear" }); // answered by "cleared"
@@ -278,6 +281,7 @@ function resetPlayback() {
   if (audio.playback && audio.speaking) audio.playback.port.postMessage({ type: "clear" });
   audio.truncated.clear();
   audio.lastPushedItem = null;
+  audio.responding = false;
   setAgentSpeaking(false);
   tile.speaking("meeting", false);
 }
@@ -423,6 +427,7 @@ function onServerEvent(data) {
       tile.heard(event.transcript || "");
       break;
     case "response.created":
+      audio.responding = true;
       tile.says("");
       tile.detail("answering");
       break;
@@ -435,6 +440,7 @@ function onServerEvent(data) {
       }
       break;
     case "response.done":
+      audio.responding = false;
       tile.detail("listening");
       break;
     case "error":
