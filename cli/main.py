@@ -488,6 +488,11 @@ def webhook_send_sample(
         arn = ctx.stack.output("WebhookSecretArn")
         # The stored value may list several secrets during rotation; any one signs.
         secret = ctx.stack.secret(arn, "webhook").split()[0]
+        if not secret.startswith("whsec_"):
+            raise ConfigError(
+                f"the stack's webhook secret {arn} holds no whsec_ secret yet; put Recall's "
+                "signing secret in it, or pass --secret"
+            )
     delivery = signed_sample(secret, datetime.now(UTC), bot_id=bot_id)
     status = send(url, delivery)
     click.echo(f"delivered {delivery.webhook_id} for bot {delivery.bot_id}: HTTP {status}")

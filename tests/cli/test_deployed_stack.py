@@ -160,6 +160,21 @@ def test_empty_secret_says_fill_it_first(deployed, dynamodb_endpoint):
     )
 
 
+def test_unfilled_webhook_secret_says_what_to_do(deployed, dynamodb_endpoint):
+    """A stack whose webhook secret is still the deploy-time placeholder says to fill it."""
+    secrets_client(dynamodb_endpoint).put_secret_value(
+        SecretId=deployed.webhook_secret_arn, SecretString="PLACEHOLDER-put-the-secret-here"
+    )
+    result = run_cli(["webhook", "send-sample", "http://127.0.0.1:9/hook"], deployed.env)
+
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: the stack's webhook secret {deployed.webhook_secret_arn} holds no whsec_ "
+        "secret yet; put Recall's signing secret in it, or pass --secret"
+    )
+    assert "PLACEHOLDER" not in result.output
+
+
 def test_missing_stack_names_it(deployed):
     """A stack that does not exist is named in one error line with what to do instead."""
     env = {**deployed.env, "VOICEBOT_STACK": "NoSuchStack"}
