@@ -28,7 +28,7 @@ attribute: raw deliveries, event history and turns expire; bot state does not by
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 PARTITION_KEY: Final = "pk"
 SORT_KEY: Final = "sk"
@@ -39,7 +39,7 @@ BY_DAY_PARTITION_KEY: Final = "gsi1pk"
 BY_DAY_SORT_KEY: Final = "gsi1sk"
 
 #: Every key attribute is a string.
-KEY_ATTRIBUTE_TYPES: Final[dict[str, str]] = {
+KEY_ATTRIBUTE_TYPES: Final[dict[str, Literal["S", "N", "B"]]] = {
     PARTITION_KEY: "S",
     SORT_KEY: "S",
     BY_DAY_PARTITION_KEY: "S",
