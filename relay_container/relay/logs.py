@@ -34,7 +34,11 @@ class JsonFormatter(logging.Formatter):
     """Format a record as one JSON object: time, level, logger, message, extras."""
 
     def format(self, record: logging.LogRecord) -> str:
-        """Render the record; extras are merged at the top level."""
+        """Render the record, then redact anything shaped like a credential."""
+        return redact(self.render(record))
+
+    def render(self, record: logging.LogRecord) -> str:
+        """The record as JSON; extras are merged at the top level (no redaction)."""
         entry: dict[str, object] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -47,7 +51,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return redact(json.dumps(entry, default=str, ensure_ascii=False))
+        return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:

@@ -23,6 +23,7 @@ from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.datastructures import Headers
+from websockets.exceptions import SecurityError
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
@@ -325,18 +326,20 @@ class HandshakeConnection(asyncio.Protocol):
             return
         self._head += data
         end = self._head.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._head) > MAX_REQUEST_HEAD:
-                self._finish()
-                _write_response(
-                    self.transport, pages.plain_response(431, "request header too large\n")
-                )
+        if end < 0 and len(self._head) <= MAX_REQUEST_HEAD:
+            return
+        if end < 0 or end + 4 > MAX_REQUEST_HEAD:
+            self._finish()
+            _write_response(self.transport, pages.plain_response(431, "request too large\n"))
             return
         head, leftover = bytes(self._head[: end + 4]), bytes(self._head[end + 4 :])
         self._head.clear()
         self._finish()
         try:
             request = _parse_request(head)
+        except SecurityError:
+            _write_response(self.transport, pages.plain_response(431, "request too large\n"))
+            return
         except (ValueError, EOFError, UnicodeDecodeError, NotImplementedError) as exc:
             logger.debug("bad HTTP request", extra={"error": type(exc).__name__})
             _write_response(self.transport, pages.plain_response(400, "bad request\n"))

@@ -122,6 +122,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._listener.upstream_connection_lost(exc)
         elif not self.opened.done():
             self.opened.set_exception(UpstreamError("the model closed the connection"))
+            # Mark it retrieved: a dial cancelled mid-connect never awaits it.
+            self.opened.exception()
 
     # Flow control
 
@@ -146,6 +148,7 @@ class UpstreamConnection(asyncio.Protocol):
     def _fail(self, error: UpstreamError) -> None:
         if not self.opened.done():
             self.opened.set_exception(error)
+            self.opened.exception()
         if self.transport is not None:
             self.transport.abort()
 

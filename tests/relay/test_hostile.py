@@ -1,0 +1,346 @@
+"""Hostile clients: each gets a clear refusal, and the relay keeps serving everyone else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
+
+from relay import tokens
+from relay.server import Relay
+from tests.conftest import TIMEOUT
+from tests.relay.conftest import (
+    SECRET,
+    SENSITIVE,
+    FakeUpstream,
+    StartRelay,
+    append_event,
+    eventually,
+    mint,
+    open_client,
+    recv_json,
+    recv_until,
+)
+
+
+async def assert_still_serving(relay: Relay, upstream: FakeUpstream) -> None:
+    """A well-behaved client still gets a working session."""
+    before = len(upstream.received)
+    async with open_client(relay, mint("bystander")) as ws:
+        await recv_until(ws, "session.updated")
+        await ws.send(append_event(seed=99))
+        await eventually(lambda: len(upstream.received) >= before + 2)
+
+
+async def drain_events(ws: ClientConnection) -> None:
+    """Read events until the connection closes (raises ConnectionClosed)."""
+    while True:
+        await recv_json(ws)
+
+
+def _forged(**claims: object) -> str:
+    base: dict[str, object] = {
+        "sub": "bot-x",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 300,
+        "jti": "j-forged",
+        "iss": tokens.ISSUER,
+        "aud": tokens.AUDIENCE,
+    }
+    base.update(claims)
+    token = jwt.encode(base, str(base.pop("_secret", SECRET)), algorithm="HS256")
+    SENSITIVE.add(token)
+    return token
+
+
+def _tampered() -> str:
+    header, _, signature = mint("bot-honest").split(".")
+    other = mint("bot-admin").split(".")[1]
+    token = f"{header}.{other}.{signature}"
+    SENSITIVE.add(token)
+    return token
+
+
+def _alg_none() -> str:
+    token = jwt.encode(
+        {
+            "sub": "bot-x",
+            "exp": int(time.time()) + 300,
+            "jti": "j",
+            "iat": 0,
+            "iss": tokens.ISSUER,
+            "aud": tokens.AUDIENCE,
+        },
+        "",
+        algorithm="none",
+    )
+    SENSITIVE.add(token)
+    return token
+
+
+BAD_TOKENS = [
+    ("none", lambda: None, "missing relay token"),
+    ("expired", lambda: mint("bot-old", ttl=1, now=time.time() - 600), "expired"),
+    (
+        "foreign-signed",
+        lambda: _forged(_secret="another-deployments-secret-" + "y" * 20),
+        "signature",
+    ),
+    ("tampered", _tampered, "signature"),
+    ("alg-none", _alg_none, "refused"),
+    ("wrong-audience", lambda: _forged(aud="webhooks"), "not issued for this relay"),
+    ("garbage", lambda: "not-a-jwt", "malformed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make_token", "reason"), [(m, r) for _, m, r in BAD_TOKENS], ids=[i for i, _, _ in BAD_TOKENS]
+)
+async def test_bad_tokens_are_refused_with_401_before_dialling(
+    relay: Relay, fake_upstream: FakeUpstream, make_token, reason: str
+) -> None:
+    """A missing, expired, forged or foreign token gets HTTP 401; OpenAI is never called."""
+    token = make_token()
+    with pytest.raises(InvalidStatus) as refused:
+        async with open_client(relay, token):
+            pass
+    assert refused.value.response.status_code == 401
+    assert reason in refused.value.response.body.decode()
+    assert fake_upstream.requests == []
+    assert relay.metrics.counters["AuthFailures"] == 1
+    await assert_still_serving(relay, fake_upstream)
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["bearer", "subprotocol", "query"],
+    ids=["bearer", "subprotocol", "query"],
+)
+async def test_forged_token_is_refused_whichever_way_it_comes(
+    relay: Relay, fake_upstream: FakeUpstream, how: str
+) -> None:
+    """Every way of presenting a token is verified the same way."""
+    token = _forged(_secret="z" * 40)
+    kwargs: dict[str, Any] = {"compression": None}
+    url = relay.url
+    if how == "bearer":
+        kwargs["additional_headers"] = {"Authorization": f"Bearer {token}"}
+    elif how == "subprotocol":
+        kwargs["subprotocols"] = [
+            Subprotocol("realtime"),
+            Subprotocol(f"openai-insecure-api-key.{token}"),
+        ]
+    else:
+        url += f"?token={token}"
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(url, **kwargs):
+            pass
+    assert refused.value.response.status_code == 401
+    assert fake_upstream.requests == []
+
+
+async def test_disallowed_model_is_refused_with_403(
+    relay: Relay, fake_upstream: FakeUpstream
+) -> None:
+    """A valid token asking for a model the relay does not allow gets 403."""
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(
+            relay.url + "?model=gpt-4o-realtime-preview",
+            additional_headers={"Authorization": f"Bearer {mint()}"},
+        ):
+            pass
+    assert refused.value.response.status_code == 403
+    assert fake_upstream.requests == []
+
+
+async def test_token_replay_beyond_the_subject_limit_gets_429(
+    start_relay: StartRelay, fake_upstream: FakeUpstream
+) -> None:
+    """The same token used for a second live session is refused with 429 until the first ends."""
+    relay = await start_relay(fake_upstream.url, max_sessions_per_subject=1)
+    token = mint("bot-replayed")
+    async with open_client(relay, token) as first:
+        await recv_until(first, "session.updated")
+        with pytest.raises(InvalidStatus) as refused:
+            async with open_client(relay, token):
+                pass
+        assert refused.value.response.status_code == 429
+        await assert_still_serving(relay, fake_upstream)
+    await eventually(lambda: not relay.admission.held_by("bot-replayed"))
+    async with open_client(relay, token) as again:
+        await recv_until(again, "session.updated")
+
+
+async def test_full_relay_refuses_with_503(
+    start_relay: StartRelay, fake_upstream: FakeUpstream
+) -> None:
+    """At RELAY_MAX_SESSIONS the next handshake gets 503 so the balancer tries elsewhere."""
+    relay = await start_relay(fake_upstream.url, max_sessions=1)
+    async with open_client(relay, mint("bot-a")) as ws:
+        await recv_until(ws, "session.updated")
+        with pytest.raises(InvalidStatus) as refused:
+            async with open_client(relay, mint("bot-b")):
+                pass
+    assert refused.value.response.status_code == 503
+    assert refused.value.response.headers["Retry-After"] == "1"
+
+
+BAD_FRAMES = [
+    ("binary", b"\x00\x01\x02", None, "binary_not_supported"),
+    ("invalid-utf8", b'{"type":"x","a":"\xff\xfe"}', True, "invalid_utf8"),
+    ("not-json", "hello there", None, "invalid_json"),
+    (
+        "truncated-json",
+        '{"type": "input_audio_buffer.append", "audio": "AAAA"',
+        None,
+        "invalid_json",
+    ),
+    ("json-array", "[1, 2, 3]", None, "invalid_json"),
+    ("type-not-string", '{"type": 42}', None, "invalid_json"),
+    ("no-type", '{"audio": "AAAA"}', None, "invalid_json"),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "text", "code"),
+    [(f, t, c) for _, f, t, c in BAD_FRAMES],
+    ids=[i for i, _, _, _ in BAD_FRAMES],
+)
+async def test_bad_frames_get_an_error_event_and_the_session_continues(
+    relay: Relay, fake_upstream: FakeUpstream, frame, text, code: str
+) -> None:
+    """A frame the relay cannot forward earns an error event; the next good one still flows."""
+    async with open_client(relay, mint()) as ws:
+        await recv_until(ws, "session.updated")
+        await ws.send(frame, text=text)
+        event = await recv_json(ws)
+        assert event["type"] == "error"
+        assert event["error"]["code"] == code
+        good = append_event(seed=7)
+        await ws.send(good)
+        await fake_upstream.wait_received(2)
+    assert fake_upstream.received[1] == good  # the bad frame never reached the model
+
+
+async def test_oversized_frame_closes_with_1009(
+    start_relay: StartRelay, fake_upstream: FakeUpstream
+) -> None:
+    """A message over RELAY_MAX_FRAME_BYTES ends the session with 1009."""
+    relay = await start_relay(fake_upstream.url, max_frame_bytes=4096)
+    async with open_client(relay, mint()) as ws:
+        await recv_until(ws, "session.updated")
+        await ws.send(append_event(n_bytes=6000))
+        with pytest.raises(ConnectionClosed) as closed:
+            await drain_events(ws)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009
+    await assert_still_serving(relay, fake_upstream)
+
+
+async def test_append_flood_is_relayed_in_order_with_backpressure(
+    relay: Relay, fake_upstream: FakeUpstream
+) -> None:
+    """Thousands of appends as fast as a client can send them arrive complete and in order."""
+    sent = [append_event(seed=i % 50) for i in range(2000)]
+    async with open_client(relay, mint("bot-flood")) as ws:
+        await recv_until(ws, "session.updated")
+        for message in sent:
+            await ws.send(message)
+        await fake_upstream.wait_received(1 + len(sent))
+        await assert_still_serving(relay, fake_upstream)
+    assert fake_upstream.received[1 : 1 + len(sent)] == sent
+
+
+async def test_handshakes_that_never_finish_are_cut_and_others_served(
+    start_relay: StartRelay, fake_upstream: FakeUpstream
+) -> None:
+    """Half-sent requests are dropped at the open timeout; meanwhile others are served."""
+    relay = await start_relay(fake_upstream.url, open_timeout=0.5)
+    stalled = []
+    for _ in range(50):
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        writer.write(b"GET /v1/realtime HTTP/1.1\r\nHost: x\r\n")  # never finished
+        stalled.append((reader, writer))
+    try:
+        await assert_still_serving(relay, fake_upstream)
+        for reader, _ in stalled:
+            async with asyncio.timeout(TIMEOUT):
+                assert await reader.read() == b""  # the relay hung up
+    finally:
+        for _, writer in stalled:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+    assert relay.pending_handshakes == 0
+
+
+async def test_connection_burst_is_answered_and_bounded(
+    start_relay: StartRelay, fake_upstream: FakeUpstream
+) -> None:
+    """Hundreds of simultaneous handshakes: each gets a 101 or a clear 503, none hangs."""
+    relay = await start_relay(fake_upstream.url, max_sessions=20, max_sessions_per_subject=0)
+    token = mint("bot-burst")
+
+    async def attempt() -> int:
+        try:
+            async with open_client(relay, token) as ws:
+                await recv_until(ws, "session.created")
+                await asyncio.sleep(0.2)  # hold the place while the burst lands
+                return 101
+        except InvalidStatus as refused:
+            return refused.response.status_code
+
+    async with asyncio.timeout(6 * TIMEOUT):
+        statuses = await asyncio.gather(*(attempt() for _ in range(200)))
+    assert set(statuses) <= {101, 503}
+    assert statuses.count(101) >= 1
+    assert statuses.count(503) >= 100
+    await eventually(lambda: not relay.sessions)
+    assert relay.admission.active == 0
+    await assert_still_serving(relay, fake_upstream)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /v1/realtime HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 20000 + b"\r\n\r\n", 431),
+        (b"BREW /v1/realtime HTTP/1.1\r\nHost: x\r\n\r\n", 401),
+        (b"GET /v1/realtime HTTP/2.0\r\nHost: x\r\n\r\n", 400),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
+    ],
+    ids=["huge-header", "odd-method-no-token", "bad-version", "tls-on-plain-port"],
+)
+async def test_malformed_http_gets_a_status_and_a_hangup(
+    relay: Relay, fake_upstream: FakeUpstream, request_bytes: bytes, status: int
+) -> None:
+    """Garbage at the HTTP layer gets a status line and a closed connection, nothing else."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+    try:
+        writer.write(request_bytes)
+        async with asyncio.timeout(TIMEOUT):
+            response = await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert response.startswith(f"HTTP/1.1 {status} ".encode())
+    assert fake_upstream.requests == []
+    await assert_still_serving(relay, fake_upstream)
+
+
+async def test_unknown_client_event_types_pass_through(
+    relay: Relay, fake_upstream: FakeUpstream
+) -> None:
+    """Event types the relay does not know are the model's business: forwarded untouched."""
+    raw = json.dumps({"type": "some.future_event", "x": [1, {"y": None}]})
+    async with open_client(relay, mint()) as ws:
+        await ws.send(raw)
+        await fake_upstream.wait_received(2)
+    assert fake_upstream.received[1] == raw
