@@ -171,6 +171,7 @@ const audio = {
   speaking: false, // the agent: audio queued or playing
   responding: false, // a response is in progress (more audio may still come)
   lastPushedItem: null,
+  pushes: 0, // sent to the playback worklet; a "drained" counts those it had
   truncated: new Set(), // assistant items cut by a barge-in: their late deltas are dropped
 };
 
@@ -228,7 +229,8 @@ function onPlayback(message) {
     stats.playbackOverflowMs = message.overflowMs;
     audio.agentLevel = tile.level("agent", message.rms, audio.agentLevel);
   } else if (message.type === "drained") {
-    setAgentSpeaking(false);
+    // Stale if audio was pushed after the worklet ran dry.
+    if (message.pushes === audio.pushes) setAgentSpeaking(false);
   } else if (message.type === "cleared") {
     sendTruncate(message.itemId, message.itemPlayedMs);
   }
@@ -239,6 +241,7 @@ function play(itemId, base64) {
   const pcm = fromBase64(base64);
   stats.audioMsReceived += pcm.byteLength / 48; // 24 kHz * 2 bytes = 48 bytes per ms
   audio.lastPushedItem = itemId;
+  audio.pushes++;
   audio.playback.port.postMessage({ type: "push", itemId, pcm }, [pcm]);
   setAgentSpeaking(true);
 }
@@ -255,7 +258,7 @@ function bargeIn() {
   if (audio.truncated.has(audio.lastPushedItem)) return; // cut already
   stats.bargeIns++;
   audio.truncated.add(audio.lastPushedItem);
-  audio.playback.port.postMessage({ type: "clear" }); // answered by "cleared"
+  audio.playback.port.postMessage({ type: "clear", itemId: audio.lastPushedItem }); // -> "cleared"
   setAgentSpeaking(false);
 }
 
@@ -278,7 +281,9 @@ function sendTruncate(itemId, playedMs) {
 
 function resetPlayback() {
   // Items belong to the session that just ended; nothing of it should keep playing.
-  if (audio.playback && audio.speaking) audio.playback.port.postMessage({ type: "clear" });
+  if (audio.playback && audio.speaking) {
+    audio.playback.port.postMessage({ type: "clear", itemId: null });
+  }
   audio.truncated.clear();
   audio.lastPushedItem = null;
   audio.responding = false;

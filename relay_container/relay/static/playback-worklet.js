@@ -2,10 +2,10 @@
 // with no added latency beyond one render quantum. Tracks which assistant item each sample
 // belongs to, so a barge-in can tell the model exactly how many ms of an item were heard.
 //
-// Messages in:  {type: "push", itemId, pcm: ArrayBuffer(Int16 24 kHz)}, {type: "clear"}
+// Messages in:  {type: "push", itemId, pcm: ArrayBuffer(Int16 24 kHz)}, {type: "clear", itemId}
 // Messages out: {type: "progress", playedMs, itemId, itemPlayedMs, bufferedMs, rms, items}
 //               {type: "cleared", itemId, itemPlayedMs, droppedMs}   (answer to "clear")
-//               {type: "drained"}                                    (buffer ran empty)
+//               {type: "drained", pushes}        (buffer ran empty after that many pushes)
 
 const IN_RATE = 24000;
 const CAPACITY_SECONDS = 120;
@@ -28,15 +28,17 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.quanta = 0;
     this.playing = false;
     this.overflowFrames = 0;
+    this.pushes = 0;
     this.port.onmessage = (event) => this.onMessage(event.data);
   }
 
   onMessage(message) {
     if (message.type === "push") this.push(message.itemId, new Int16Array(message.pcm));
-    else if (message.type === "clear") this.clear();
+    else if (message.type === "clear") this.clear(message.itemId);
   }
 
   push(itemId, pcm) {
+    this.pushes++;
     // Linear-interpolation upsampling from 24 kHz, continuous across chunks.
     let frames = 0;
     for (let i = 0; i < pcm.length; i++) {
@@ -61,9 +63,9 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     else this.segments.push({ itemId, frames });
   }
 
-  clear() {
+  clear(itemId) {
+    // Reports how much of `itemId` (the item being cut) was heard: 0 if none of it played.
     const droppedMs = (this.count / sampleRate) * 1000;
-    const itemId = this.currentItem ?? (this.segments[0] ? this.segments[0].itemId : null);
     this.read = (this.read + this.count) % this.ring.length;
     this.count = 0;
     this.segments = [];
@@ -111,7 +113,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     }
     const wasPlaying = this.playing;
     this.playing = this.count > 0;
-    if (wasPlaying && !this.playing) this.port.postMessage({ type: "drained" });
+    if (wasPlaying && !this.playing) this.port.postMessage({ type: "drained", pushes: this.pushes });
     if (++this.quanta % PROGRESS_EVERY === 0 || (wasPlaying && !this.playing)) {
       this.port.postMessage({
         type: "progress",
