@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Page
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TIMEOUT
 from tests.e2e.conftest import (
     ARTIFACTS,
     SAMPLE_RATE,
@@ -156,8 +156,12 @@ def test_barge_in_stops_playback_and_truncates(stack: Stack, page: Page):
     assert played == pytest.approx(truncate["audio_end_ms"], abs=5)
 
 
-def test_reconnects_to_another_relay_when_drained(stack: Stack, page: Page):
-    """When its relay drains (SIGTERM), the page reconnects to another one and keeps streaming."""
+@pytest.mark.parametrize(
+    ("stop", "close_code"), [("drain", 1001), ("crash", 1006)], ids=["sigterm-drain", "sigkill"]
+)
+def test_reconnects_to_another_relay(stack: Stack, page: Page, stop: str, close_code: int):
+    """When its relay drains (SIGTERM) or dies, the page reconnects to another one and keeps
+    streaming."""
     sim = stack.simulator("--reply-ms", "1500")
     first, second = stack.relay(sim), stack.relay(sim)
     with SwitchableProxy(first.port) as balancer:
@@ -170,15 +174,19 @@ def test_reconnects_to_another_relay_when_drained(stack: Stack, page: Page):
         assert page.evaluate("sessionStorage.getItem('relay.token')") == token
         poll(lambda: sim.session(0).get("audio_ms_received", 0) > 1000, "audio via the first")
 
-        # The balancer sends new connections elsewhere, then ECS stops the task.
+        # The balancer sends new connections elsewhere, then ECS stops the task (or it dies).
         balancer.target_port = second.port
-        assert first.drain() == 0
+        if stop == "drain":
+            assert first.drain() == 0
+        else:
+            first.proc.kill()
+            first.proc.wait(TIMEOUT)
 
         poll(lambda: len(sim.sessions()) == 2, "a second upstream session")
         poll(lambda: sim.session(1).get("audio_ms_received", 0) > 2000, "audio via the second")
         stats = agent_stats(page)
         assert stats["reconnects"] == 1
-        assert stats["lastCloseCode"] == 1001
+        assert stats["lastCloseCode"] == close_code
         assert sim.sessions()[0]["closed"]
         assert tile_text(page, "state") == "Connected"
         assert not page.locator("#error").is_visible()
