@@ -160,8 +160,7 @@ def test_barge_in_stops_playback_and_truncates(stack: Stack, page: Page):
     ("stop", "close_code"), [("drain", 1001), ("crash", 1006)], ids=["sigterm-drain", "sigkill"]
 )
 def test_reconnects_to_another_relay(stack: Stack, page: Page, stop: str, close_code: int):
-    """When its relay drains (SIGTERM) or dies, the page reconnects to another one and keeps
-    streaming."""
+    """When its relay drains or dies, the page reconnects to another one and keeps streaming."""
     sim = stack.simulator("--reply-ms", "1500")
     first, second = stack.relay(sim), stack.relay(sim)
     with SwitchableProxy(first.port) as balancer:
@@ -221,8 +220,7 @@ def test_refused_token_is_shown_and_not_retried(stack: Stack, page: Page, make_t
 
 
 def test_policy_close_is_shown_and_not_retried(stack: Stack, page: Page):
-    """When the relay ends a session by policy (1008, its session cap), the page says why
-    and does not reconnect."""
+    """When the relay ends a session by policy (1008: its session cap), the page says why, once."""
     sim = stack.simulator()
     relay = stack.relay(sim, RELAY_MAX_SESSION_SECONDS="2")
     sockets: list[str] = []
