@@ -432,7 +432,7 @@ class SimulatedSession:
     async def send(self, event: JsonObject) -> None:
         """Send one server event, giving it an event id."""
         event.setdefault("event_id", _id("event"))
-        if event["type"] == "error":
+        if event["type"] == "error" and len(self.record.errors_sent) < MAX_RECORDED_ITEMS:
             self.record.errors_sent.append(event["error"]["code"])
         await self.ws.send(json.dumps(event))
 
