@@ -1,0 +1,136 @@
+"""RelayConfig.from_env: the contract's variables, its defaults, every problem at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from relay.config import DEFAULT_MODEL, ENV_VARS, RelayConfig
+from relay.errors import ConfigError
+
+GOOD = {"RELAY_TOKEN_SECRET": "s" * 40, "OPENAI_API_KEY": "sk-test"}
+
+
+class RecordingEnviron(Mapping[str, str]):
+    """An environment that remembers which names were read."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self._values = values
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return self._values[key]
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.read.add(key)
+        return self._values.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("from_env must not enumerate the environment")
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def test_env_vars_is_exactly_what_from_env_reads(tmp_path: Path) -> None:
+    """Infra sets exactly ENV_VARS: from_env reads all of them and nothing else."""
+    agent = tmp_path / "agent.yaml"
+    agent.write_text("voice: cedar\n")
+    environ = RecordingEnviron({**GOOD, "AGENT_CONFIG": str(agent)})
+    RelayConfig.from_env(environ)
+    assert environ.read == ENV_VARS
+
+
+def test_defaults_match_the_contract() -> None:
+    """With only the secrets set, the relay runs on the documented defaults."""
+    config = RelayConfig.from_env(GOOD)
+    assert config.port == 8080
+    assert config.host == "0.0.0.0"
+    assert config.upstream_url == "wss://api.openai.com/v1/realtime"
+    assert config.model == DEFAULT_MODEL == "gpt-realtime-2.1"
+    assert config.models == frozenset({DEFAULT_MODEL})
+    assert config.drain_seconds == 90
+    assert config.ping_interval == 20
+    assert config.metrics_namespace == "RecallVoiceAgent/Relay"
+    assert config.metrics_service == "relay"
+    assert config.ecs_agent_uri is None
+
+
+def test_values_are_parsed() -> None:
+    """Every variable reaches its field."""
+    config = RelayConfig.from_env(
+        {
+            **GOOD,
+            "PORT": "9000",
+            "RELAY_HOST": "127.0.0.1",
+            "OPENAI_REALTIME_URL": "ws://127.0.0.1:1/v1/realtime",
+            "OPENAI_REALTIME_MODEL": "gpt-realtime-2",
+            "RELAY_ALLOWED_MODELS": "gpt-realtime-2.1-mini, gpt-realtime-1.5",
+            "RELAY_MAX_SESSIONS": "0",
+            "RELAY_MAX_SESSIONS_PER_SUBJECT": "3",
+            "DRAIN_SECONDS": "30",
+            "RELAY_MAX_SESSION_SECONDS": "600",
+            "RELAY_MAX_FRAME_BYTES": "65536",
+            "RELAY_PING_INTERVAL": "5",
+            "TABLE_NAME": "t",
+            "LOG_LEVEL": "debug",
+            "ECS_AGENT_URI": "http://169.254.170.2/api/x",
+        }
+    )
+    assert (config.port, config.host, config.model) == (9000, "127.0.0.1", "gpt-realtime-2")
+    assert config.models == {"gpt-realtime-2", "gpt-realtime-2.1-mini", "gpt-realtime-1.5"}
+    assert (config.max_sessions, config.max_sessions_per_subject) == (0, 3)
+    assert (config.drain_seconds, config.max_session_seconds) == (30, 600)
+    assert (config.max_frame_bytes, config.ping_interval) == (65536, 5)
+    assert (config.table_name, config.log_level) == ("t", "DEBUG")
+    assert config.ecs_agent_uri == "http://169.254.170.2/api/x"
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    """Printing the config never shows the token secret or the API key."""
+    text = repr(RelayConfig.from_env(GOOD))
+    assert "s" * 40 not in text
+    assert "sk-test" not in text
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    """A broken environment lists all its problems in one ConfigError."""
+    with pytest.raises(ConfigError) as error:
+        RelayConfig.from_env(
+            {
+                "RELAY_TOKEN_SECRET": "short",
+                "PORT": "http",
+                "RELAY_MAX_SESSIONS": "-1",
+                "DRAIN_SECONDS": "300",
+                "RELAY_PING_INTERVAL": "0",
+                "OPENAI_REALTIME_URL": "http://example.com",
+                "AGENT_CONFIG": "/nonexistent/agent.yaml",
+                "LOG_LEVEL": "LOUD",
+            }
+        )
+    text = "\n".join(error.value.problems)
+    for name in (
+        "RELAY_TOKEN_SECRET",
+        "PORT",
+        "RELAY_MAX_SESSIONS",
+        "DRAIN_SECONDS",
+        "RELAY_PING_INTERVAL",
+        "OPENAI_REALTIME_URL",
+        "AGENT_CONFIG",
+        "LOG_LEVEL",
+    ):
+        assert name in text
+    assert len(error.value.problems) == 8
+
+
+def test_openai_key_required_only_for_openai() -> None:
+    """The key is required against OpenAI, optional against a local simulator."""
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        RelayConfig.from_env({"RELAY_TOKEN_SECRET": "s" * 40})
+    config = RelayConfig.from_env(
+        {"RELAY_TOKEN_SECRET": "s" * 40, "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime"}
+    )
+    assert config.openai_api_key == ""

@@ -1,0 +1,150 @@
+"""SIGTERM on a real relay process: health turns 503, new sessions refused, live ones drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.conftest import TIMEOUT, free_port
+from tests.relay.conftest import (
+    SECRET,
+    SENSITIVE,
+    UPSTREAM_KEY,
+    FakeUpstream,
+    append_event,
+    environ_for_subprocess,
+    eventually,
+    mint,
+    recv_until,
+)
+
+
+async def http_get(port: int, path: str) -> tuple[int, bytes]:
+    """A one-shot HTTP/1.1 GET on loopback: status and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: relay\r\n\r\n".encode())
+        async with asyncio.timeout(TIMEOUT):
+            response = await reader.read()
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+async def health(port: int) -> int | None:
+    """/healthz status, or None while nothing listens."""
+    try:
+        return (await http_get(port, "/healthz"))[0]
+    except OSError:
+        return None
+
+
+class RelayProcess:
+    """``python -m relay`` as a subprocess, stdout to a file."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
+        self.proc = proc
+        self.port = port
+        self.log = log
+        self.url = f"ws://127.0.0.1:{port}/v1/realtime"
+
+
+@pytest.fixture
+async def relay_process(fake_upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[RelayProcess]:
+    """A relay subprocess in front of the scripted upstream, DRAIN_SECONDS=2."""
+    port = free_port()
+    log = tmp_path / "relay.log"
+    env = environ_for_subprocess(
+        PORT=str(port),
+        RELAY_HOST="127.0.0.1",
+        OPENAI_REALTIME_URL=fake_upstream.url,
+        OPENAI_API_KEY=UPSTREAM_KEY,
+        RELAY_TOKEN_SECRET=SECRET,
+        DRAIN_SECONDS="2",
+        LOG_LEVEL="DEBUG",
+    )
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "relay", env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
+        )
+    relay = RelayProcess(proc, port, log)
+    try:
+        async with asyncio.timeout(3 * TIMEOUT):
+            while await health(port) != 200:
+                assert proc.returncode is None, log.read_text()
+                await asyncio.sleep(0.05)
+        yield relay
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_sigterm_drains_then_closes_1001_and_exits_0(
+    relay_process: RelayProcess, fake_upstream: FakeUpstream
+) -> None:
+    """During drain: /healthz 503, new sessions 503, live audio flows, then 1001 and exit 0."""
+    headers = {"Authorization": f"Bearer {mint('bot-live')}"}
+    async with connect(relay_process.url, additional_headers=headers) as live:
+        await recv_until(live, "session.updated")
+        relay_process.proc.send_signal(signal.SIGTERM)
+
+        # 1. Health turns 503 at once, so the balancer stops routing here.
+        await eventually_async(lambda: health(relay_process.port), 503)
+        # 2. New sessions are refused with 503.
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(
+                relay_process.url, additional_headers={"Authorization": f"Bearer {mint('bot-new')}"}
+            ):
+                pass
+        assert refused.value.response.status_code == 503
+        # 3. The live session still flows both ways.
+        before = len(fake_upstream.received)
+        await live.send(append_event(seed=3))
+        await eventually(lambda: len(fake_upstream.received) > before)
+        await live.send(json.dumps({"type": "response.create"}))
+        assert (await recv_until(live, "response.done"))[-1]["type"] == "response.done"
+        # 4. At the deadline: close 1001 with a reason the page can act on.
+        async with asyncio.timeout(TIMEOUT):
+            await live.wait_closed()
+        with pytest.raises(ConnectionClosed) as closed:
+            await live.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1001
+    assert closed.value.rcvd.reason == "relay draining: reconnect"
+    async with asyncio.timeout(TIMEOUT):
+        assert await relay_process.proc.wait() == 0
+    log = relay_process.log.read_text()
+    assert '"message": "relay draining"' in log
+    assert '"message": "session closed"' in log
+    for value in SENSITIVE:
+        assert value not in log
+
+
+async def test_sigterm_without_sessions_exits_at_once(relay_process: RelayProcess) -> None:
+    """An idle relay exits 0 on SIGTERM without waiting for the drain deadline."""
+    relay_process.proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(TIMEOUT):
+        assert await relay_process.proc.wait() == 0
+
+
+async def eventually_async(probe, expected) -> None:
+    """Await ``probe()`` until it returns ``expected``, failing after TIMEOUT."""
+    async with asyncio.timeout(TIMEOUT):
+        for _ in itertools.count():
+            if await probe() == expected:
+                return
+            await asyncio.sleep(0.02)

@@ -1,0 +1,98 @@
+"""ECS scale-in protection follows live sessions, against a fake ECS agent over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from relay.protection import TaskProtection
+from tests.relay.conftest import eventually
+
+
+@dataclass
+class FakeAgent:
+    """A local stand-in for the ECS agent's task-protection endpoint."""
+
+    uri: str = ""
+    calls: list[tuple[str, str, dict[str, object]]] = field(default_factory=list)
+    status: int = 200
+
+
+@pytest.fixture
+async def ecs_agent() -> AsyncIterator[FakeAgent]:
+    agent = FakeAgent()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request_line = (await reader.readline()).decode()
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        body = json.loads(await reader.readexactly(length)) if length else {}
+        method, path, _ = request_line.split(" ")
+        agent.calls.append((method, path, body))
+        writer.write(f"HTTP/1.1 {agent.status} X\r\nContent-Length: 2\r\n\r\n{{}}".encode())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    agent.uri = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/task-1"
+    try:
+        yield agent
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_protection_on_with_sessions_and_off_after(ecs_agent: FakeAgent) -> None:
+    """The first session turns protection on, the last one ending turns it off."""
+    protection = TaskProtection(ecs_agent.uri, expires_minutes=30)
+    task = asyncio.get_running_loop().create_task(protection.run())
+    try:
+        await eventually(lambda: protection.confirmed is False)  # cleared at start-up
+        protection.sessions_changed(1)
+        protection.sessions_changed(2)
+        await eventually(lambda: protection.confirmed is True)
+        protection.sessions_changed(1)
+        protection.sessions_changed(0)
+        await eventually(lambda: protection.confirmed is False)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    bodies = [body for _, _, body in ecs_agent.calls]
+    assert all(path == "/api/task-1/task-protection/v1/state" for _, path, _ in ecs_agent.calls)
+    assert all(method == "PUT" for method, _, _ in ecs_agent.calls)
+    assert bodies == [
+        {"ProtectionEnabled": False},
+        {"ProtectionEnabled": True, "ExpiresInMinutes": 30},
+        {"ProtectionEnabled": False},
+    ]
+
+
+async def test_agent_errors_are_retried_not_raised(ecs_agent: FakeAgent) -> None:
+    """A failing agent is retried; sessions never see the error."""
+    ecs_agent.status = 500
+    protection = TaskProtection(ecs_agent.uri, retry_seconds=0.05)
+    protection.sessions_changed(1)
+    task = asyncio.get_running_loop().create_task(protection.run())
+    try:
+        await eventually(lambda: len(ecs_agent.calls) >= 2)
+        ecs_agent.status = 200
+        await eventually(lambda: protection.confirmed is True)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_without_ecs_agent_uri_nothing_happens() -> None:
+    """Locally (no ECS_AGENT_URI) protection is a no-op that returns at once."""
+    protection = TaskProtection(None)
+    protection.sessions_changed(1)
+    async with asyncio.timeout(1):
+        await protection.run()
+    assert protection.confirmed is None
