@@ -14,6 +14,9 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.bundling import LocalPipBundling, lambda_code
+from infra.constructs.edge import Edge
+from infra.constructs.observability import Observability
+from infra.constructs.relay_service import ORIGIN_HEADER, RelayService
 from infra.constructs.secrets import AppSecrets
 from infra.constructs.storage import Storage
 from infra.constructs.webhook_api import WebhookApi
@@ -25,7 +28,7 @@ WEBHOOK_PACKAGES = ("functions", "storage")
 
 
 class VoiceAgentStack(Stack):
-    """The whole app: table, secrets, webhook API (and, with issue 4, the relay)."""
+    """The whole app: table, secrets, webhook API, relay, edge, dashboard and alarms."""
 
     def __init__(
         self,
@@ -74,9 +77,58 @@ class VoiceAgentStack(Stack):
             log_level=settings.webhook_log_level,
         )
 
-        # Cross-construct grants: the receiver reads its secret and writes the table.
+        self.relay = RelayService(
+            self,
+            "Relay",
+            project_root=project_root,
+            openai_api_key=self.secrets.openai_api_key,
+            relay_token_secret=self.secrets.relay_token,
+            table_name=self.storage.table.table_name,
+            metrics_service=f"{settings.stack_name}-relay",
+            log_retention=log_retention,
+            cpu=settings.relay_cpu,
+            memory_mib=settings.relay_memory_mib,
+            desired_count=settings.relay_desired_count,
+            min_count=settings.relay_min_count,
+            max_count=settings.relay_max_count,
+            sessions_per_task_target=settings.relay_sessions_per_task_target,
+            max_sessions_per_task=settings.relay_max_sessions_per_task,
+            max_sessions_per_subject=settings.relay_max_sessions_per_subject,
+            max_session_seconds=settings.relay_max_session_seconds,
+            drain_seconds=settings.relay_drain_seconds,
+            deregistration_delay_seconds=settings.relay_deregistration_delay_seconds,
+            idle_timeout_seconds=settings.relay_idle_timeout_seconds,
+            stickiness_seconds=settings.relay_stickiness_seconds,
+            models=settings.relay_models,
+            log_level=settings.relay_log_level,
+            cloudfront_prefix_list_id=settings.cloudfront_prefix_list_id,
+        )
+        self.edge = Edge(
+            self,
+            "Edge",
+            load_balancer=self.relay.load_balancer,
+            origin_header_name=ORIGIN_HEADER,
+            origin_header_value=self.relay.origin_header_value,
+            price_class=settings.cloudfront_price_class,
+            custom_domain=settings.custom_domain,
+        )
+        self.observability = Observability(
+            self,
+            "Observability",
+            relay=self.relay,
+            max_sessions_per_task=settings.relay_max_sessions_per_task,
+            http_api=self.webhook_api.api,
+            function=self.webhook_api.function,
+            table=self.storage.table,
+            alarm_email=settings.alarm_email,
+        )
+
+        # Cross-construct grants: the receiver reads its secret and writes the table; the
+        # relay records sessions and turns. (ECS grants the task secrets to the execution
+        # role itself, at task start.)
         self.storage.grant_data(self.webhook_api.function)
         self.secrets.recall_webhook.grant_read(self.webhook_api.function)
+        self.storage.grant_data(self.relay.task_definition.task_role)
 
         self._outputs()
 
@@ -88,6 +140,32 @@ class VoiceAgentStack(Stack):
             description="Paste into Recall's dashboard as the webhook endpoint",
         )
         CfnOutput(self, "TableName", value=self.storage.table.table_name)
+        CfnOutput(
+            self,
+            "RelayUrl",
+            value=self.edge.relay_url,
+            description="OpenAI-compatible Realtime WebSocket URL (a relay token is the key)",
+        )
+        CfnOutput(
+            self,
+            "AgentPageUrl",
+            value=self.edge.page_url,
+            description="The agent page: the bot's output-media webpage (add ?token=...)",
+        )
+        CfnOutput(
+            self,
+            "OpenAIKeySecretArn",
+            value=self.secrets.openai_api_key.secret_arn,
+            description="Put an OpenAI API key here, then force a new relay deployment",
+        )
+        CfnOutput(
+            self,
+            "RelayTokenSecretArn",
+            value=self.secrets.relay_token.secret_arn,
+            description="Key that signs relay tokens (generated; the CLI reads it to mint)",
+        )
+        CfnOutput(self, "DashboardName", value=self.observability.dashboard.dashboard_name)
+        CfnOutput(self, "AlarmTopicArn", value=self.observability.topic.topic_arn)
         CfnOutput(
             self,
             "WebhookSecretArn",

@@ -1,0 +1,59 @@
+"""The relay image's build context holds only what the image needs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from infra.app import PROJECT_ROOT
+from tests.infra.conftest import Synthesized
+
+#: What `docker build` may see: the pins, the Dockerfile, the relay and storage packages.
+ALLOWED_ROOTS = ("pyproject.toml", ".dockerignore", "relay_container/Dockerfile")
+ALLOWED_DIRS = ("relay_container/relay/", "storage/")
+
+
+def _staged_context(synthesized: Synthesized) -> Path:
+    assets = json.loads(
+        (synthesized.outdir / f"{synthesized.stack.stack_name}.assets.json").read_text()
+    )
+    (image,) = assets["dockerImages"].values()
+    return synthesized.outdir / str(image["source"]["directory"])
+
+
+def test_build_context_holds_only_pins_relay_and_storage(synthesized: Synthesized) -> None:
+    """No .venv, tests, cdk.out, .env or other code is sent to Docker or baked into the image."""
+    context = _staged_context(synthesized)
+    files = sorted(p.relative_to(context).as_posix() for p in context.rglob("*") if p.is_file())
+    unexpected = [f for f in files if f not in ALLOWED_ROOTS and not f.startswith(ALLOWED_DIRS)]
+    assert unexpected == []
+    assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or "/tests/" in f]
+
+
+def test_build_context_holds_every_relay_and_storage_source(synthesized: Synthesized) -> None:
+    """Every module and static asset of the relay and storage packages is in the image."""
+    context = _staged_context(synthesized)
+    for package in ("relay_container/relay", "storage"):
+        sources = [
+            p.relative_to(PROJECT_ROOT).as_posix()
+            for p in (PROJECT_ROOT / package).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        ]
+        assert sources
+        missing = [s for s in sources if not (context / s).is_file()]
+        assert missing == []
+    assert (context / "pyproject.toml").is_file()
+    assert (context / "relay_container" / "Dockerfile").is_file()
+
+
+def test_dockerfile_installs_only_the_relay_pins_and_runs_unprivileged() -> None:
+    """The image installs the `relay` extra from pyproject.toml and runs as a non-root user."""
+    dockerfile = (PROJECT_ROOT / "relay_container" / "Dockerfile").read_text()
+    assert "tomllib" in dockerfile
+    assert "['optional-dependencies']['relay']" in dockerfile
+    assert "--only-binary=:all:" in dockerfile
+    assert "\nUSER 10001\n" in dockerfile
+    assert dockerfile.rstrip().endswith('CMD ["python", "-m", "relay"]')
+    assert "PYTHONUNBUFFERED=1" in dockerfile
+    assert dockerfile.startswith("#")
+    assert "FROM python:3.14-slim" in dockerfile

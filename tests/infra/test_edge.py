@@ -1,0 +1,74 @@
+"""CloudFront in front of the ALB: wss:// and https:// on one host, nothing cached."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.infra.conftest import Synthesized
+
+CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+ALL_VIEWER = "216adef6-5c7f-47e4-b989-5492eafa07d3"
+
+
+def _config(synthesized: Synthesized) -> dict[str, Any]:
+    return dict(
+        synthesized.only("AWS::CloudFront::Distribution")["Properties"]["DistributionConfig"]
+    )
+
+
+def test_nothing_is_cached_and_every_viewer_header_cookie_and_query_passes(
+    synthesized: Synthesized,
+) -> None:
+    """The WebSocket upgrade, the token subprotocol and the AWSALB cookie reach the relay."""
+    behavior = _config(synthesized)["DefaultCacheBehavior"]
+    assert behavior["CachePolicyId"] == CACHING_DISABLED
+    assert behavior["OriginRequestPolicyId"] == ALL_VIEWER
+    assert set(behavior["AllowedMethods"]) >= {"GET", "POST", "OPTIONS"}
+    assert behavior["ViewerProtocolPolicy"] == "https-only"
+
+
+def test_origin_is_the_alb_over_http_with_the_origin_header(synthesized: Synthesized) -> None:
+    """CloudFront adds the header the ALB's listener rule requires; the value is the stack's."""
+    (origin,) = _config(synthesized)["Origins"]
+    balancer_id = next(iter(synthesized.of_type("AWS::ElasticLoadBalancingV2::LoadBalancer")))
+    assert origin["DomainName"] == {"Fn::GetAtt": [balancer_id, "DNSName"]}
+    assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "http-only"
+    (header,) = origin["OriginCustomHeaders"]
+    rule = synthesized.only("AWS::ElasticLoadBalancingV2::ListenerRule")["Properties"]
+    condition = rule["Conditions"][0]["HttpHeaderConfig"]
+    assert header["HeaderName"] == condition["HttpHeaderName"]
+    assert [header["HeaderValue"]] == condition["Values"]
+
+
+def test_outputs_give_wss_relay_and_https_page_urls(synthesized: Synthesized) -> None:
+    """After deploy the user reads wss://<cloudfront>/v1/realtime and https://<cloudfront>/."""
+    outputs = synthesized.template.to_json()["Outputs"]
+    relay = json.dumps(outputs["RelayUrl"]["Value"])
+    page = json.dumps(outputs["AgentPageUrl"]["Value"])
+    assert relay.startswith('{"Fn::Join": ["", ["wss://", {"Fn::GetAtt": ["Edge')
+    assert relay.endswith('"/v1/realtime"]]}')
+    assert page.startswith('{"Fn::Join": ["", ["https://", {"Fn::GetAtt": ["Edge')
+    assert {"OpenAIKeySecretArn", "RelayTokenSecretArn"} <= set(outputs)
+
+
+def test_custom_domain_gets_a_certificate_modern_tls_and_alias_records(custom: Synthesized) -> None:
+    """With -c domain_name=..., the URLs use it, TLS 1.2+ only, and DNS points at CloudFront."""
+    config = _config(custom)
+    assert config["Aliases"] == ["voice.example.com"]
+    certificate = config["ViewerCertificate"]
+    assert certificate["MinimumProtocolVersion"] == "TLSv1.2_2021"
+    assert certificate["SslSupportMethod"] == "sni-only"
+    custom.template.has_resource_properties(
+        "AWS::CertificateManager::Certificate",
+        {"DomainName": "voice.example.com", "ValidationMethod": "DNS"},
+    )
+    records = sorted(
+        r["Properties"]["Type"] for r in custom.of_type("AWS::Route53::RecordSet").values()
+    )
+    assert records == ["A", "AAAA"]
+    rules = custom.template.to_json()["Rules"]
+    assert any("us-east-1" in json.dumps(rule) for rule in rules.values())
+    outputs = custom.template.to_json()["Outputs"]
+    assert outputs["RelayUrl"]["Value"] == "wss://voice.example.com/v1/realtime"
+    assert outputs["AgentPageUrl"]["Value"] == "https://voice.example.com/"
