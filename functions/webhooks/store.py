@@ -352,8 +352,9 @@ def _store_failure(exc: Exception, doing: str) -> StoreUnavailableError | StoreE
     code = _error_code(exc)
     if code is None:  # BotoCoreError: no connection, timeout, no region or credentials
         return StoreUnavailableError(f"cannot {doing}: DynamoDB unreachable ({type(exc).__name__})")
-    if code in TRANSIENT_CODES:
-        return StoreUnavailableError(f"cannot {doing}: DynamoDB is busy ({code})")
+    status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if code in TRANSIENT_CODES or status >= 500:
+        return StoreUnavailableError(f"cannot {doing}: DynamoDB is busy or failing ({code})")
     if code == "TransactionCanceledException":
         reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
         codes = ",".join(str(r.get("Code")) for r in reasons)
