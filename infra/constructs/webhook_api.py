@@ -162,6 +162,9 @@ class WebhookApi(Construct):
             timeout=Duration.seconds(timeout_seconds),
             environment=environment,
             snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
+            # Superseded versions are deleted: each SnapStart version is billed for its
+            # cached snapshot while it exists, and only the `live` alias's is ever invoked.
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
             description="Recall.ai webhooks: verify the signature, store once, advance bot state",
         )
 

@@ -62,6 +62,9 @@ def test_snap_start_serves_the_published_version_through_the_live_alias(
     integration = synthesized.only("AWS::ApiGatewayV2::Integration")
     assert integration["Properties"]["IntegrationUri"] == {"Ref": alias_id}
     assert "SnapStart" not in _function(custom)["Properties"]
+    # Superseded versions (each billed for its cached snapshot) are deleted on update.
+    (version,) = synthesized.of_type("AWS::Lambda::Version").values()
+    assert version["DeletionPolicy"] == "Delete"
 
 
 def test_routes_are_the_webhook_post_and_health_get(synthesized: Synthesized) -> None:
