@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Final
+from typing import Final, cast
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.datastructures import Headers
@@ -308,8 +308,8 @@ class HandshakeConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Arm the handshake deadline; refuse at once when too many are pending."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
         relay = self.relay
         if relay.pending_handshakes >= relay.config.max_pending_handshakes:
             self._done = True

@@ -15,7 +15,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from functools import cache
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.client import ClientProtocol
@@ -79,8 +79,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Send the handshake request."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
         transport.write(self._request_bytes)
 
     def data_received(self, data: bytes) -> None:
