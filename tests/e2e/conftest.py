@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -168,6 +169,7 @@ class Stack:
 
     tmp: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    relays: int = 0
 
     def simulator(self, *args: str) -> Simulator:
         proc = subprocess.Popen(
@@ -182,11 +184,11 @@ class Stack:
         return Simulator(proc, line.removeprefix("simulator listening on "))
 
     def relay(self, simulator: Simulator, **env: str) -> Relay:
-        port = free_port()
-        log = self.tmp / f"relay-{port}.log"
+        self.relays += 1
+        log = self.tmp / f"relay-{self.relays}.log"
         environ = {
             **os.environ,
-            "PORT": str(port),
+            "PORT": "0",  # the relay reports the port it bound: no race for a free one
             "RELAY_HOST": "127.0.0.1",
             "RELAY_TOKEN_SECRET": TOKEN_SECRET,
             "OPENAI_REALTIME_URL": simulator.url,
@@ -199,6 +201,7 @@ class Stack:
                 [sys.executable, "-m", "relay"], env=environ, stdout=out, stderr=out, cwd=ROOT
             )
         self.procs.append(proc)
+        port = poll(lambda: _listening_port(proc, log), "relay listening")
         relay = Relay(proc, port, log)
         poll(lambda: _healthy(relay), "relay healthy")
         return relay
@@ -206,6 +209,16 @@ class Stack:
     def close(self) -> None:
         for proc in reversed(self.procs):
             _stop(proc)
+
+
+def _listening_port(proc: subprocess.Popen[bytes], log: Path) -> int | None:
+    """The port from the relay's "relay listening" log line, once it is written."""
+    if proc.poll() is not None:
+        raise RuntimeError(f"relay exited early:\n{log.read_text()[-2000:]}")
+    for line in log.read_text().splitlines():
+        if '"relay listening"' in line:
+            return int(json.loads(line)["url"].split(":")[2].split("/")[0])
+    return None
 
 
 def _healthy(relay: Relay) -> bool:
