@@ -31,7 +31,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from relay import tokens
-from tests.conftest import ROOT, TIMEOUT, free_port
+from tests.conftest import ROOT, TIMEOUT
 
 TOKEN_SECRET = "e2e-relay-token-secret-0123456789abcdef"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -267,7 +267,7 @@ class SwitchableProxy:
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.port = free_port()
+        self.port = 0  # bound in _run, read back from the socket
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, name="e2e-proxy", daemon=True)
@@ -288,8 +288,9 @@ class SwitchableProxy:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.server = self.loop.run_until_complete(
-            asyncio.start_server(self._accept, "127.0.0.1", self.port)
+            asyncio.start_server(self._accept, "127.0.0.1", 0)
         )
+        self.port = self.server.sockets[0].getsockname()[1]
         self.ready.set()
         self.loop.run_forever()
 
