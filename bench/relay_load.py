@@ -199,6 +199,20 @@ def socket_count(pid: int) -> int:
     return count
 
 
+def machine_busy(interval: float = 1.0) -> float:
+    """Share of all CPUs busy over ``interval`` seconds, from /proc/stat (0..1)."""
+
+    def totals() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
+    busy_a, total_a = totals()
+    time.sleep(interval)
+    busy_b, total_b = totals()
+    return (busy_b - busy_a) / max(1, total_b - total_a)
+
+
 def free_port() -> int:
     """A loopback port free right now."""
     with socket.socket() as sock:
@@ -263,6 +277,7 @@ class StepResult:
     harness_core_share: float = 0.0
     harness_runqueue_share: float = 0.0
     loadgen_loop_max_lag_ms: float = 0.0
+    machine_busy_before: float | None = None
     error: str | None = None
 
     @property
@@ -385,6 +400,8 @@ class BenchSettings:
     json_path: str | None
     markdown_path: str | None
     pin: bool
+    quiet_wait: float
+    quiet_threshold: float
 
 
 def parse_args(argv: Sequence[str]) -> BenchSettings:
@@ -426,6 +443,19 @@ def parse_args(argv: Sequence[str]) -> BenchSettings:
         "--markdown", dest="markdown_path", help="also write the tables as Markdown (for README)"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        help="before each step, wait up to this many seconds for the machine to be quiet "
+        "(useful on a shared machine; default: do not wait)",
+    )
+    parser.add_argument(
+        "--quiet-threshold",
+        type=float,
+        default=0.15,
+        help="'quiet' = all CPUs together less busy than this share (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     try:
         steps = tuple(int(s) for s in args.steps.split(",") if s.strip())
@@ -453,6 +483,8 @@ def parse_args(argv: Sequence[str]) -> BenchSettings:
         json_path=args.json_path,
         markdown_path=args.markdown_path,
         pin=not args.no_pin and (os.cpu_count() or 1) >= 2,
+        quiet_wait=max(0.0, args.quiet_wait),
+        quiet_threshold=args.quiet_threshold,
     )
 
 
@@ -493,7 +525,9 @@ class Bench:
                     if not self.time_left_for(n):
                         result.note = f"stopped before {n} sessions: --max-seconds reached"
                         break
+                    busy = self.wait_for_quiet()
                     step = self.run_step(n, url, target, target_proc, echo, result)
+                    step.machine_busy_before = busy
                     result.steps.append(step)
                     print(format_step(target, step), file=sys.stderr, flush=True)
                     if target_proc is not None:
@@ -575,9 +609,20 @@ class Bench:
                 return
             time.sleep(0.1)
 
+    def wait_for_quiet(self) -> float:
+        """Wait (bounded by --quiet-wait and the run's deadline) for other work to calm down.
+
+        Returns the last busy share seen (our own idle children included, which cost ~0).
+        """
+        busy = machine_busy(0.5)
+        deadline = min(time.monotonic() + self.settings.quiet_wait, self.deadline - 60)
+        while busy > self.settings.quiet_threshold and time.monotonic() < deadline:
+            busy = machine_busy(1.0)
+        return busy
+
     def step_budget(self, sessions: int) -> float:
         s = self.settings
-        return 20.0 + sessions * 0.1 + s.step_seconds + s.grace_seconds + 10.0
+        return 20.0 + sessions * 0.1 + s.step_seconds + s.grace_seconds + 10.0 + s.quiet_wait
 
     def time_left_for(self, sessions: int) -> bool:
         return time.monotonic() + self.step_budget(sessions) <= self.deadline
@@ -739,7 +784,7 @@ def format_step(target: str, s: StepResult) -> str:
 HEADER: Final = (
     f"{'sessions':>8} {'conn':>5} {'sent':>7} {'lost':>5} {'p50 ms':>7} {'p99 ms':>7} "
     f"{'p99.9':>7} {'max':>7} {'relay s':>7} {'us/rt':>6} {'core0':>6} {'wait0':>6} {'rss MB':>7} "
-    f"{'KB/sess':>7} {'lg s':>5} {'echo s':>6} {'core1':>6} {'wait1':>6}  verdict"
+    f"{'KB/sess':>7} {'lg s':>5} {'echo s':>6} {'core1':>6} {'wait1':>6} {'busy':>5}  verdict"
 )
 LEGEND: Final = """\
 columns: lost = appends not echoed back + sends skipped on a backed-up socket;
@@ -748,7 +793,8 @@ columns: lost = appends not echoed back + sends skipped on a backed-up socket;
   for core 0, i.e. squeezed by other work on the machine (%); rss MB / KB/sess = relay RSS and
   RSS above idle per live session; lg s, echo s, core1, wait1 = the same for the load generator
   and echo upstream on core 1; harness-bound = the load generator missed its send schedule or
-  core 1 was over 90 % busy, so the relay was offered less than the nominal load."""
+  core 1 was over 90 % busy, so the relay was offered less than the nominal load; busy = share
+  of both CPUs in use just before the step (other people's work on a shared machine)."""
 
 
 def _pct(value: float | None) -> str:
@@ -774,7 +820,7 @@ def table(result: TargetResult) -> str:
             f"{_pct(s.relay_runqueue_share):>6} {_fmt(rss_mb, '.1f'):>7} "
             f"{_fmt(s.rss_kb_per_session, '.1f'):>7} {s.loadgen_cpu_seconds:>5.2f} "
             f"{s.echo_cpu_seconds:>6.2f} {_pct(s.harness_core_share):>6} "
-            f"{_pct(s.harness_runqueue_share):>6}  {verdict}"
+            f"{_pct(s.harness_runqueue_share):>6} {_pct(s.machine_busy_before):>5}  {verdict}"
         )
     if result.baseline_rss_kb is not None:
         rows.append(f"idle RSS: {result.baseline_rss_kb / 1024:.1f} MB")
@@ -807,8 +853,9 @@ def markdown(results: list[TargetResult], added: dict[str, float]) -> str:
             + (f" ({r.note})" if r.note else ""),
             "",
             "| sessions | sent | lost | p50 ms | p99 ms | p99.9 ms | relay CPU s | µs/rt "
-            "| core 0 % | wait 0 % | RSS MB | KB/session | core 1 % | wait 1 % | verdict |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "| core 0 % | wait 0 % | RSS MB | KB/session | core 1 % | wait 1 % | busy % "
+            "| verdict |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for s in r.steps:
             if s.error:
@@ -824,7 +871,7 @@ def markdown(results: list[TargetResult], added: dict[str, float]) -> str:
                 f"| {_fmt(s.relay_us_per_round_trip, '.1f')} | {_pct(s.relay_cpu_share)} "
                 f"| {_pct(s.relay_runqueue_share)} | {_fmt(rss_mb, '.1f')} "
                 f"| {_fmt(s.rss_kb_per_session, '.1f')} | {_pct(s.harness_core_share)} "
-                f"| {_pct(s.harness_runqueue_share)} | {verdict} |"
+                f"| {_pct(s.harness_runqueue_share)} | {_pct(s.machine_busy_before)} | {verdict} |"
             )
         lines.append("")
     for name, value in added.items():
