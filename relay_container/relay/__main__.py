@@ -1,12 +1,18 @@
-"""``python -m relay``: read the config once, log JSON, serve until SIGTERM, drain, exit 0."""
+"""``python -m relay``: read the config once, log JSON, serve until SIGTERM, drain, exit 0.
+
+Runs on uvloop when it is installed: measured on the relay benchmark it spends 15-20 % less
+CPU per relayed round trip than asyncio's selector loop (bench/README.md, "Relay").
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from relay.config import RelayConfig
 from relay.errors import ConfigError
@@ -24,6 +30,16 @@ async def _main(config: RelayConfig) -> None:
     await serve(config, stop)
 
 
+def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop factory if uvloop is installed, else None (asyncio's default)."""
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def main() -> int:
     """Entry point; returns the process exit code."""
     try:
@@ -34,7 +50,8 @@ def main() -> int:
         return 2
     configure_logging(config.log_level)
     try:
-        asyncio.run(_main(config))
+        with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+            runner.run(_main(config))
     except ConfigError as exc:
         logger.error("invalid configuration", extra={"problems": exc.problems})
         return 2
