@@ -7,6 +7,7 @@ then synthesizes. Nothing else happens here.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Final
 
@@ -14,7 +15,7 @@ from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from infra.nag import acknowledge_findings
-from infra.settings import StackSettings
+from infra.settings import SettingsError, StackSettings
 from infra.stack import VoiceAgentStack
 
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
@@ -30,9 +31,13 @@ def build(app: App, *, project_root: Path = PROJECT_ROOT) -> VoiceAgentStack:
 
 
 def main() -> None:
-    """Synthesize the app into ``cdk.out``."""
+    """Synthesize the app into ``cdk.out``; bad context exits 2 with the list of problems."""
     app = App()
-    build(app)
+    try:
+        build(app)
+    except SettingsError as exc:
+        sys.stderr.write(f"{exc}\n")
+        raise SystemExit(2) from None
     app.synth()
 
 
