@@ -119,13 +119,15 @@ def _acknowledge_edge(stack: VoiceAgentStack) -> None:
             "certificate, whose security policy AWS fixes (TLSv1 allowed) and nobody can "
             "change; with -c domain_name=... the stack sets TLSv1.2_2021 and this clears.",
         )
-    _ack(
-        distribution,
-        "AwsSolutions-CFR5",
-        "The origin is reached over HTTP (no certificate can name *.elb.amazonaws.com); "
-        "origin SSL protocols are set to TLSv1.2 only, but the rule fires for any "
-        "HTTP-only origin. The ALB admits only CloudFront's prefix list plus a secret header.",
-    )
+    if stack.settings.custom_domain is None:
+        _ack(
+            distribution,
+            "AwsSolutions-CFR5",
+            "Without a custom domain the origin is reached over HTTP (no certificate can name "
+            "*.elb.amazonaws.com); the rule fires for any HTTP-only origin although origin "
+            "SSL protocols are TLSv1.2 only. The ALB admits only CloudFront's prefix list plus "
+            "the origin header; with -c domain_name=... the origin is HTTPS.",
+        )
     _ack(
         distribution,
         "AwsSolutions-CFR1",

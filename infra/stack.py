@@ -16,7 +16,7 @@ from constructs import Construct
 from infra.bundling import LocalPipBundling, lambda_code
 from infra.constructs.edge import Edge
 from infra.constructs.observability import Observability
-from infra.constructs.relay_service import ORIGIN_HEADER, RelayService
+from infra.constructs.relay_service import ORIGIN_HEADER, OriginTls, RelayService
 from infra.constructs.secrets import AppSecrets
 from infra.constructs.storage import Storage
 from infra.constructs.webhook_api import WebhookApi
@@ -25,6 +25,8 @@ from infra.settings import StackSettings
 #: The webhook Lambda bundle: the `webhooks` extra's pins plus these source packages.
 WEBHOOK_EXTRA = "webhooks"
 WEBHOOK_PACKAGES = ("functions", "storage")
+#: With a custom domain, CloudFront reaches the ALB over TLS at origin.<domain>.
+ORIGIN_SUBDOMAIN = "origin"
 
 
 class VoiceAgentStack(Stack):
@@ -48,6 +50,16 @@ class VoiceAgentStack(Stack):
         )
         self.settings = settings
         log_retention = retention_days(settings.log_retention_days)
+        domain = settings.custom_domain
+        origin_tls = (
+            OriginTls(
+                domain_name=f"{ORIGIN_SUBDOMAIN}.{domain.domain_name}",
+                hosted_zone_id=domain.hosted_zone_id,
+                hosted_zone_name=domain.hosted_zone_name,
+            )
+            if domain
+            else None
+        )
 
         self.storage = Storage(
             self,
@@ -102,11 +114,13 @@ class VoiceAgentStack(Stack):
             models=settings.relay_models,
             log_level=settings.relay_log_level,
             cloudfront_prefix_list_id=settings.cloudfront_prefix_list_id,
+            origin_tls=origin_tls,
         )
         self.edge = Edge(
             self,
             "Edge",
             load_balancer=self.relay.load_balancer,
+            origin_tls_domain=origin_tls.domain_name if origin_tls else None,
             origin_header_name=ORIGIN_HEADER,
             origin_header_value=self.relay.origin_header_value,
             price_class=settings.cloudfront_price_class,

@@ -11,8 +11,11 @@ page and the socket share one hostname and the ALB's stickiness cookie is first-
 - all methods, viewer protocol HTTPS only (plain HTTP gets 403), modern TLS where
   CloudFront allows choosing it (only with a custom certificate: the default
   ``*.cloudfront.net`` certificate is fixed by AWS);
-- origin over HTTP to the ALB (no certificate can name ``*.elb.amazonaws.com``), with the
-  origin header the ALB's listener requires (see ``RelayService.origin_header_value``).
+- origin: without a custom domain, HTTP to the ALB's own DNS name (no certificate can
+  name ``*.elb.amazonaws.com``); with one, HTTPS (TLS 1.2+) to ``origin.<domain>``, an
+  alias of the ALB with its own certificate, so tokens and audio are encrypted end to
+  end. Either way with the origin header the ALB's listener requires (see
+  ``RelayService.origin_header_value``).
 
 CloudFront's WebSocket idle timeout (10 min, fixed) is far above the relay's 20 s pings.
 With a custom domain, the certificate is the one given by ARN (us-east-1), or a new
@@ -53,6 +56,7 @@ class Edge(Construct):
         construct_id: str,
         *,
         load_balancer: elbv2.ILoadBalancerV2,
+        origin_tls_domain: str | None,
         origin_header_name: str,
         origin_header_value: str,
         price_class: str,
@@ -67,13 +71,10 @@ class Edge(Construct):
             "Distribution",
             comment="Recall voice agent: agent page and relay WebSocket",
             default_behavior=cloudfront.BehaviorOptions(
-                origin=origins.LoadBalancerV2Origin(
+                origin=self._origin(
                     load_balancer,
-                    protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
-                    origin_ssl_protocols=[cloudfront.OriginSslPolicy.TLS_V1_2],
+                    origin_tls_domain,
                     custom_headers={origin_header_name: origin_header_value},
-                    read_timeout=Duration.seconds(30),
-                    keepalive_timeout=Duration.seconds(5),
                 ),
                 viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
                 allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL,
@@ -91,6 +92,8 @@ class Edge(Construct):
                 cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021 if certificate else None
             ),
         )
+        # The origin may be named by DNS (origin_tls_domain): still create after the ALB.
+        self.distribution.node.add_dependency(load_balancer)
         if custom_domain is not None and zone is not None:
             self._dns_records(custom_domain, zone)
             self.domain_name = custom_domain.domain_name
@@ -108,6 +111,35 @@ class Edge(Construct):
         return f"https://{self.domain_name}/"
 
     # Private
+
+    @staticmethod
+    def _origin(
+        load_balancer: elbv2.ILoadBalancerV2,
+        tls_domain: str | None,
+        *,
+        custom_headers: dict[str, str],
+    ) -> cloudfront.IOrigin:
+        """HTTPS to the ALB under the user's name when there is one, else HTTP to its DNS name."""
+        ssl = [cloudfront.OriginSslPolicy.TLS_V1_2]
+        read_timeout = Duration.seconds(30)
+        keepalive = Duration.seconds(5)
+        if tls_domain is not None:
+            return origins.HttpOrigin(
+                tls_domain,
+                protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
+                origin_ssl_protocols=ssl,
+                custom_headers=custom_headers,
+                read_timeout=read_timeout,
+                keepalive_timeout=keepalive,
+            )
+        return origins.LoadBalancerV2Origin(
+            load_balancer,
+            protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
+            origin_ssl_protocols=ssl,
+            custom_headers=custom_headers,
+            read_timeout=read_timeout,
+            keepalive_timeout=keepalive,
+        )
 
     def _zone(self, domain: CustomDomain) -> route53.IHostedZone:
         return route53.HostedZone.from_hosted_zone_attributes(

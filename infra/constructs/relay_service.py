@@ -15,7 +15,10 @@ origin-facing managed prefix list (by a region ``CfnMapping``, so synth needs no
 lookup; that list counts ~55 entries against the SG rule quota, hence one rule), and its
 listener forwards only requests carrying the origin header that CloudFront adds
 (:attr:`origin_header_value`); anything else gets 403. Idle timeout well above the
-relay's 20 s pings. Target group: **sticky** (load-balancer cookie, so a reconnecting
+relay's 20 s pings. With a custom domain (:class:`OriginTls`) the listener is HTTPS on
+443 under ``origin.<domain>`` with a certificate of the stack's region, so the
+CloudFront→ALB leg is encrypted as well; without one it is HTTP on 80 (no certificate can
+name ``*.elb.amazonaws.com``). Target group: **sticky** (load-balancer cookie, so a reconnecting
 page returns to the task that holds its session), health check ``/healthz`` (503 once
 draining, so the ALB stops routing new calls to a draining task).
 
@@ -47,10 +50,12 @@ it at ``cdk deploy``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from aws_cdk import Aws, CfnMapping, Duration, Fn, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -58,6 +63,8 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_route53_targets as route53_targets
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -120,6 +127,19 @@ ELB_LOG_DELIVERY_ACCOUNTS: Final = {
 ACCESS_LOG_PREFIX: Final = "alb"
 
 
+@dataclass(frozen=True, slots=True)
+class OriginTls:
+    """A DNS name of the user's own for the load balancer, so CloudFront reaches it over TLS.
+
+    Only possible with a custom domain: no certificate can name ``*.elb.amazonaws.com``.
+    The certificate is requested in the stack's region and DNS-validated in the zone.
+    """
+
+    domain_name: str
+    hosted_zone_id: str
+    hosted_zone_name: str
+
+
 class RelayService(Construct):
     """VPC, cluster, task, service, ALB and scaling of the relay.
 
@@ -155,10 +175,16 @@ class RelayService(Construct):
         models: tuple[str, ...],
         log_level: str,
         cloudfront_prefix_list_id: str | None,
+        origin_tls: OriginTls | None = None,
     ) -> None:
-        """Build the relay; ``models[0]`` is the default model, the rest may be picked."""
+        """Build the relay; ``models[0]`` is the default model, the rest may be picked.
+
+        With ``origin_tls`` the listener is HTTPS on 443 under that name (CloudFront then
+        connects over TLS); without it, HTTP on 80 under the ALB's own DNS name.
+        """
         super().__init__(scope, construct_id)
         self.metrics_service = metrics_service
+        self.origin_tls = origin_tls
         self.vpc = self._build_vpc(log_retention)
         self.cluster = ecs.Cluster(
             self,
@@ -292,9 +318,10 @@ class RelayService(Construct):
                 mapping={r: {"PrefixList": pl} for r, pl in CLOUDFRONT_PREFIX_LISTS.items()},
             )
             prefix_list_id = mapping.find_in_map(Aws.REGION, "PrefixList")
+        port = 443 if self.origin_tls else 80
         security_group.add_ingress_rule(
             ec2.Peer.prefix_list(prefix_list_id),
-            ec2.Port.tcp(80),
+            ec2.Port.tcp(port),
             "CloudFront origin-facing prefix list",
         )
         load_balancer = elbv2.ApplicationLoadBalancer(
@@ -326,9 +353,15 @@ class RelayService(Construct):
             ),
         )
         listener = load_balancer.add_listener(
-            "Http",
-            port=80,
-            protocol=elbv2.ApplicationProtocol.HTTP,
+            "Https" if self.origin_tls else "Http",
+            port=port,
+            protocol=(
+                elbv2.ApplicationProtocol.HTTPS
+                if self.origin_tls
+                else elbv2.ApplicationProtocol.HTTP
+            ),
+            certificates=[self._origin_certificate(load_balancer)] if self.origin_tls else None,
+            ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS if self.origin_tls else None,
             open=False,  # ingress is the prefix-list rule above, not 0.0.0.0/0
             default_action=elbv2.ListenerAction.fixed_response(
                 403, content_type="text/plain", message_body="Forbidden"
@@ -343,6 +376,33 @@ class RelayService(Construct):
             action=elbv2.ListenerAction.forward([target_group]),
         )
         return load_balancer, listener, target_group
+
+    def _origin_certificate(
+        self, load_balancer: elbv2.ApplicationLoadBalancer
+    ) -> elbv2.IListenerCertificate:
+        assert self.origin_tls is not None
+        zone = route53.HostedZone.from_hosted_zone_attributes(
+            self,
+            "OriginZone",
+            hosted_zone_id=self.origin_tls.hosted_zone_id,
+            zone_name=self.origin_tls.hosted_zone_name,
+        )
+        route53.ARecord(
+            self,
+            "OriginAlias",
+            zone=zone,
+            record_name=self.origin_tls.domain_name,
+            target=route53.RecordTarget.from_alias(
+                route53_targets.LoadBalancerTarget(load_balancer)
+            ),
+        )
+        certificate = acm.Certificate(
+            self,
+            "OriginCertificate",
+            domain_name=self.origin_tls.domain_name,
+            validation=acm.CertificateValidation.from_dns(zone),
+        )
+        return elbv2.ListenerCertificate.from_certificate_manager(certificate)
 
     def _log_access(self, load_balancer: elbv2.ApplicationLoadBalancer) -> None:
         # `log_access_logs()` needs a concrete region at synth; this stack is

@@ -64,11 +64,37 @@ def test_custom_domain_gets_a_certificate_modern_tls_and_alias_records(custom: S
         {"DomainName": "voice.example.com", "ValidationMethod": "DNS"},
     )
     records = sorted(
-        r["Properties"]["Type"] for r in custom.of_type("AWS::Route53::RecordSet").values()
+        (r["Properties"]["Name"], r["Properties"]["Type"])
+        for r in custom.of_type("AWS::Route53::RecordSet").values()
     )
-    assert records == ["A", "AAAA"]
+    assert records == [
+        ("origin.voice.example.com.", "A"),
+        ("voice.example.com.", "A"),
+        ("voice.example.com.", "AAAA"),
+    ]
     rules = custom.template.to_json()["Rules"]
     assert any("us-east-1" in json.dumps(rule) for rule in rules.values())
     outputs = custom.template.to_json()["Outputs"]
     assert outputs["RelayUrl"]["Value"] == "wss://voice.example.com/v1/realtime"
     assert outputs["AgentPageUrl"]["Value"] == "https://voice.example.com/"
+
+
+def test_custom_domain_encrypts_the_origin_leg_too(custom: Synthesized) -> None:
+    """With a domain, CloudFront reaches the ALB over TLS 1.2+ at origin.<domain>, port 443."""
+    (origin,) = _config(custom)["Origins"]
+    assert origin["DomainName"] == "origin.voice.example.com"
+    assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
+    assert origin["CustomOriginConfig"]["OriginSSLProtocols"] == ["TLSv1.2"]
+    listener = custom.only("AWS::ElasticLoadBalancingV2::Listener")["Properties"]
+    assert (listener["Port"], listener["Protocol"]) == (443, "HTTPS")
+    assert listener["SslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    custom.template.has_resource_properties(
+        "AWS::CertificateManager::Certificate",
+        {"DomainName": "origin.voice.example.com", "ValidationMethod": "DNS"},
+    )
+    ingress = [
+        r["Properties"]
+        for r in custom.of_type("AWS::EC2::SecurityGroupIngress").values()
+        if "SourcePrefixListId" in r["Properties"]
+    ]
+    assert [(r["FromPort"], r["ToPort"]) for r in ingress] == [(443, 443)]
