@@ -37,7 +37,7 @@ from relay.errors import (
     SessionTooLongError,
     UpstreamError,
 )
-from relay.events import FILTERED_TYPES, error_event, peek_type
+from relay.events import FILTERED_TYPES, INPUT_AUDIO_APPEND, error_event, peek_type
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
 from relay.tokens import Claims
@@ -58,6 +58,11 @@ _CONT = wire.CONT
 _PING = wire.PING
 _PONG = wire.PONG
 _encode = wire.encode
+#: How the openai SDKs and JSON.stringify begin an append (``type`` first, then its end quote).
+_APPEND_HEADS: Final = (
+    b'{"type":"input_audio_buffer.append"',
+    b'{"type": "input_audio_buffer.append"',
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +301,12 @@ class RelaySession(asyncio.Protocol):
                     InvalidEventError("the text frame is not valid UTF-8", code="invalid_utf8")
                 )
                 return
-        kind = peek_type(payload)
+        if payload.startswith(_APPEND_HEADS) and payload.endswith(b"}"):
+            # Audio, nearly every frame: its type is known from its first bytes and the
+            # policy never rewrites it.
+            kind = INPUT_AUDIO_APPEND
+        else:
+            kind = peek_type(payload)
         if kind is None:
             self._reject(
                 InvalidEventError(
