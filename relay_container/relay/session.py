@@ -304,7 +304,7 @@ class RelaySession(asyncio.Protocol):
         if payload.startswith(_APPEND_HEADS) and payload.endswith(b"}"):
             # Audio, nearly every frame: its type is known from its first bytes and the
             # policy never rewrites it.
-            kind = INPUT_AUDIO_APPEND
+            kind: str | None = INPUT_AUDIO_APPEND
         else:
             kind = peek_type(payload)
         if kind is None:
