@@ -93,6 +93,14 @@ def _acknowledge_relay(stack: VoiceAgentStack) -> None:
         "limits, drain time, table name, metrics names, log level); the OpenAI key and the "
         "token key arrive as ECS secrets from Secrets Manager, which tests/infra asserts.",
     )
+    if not stack.settings.container_insights:
+        _ack(
+            relay.cluster,
+            "AwsSolutions-ECS4",
+            "Container Insights was switched off on purpose (-c container_insights=false) to "
+            "save its ~$11/month of metrics; the service's CPU and memory utilization (free "
+            "ECS metrics) and the relay's own EMF metrics still drive scaling and alarms.",
+        )
     _ack(
         relay.node.find_child("AccessLogs"),
         "AwsSolutions-S1",

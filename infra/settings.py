@@ -102,6 +102,7 @@ class StackSettings:
     cloudfront_prefix_list_id: str | None = None  # override for a region missing from the map
     custom_domain: CustomDomain | None = None
     alarm_email: str | None = None
+    container_insights: bool = True  # per-task metrics (~$11/month); service CPU/memory stay
 
     @classmethod
     def from_context(cls, node: ContextSource) -> StackSettings:

@@ -115,6 +115,7 @@ class VoiceAgentStack(Stack):
             log_level=settings.relay_log_level,
             cloudfront_prefix_list_id=settings.cloudfront_prefix_list_id,
             origin_tls=origin_tls,
+            container_insights=settings.container_insights,
         )
         self.edge = Edge(
             self,

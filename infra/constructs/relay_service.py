@@ -176,6 +176,7 @@ class RelayService(Construct):
         log_level: str,
         cloudfront_prefix_list_id: str | None,
         origin_tls: OriginTls | None = None,
+        container_insights: bool = True,
     ) -> None:
         """Build the relay; ``models[0]`` is the default model, the rest may be picked.
 
@@ -190,7 +191,11 @@ class RelayService(Construct):
             self,
             "Cluster",
             vpc=self.vpc,
-            container_insights_v2=ecs.ContainerInsights.ENABLED,
+            container_insights_v2=(
+                ecs.ContainerInsights.ENABLED
+                if container_insights
+                else ecs.ContainerInsights.DISABLED
+            ),
         )
         self.log_group = logs.LogGroup(
             self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY

@@ -38,6 +38,7 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "relay_memory_mib": 2048,
     "relay_max_count": 6,
     "relay_allowed_models": "gpt-realtime-2.1,gpt-realtime-mini",
+    "container_insights": "false",
 }
 
 

@@ -150,8 +150,10 @@ def test_deploys_add_tasks_before_draining_and_roll_back_on_failure(
     assert service["LaunchType"] == "FARGATE"
 
 
-def test_cluster_has_container_insights(template: Template) -> None:
-    """Task CPU and memory are visible per service."""
+def test_cluster_has_container_insights_unless_switched_off(
+    template: Template, custom: Synthesized
+) -> None:
+    """Per-task CPU and memory are visible, unless -c container_insights=false saves them."""
     template.has_resource_properties(
         "AWS::ECS::Cluster",
         {
@@ -160,6 +162,8 @@ def test_cluster_has_container_insights(template: Template) -> None:
             ]
         },
     )
+    settings = custom.only("AWS::ECS::Cluster")["Properties"]["ClusterSettings"]
+    assert settings == [{"Name": "containerInsights", "Value": "disabled"}]
 
 
 def test_task_role_may_manage_task_protection_in_its_cluster(synthesized: Synthesized) -> None:
