@@ -168,3 +168,17 @@ async def test_queue_overflow_is_an_error_and_a_close_never_a_silent_drop(
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1008
     assert relay.metrics.counters["QueueOverflows"] == 1
+
+
+async def test_compression_is_never_negotiated(
+    start_relay: StartRelay, fake_upstream: FakeUpstream
+) -> None:
+    """A client offering permessage-deflate gets no compression (base64 audio barely shrinks)."""
+    from websockets.asyncio.client import connect
+
+    relay = await start_relay(fake_upstream.url)
+    async with connect(relay.url, additional_headers={"Authorization": f"Bearer {mint()}"}) as ws:
+        await recv_until(ws, "session.updated")
+        assert ws.protocol.extensions == []
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers

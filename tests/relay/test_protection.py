@@ -96,3 +96,18 @@ async def test_without_ecs_agent_uri_nothing_happens() -> None:
     async with asyncio.timeout(1):
         await protection.run()
     assert protection.confirmed is None
+
+
+async def test_relay_protects_the_task_while_a_session_is_live(
+    ecs_agent: FakeAgent, start_relay, fake_upstream
+) -> None:
+    """With ECS_AGENT_URI set, a live session turns protection on; its end turns it off."""
+    from tests.relay.conftest import mint, open_client, recv_until
+
+    relay = await start_relay(fake_upstream.url, ecs_agent_uri=ecs_agent.uri)
+    async with open_client(relay, mint()) as ws:
+        await recv_until(ws, "session.updated")
+        await eventually(lambda: relay.protection.confirmed is True)
+    await eventually(lambda: relay.protection.confirmed is False and not relay.sessions)
+    enabled = [body["ProtectionEnabled"] for _, _, body in ecs_agent.calls]
+    assert enabled[-2:] == [True, False]
