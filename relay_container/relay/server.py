@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Final, cast
+from typing import Any, Final, cast
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.datastructures import Headers
 from websockets.exceptions import SecurityError
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
@@ -31,7 +31,7 @@ from websockets.streams import StreamReader
 from relay import pages
 from relay.admission import Admission
 from relay.agent import AgentConfig, load_agent_config
-from relay.auth import authenticate, offered_subprotocols, select_subprotocol
+from relay.auth import authenticate, select_subprotocol
 from relay.config import RelayConfig
 from relay.errors import DrainingError, ForbiddenError, RelayError
 from relay.metrics import Metrics
@@ -172,8 +172,8 @@ class Relay:
             except TimeoutError:
                 pass
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -373,13 +373,3 @@ async def serve(config: RelayConfig, stop: asyncio.Event) -> None:
         await relay.drain()
     finally:
         await relay.close()
-
-
-__all__ = [
-    "REALTIME_PATH",
-    "HandshakeConnection",
-    "Headers",
-    "Relay",
-    "offered_subprotocols",
-    "serve",
-]
