@@ -16,5 +16,6 @@ Run as ``python -m relay`` (configuration: ``relay.config.ENV_VARS``). One modul
 - ``agent``: ``AgentConfig`` (AGENT_CONFIG file) → the first ``session.update``.
 - ``errors``: every refusal and fault with its HTTP status / close code / error code.
 - ``logs``, ``metrics``, ``protection``: JSON logs, EMF metrics, ECS scale-in protection.
+- ``records``, ``conversation``: session records in DynamoDB, the conversation for resume.
 - ``tokens``: the relay token format (shared with the CLI); ``simulator``: a local GA model.
 """

@@ -182,3 +182,29 @@ async def test_compression_is_never_negotiated(
         assert ws.protocol.extensions == []
         assert ws.response is not None
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
+
+
+async def test_fragmented_client_message_reaches_the_model_whole(
+    start_relay: StartRelay, fake_upstream: FakeUpstream
+) -> None:
+    """A message sent in fragments is reassembled, checked and forwarded as the same text."""
+    relay = await start_relay(fake_upstream.url)
+    message = append_event(seed=5)
+    parts = [message[:10], message[10:700], message[700:]]
+    async with open_client(relay, mint()) as ws:
+        await ws.send(parts)
+        await ws.send(append_event(seed=6))
+        await fake_upstream.wait_received(3)
+    assert fake_upstream.received[1] == message
+    assert fake_upstream.received[2] == append_event(seed=6)
+
+
+async def test_client_pings_are_answered(
+    start_relay: StartRelay, fake_upstream: FakeUpstream
+) -> None:
+    """The relay answers a client's ping with a pong (clients detect a dead relay this way)."""
+    relay = await start_relay(fake_upstream.url)
+    async with open_client(relay, mint()) as ws:
+        pong = await ws.ping(b"are you there")
+        async with asyncio.timeout(10):
+            await pong
