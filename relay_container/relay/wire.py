@@ -53,12 +53,15 @@ class FrameReader:
         max_size: Largest payload accepted, checked from the header before buffering.
     """
 
-    __slots__ = ("_masked", "_max_size", "_pending")
+    __slots__ = ("_masked", "_max_size", "_need", "_pending")
 
     def __init__(self, *, masked: bool, max_size: int) -> None:
         self._masked = masked
         self._max_size = max_size
-        self._pending = b""
+        # Bytes of an incomplete frame, and how many that frame needs in all: a large
+        # frame arriving in many chunks is appended, not re-parsed, until it is complete.
+        self._pending = bytearray()
+        self._need = 0
 
     def feed(self, data: bytes) -> tuple[list[Frame], bool]:
         """Parse the frames completed by ``data``.
@@ -73,8 +76,12 @@ class FrameReader:
         """
         clean = not self._pending
         if self._pending:
-            data = self._pending + data
-            self._pending = b""
+            self._pending += data
+            if len(self._pending) < self._need:
+                return [], False
+            data = bytes(self._pending)
+            self._pending.clear()
+            self._need = 0
         frames: list[Frame] = []
         masked = self._masked
         pos = 0
@@ -116,17 +123,19 @@ class FrameReader:
             if masked:
                 stop = head + 4 + length
                 if stop > end:
+                    self._need = stop - pos
                     break
                 payload = apply_mask(data[head + 4 : stop], data[head : head + 4])
             else:
                 stop = head + length
                 if stop > end:
+                    self._need = stop - pos
                     break
                 payload = data[head:stop]
             frames.append((opcode, fin, payload))
             pos = stop
         if pos < end:
-            self._pending = data[pos:]
+            self._pending += data[pos:]
             clean = False
         return frames, clean
 

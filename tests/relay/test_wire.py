@@ -112,3 +112,17 @@ def test_close_reason_is_cut_to_fit_on_a_character_boundary() -> None:
     payload = wire.close_payload(1011, "é" * 100)
     assert len(payload) <= 125
     payload[2:].decode()
+
+
+def test_a_large_frame_in_many_chunks_is_assembled_once() -> None:
+    """A 4 MiB frame arriving in 4 KiB chunks comes out whole, and only at its end."""
+    payload = bytes(i % 253 for i in range(4 * 2**20))
+    stream = reference(Opcode.TEXT, payload, mask=False) + reference(
+        Opcode.TEXT, b"next", mask=False
+    )
+    reader = wire.FrameReader(masked=False, max_size=8 * 2**20)
+    got = []
+    for i in range(0, len(stream), 4096):
+        frames, _ = reader.feed(stream[i : i + 4096])
+        got.extend(frames)
+    assert [p for _, _, p in got] == [payload, b"next"]
