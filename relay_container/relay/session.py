@@ -121,6 +121,7 @@ class RelaySession(asyncio.Protocol):
         self._client_close_sent = False
         self._client_closed = False
         self._client_ping_sent: float | None = None
+        self._client_reads_paused = False
         self._deferred: list[bytes] = []
         self._downstream_in_fragment = False
         # Upstream leg.
@@ -132,6 +133,7 @@ class RelaySession(asyncio.Protocol):
         )
         self._upstream_close_sent = False
         self._upstream_ping_sent: float | None = None
+        self._upstream_reads_paused = False
         self._queue: list[tuple[bytes, float]] = []
         self._queue_bytes = 0
         # Outcome.
@@ -268,11 +270,13 @@ class RelaySession(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         """The client reads slower than the model talks: stop reading the model."""
+        self._upstream_reads_paused = True
         if self._upstream is not None:
             self._upstream.pause_reading()
 
     def resume_writing(self) -> None:
         """The client caught up."""
+        self._upstream_reads_paused = False
         if self._upstream is not None and self._upstream_state == _OPEN:
             self._upstream.resume_reading()
 
@@ -484,11 +488,13 @@ class RelaySession(asyncio.Protocol):
 
     def upstream_pause_writing(self) -> None:
         """The model reads slower than the client sends: stop reading the client."""
+        self._client_reads_paused = True
         if self._client is not None:
             self._client.pause_reading()
 
     def upstream_resume_writing(self) -> None:
         """The model caught up."""
+        self._client_reads_paused = False
         if self._client is not None and not self._client_closed:
             self._client.resume_reading()
 
@@ -598,7 +604,10 @@ class RelaySession(asyncio.Protocol):
         if self._client is None or self._client_closed:
             return
         now = self._loop.time()
-        if self._client_ping_sent is not None:
+        if self._client_reads_paused:
+            # Back-pressure: its pong may be unread in our socket; judge after resuming.
+            self._client_ping_sent = None
+        elif self._client_ping_sent is not None:
             if now - self._client_ping_sent >= self.context.ping_timeout:
                 self._client.abort()
                 return
@@ -613,7 +622,9 @@ class RelaySession(asyncio.Protocol):
         if self._upstream is None or self._upstream_state != _OPEN:
             return
         now = self._loop.time()
-        if self._upstream_ping_sent is not None:
+        if self._upstream_reads_paused:
+            self._upstream_ping_sent = None
+        elif self._upstream_ping_sent is not None:
             if now - self._upstream_ping_sent >= self.context.ping_timeout:
                 self._upstream_failed(UpstreamError("the model stopped answering pings"))
                 return
