@@ -404,15 +404,15 @@ async def test_bot_show_tells_the_whole_story(dev: DevRun, fake_recall_for: Fake
         "bot.in_call_recording",
         "bot.call_ended",
     ]
-    [connection] = data["connections"]
-    assert connection["session_id"] == session_id
+    # At least one: once the relay writes its own records, they join the interim ones.
+    assert {c["session_id"] for c in data["connections"]} == {session_id}
     assert {t["role"] for t in data["turns"]} == {"user", "assistant"}
 
     human = run_cli(["bot", "show", bot_id, "--table", "voicebot-dev"], dev.env())
     assert human.exit_code == 0
     assert re.search(r"^status\s+call_ended$", human.stdout, re.M)
     assert "Events (3)" in human.stdout
-    assert "Relay sessions (1)" in human.stdout
+    assert re.search(r"^Relay sessions \([1-9]\)$", human.stdout, re.M)
     assert re.search(r"^\s+(\S+ ago|just now)\s+user\s+\(heard", human.stdout, re.M)
 
     listed = run_cli(["bots", "--table", "voicebot-dev", "--json"], dev.env())
