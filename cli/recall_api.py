@@ -122,8 +122,8 @@ def describe_failure(status: int, message: str, region: str) -> str:
         return f"Recall rejected the request (400): {message}"
     if status == 401:
         return (
-            f"Recall refused the API key (401): {message}. Check RECALL_API_KEY and that "
-            f"the key belongs to region {region} (keys are per region)"
+            f"Recall refused the API key (401): {message.rstrip('.')}. Check RECALL_API_KEY "
+            f"and that the key belongs to region {region} (keys are per region)"
         )
     if status == 402:
         return f"Recall: insufficient credit (402): {message}"

@@ -154,7 +154,7 @@ def test_gives_up_when_retry_after_exceeds_total_wait(fake_recall, recall_env):
         ),
         (
             Answer(401, {"detail": "Invalid token."}),
-            "error: Recall refused the API key (401): Invalid token.. Check RECALL_API_KEY",
+            "error: Recall refused the API key (401): Invalid token. Check RECALL_API_KEY",
         ),
         (
             Answer(402, {"detail": "Insufficient credit."}),
