@@ -201,7 +201,18 @@ def check_progress(child: Child, deadline: float, stop: threading.Event, doing: 
 
 def missing_dependencies(with_simulator: bool) -> list[str]:
     """Modules the local stack needs that cannot be found."""
-    needed = ["moto.server", "flask", "uvicorn", "functions.webhooks.app", "relay.__main__"]
+    needed = [
+        "moto.server",
+        "flask",  # moto's server mode
+        "uvicorn",
+        "fastapi",
+        "mangum",
+        "aws_lambda_powertools",
+        "functions.webhooks.app",
+        "websockets",
+        "jwt",
+        "relay.__main__",
+    ]
     if with_simulator:
         needed.append("relay.simulator")
     missing = []
