@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Final
+from typing import Any, Final
 
 SESSION_UPDATE: Final = "session.update"
 RESPONSE_CREATE: Final = "response.create"
@@ -21,6 +21,8 @@ INPUT_AUDIO_APPEND: Final = "input_audio_buffer.append"
 FILTERED_TYPES: Final = frozenset({SESSION_UPDATE, RESPONSE_CREATE})
 
 _PREFIXES: Final = (b'{"type":"', b'{"type": "')
+#: The key as it appears in JSON; base64 audio and escaped strings never contain it.
+TYPE_KEY: Final = b'"type"'
 #: Event types are short dotted names; longer means something is off: decode instead.
 _MAX_TYPE_BYTES: Final = 96
 
@@ -28,17 +30,20 @@ _MAX_TYPE_BYTES: Final = 96
 def peek_type(raw: bytes) -> str | None:
     """Return the ``type`` of a client event, or None if ``raw`` is not a JSON event object.
 
-    ``raw`` is UTF-8 (checked by the caller).
+    ``raw`` is UTF-8 (checked by the caller). The first-bytes answer is given only when
+    ``"type"`` occurs once in the frame: a second ``type`` key (duplicate keys, which
+    parsers resolve differently) could otherwise smuggle a different event past the
+    policy. Anything else is decoded, and duplicate keys at any depth are refused.
     """
     for prefix in _PREFIXES:
         if raw.startswith(prefix) and raw.endswith(b"}"):
             start = len(prefix)
             end = raw.find(b'"', start, start + _MAX_TYPE_BYTES)
-            if end > start and raw.find(b"\\", start, end) < 0:
+            if end > start and raw.find(b"\\", start, end) < 0 and raw.find(TYPE_KEY, end) < 0:
                 return raw[start:end].decode()
             break
     try:
-        event = json.loads(raw)
+        event = loads_strict(raw)
     except ValueError:
         return None
     if isinstance(event, dict):
@@ -46,6 +51,18 @@ def peek_type(raw: bytes) -> str | None:
         if isinstance(kind, str) and kind:
             return kind
     return None
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate keys")
+    return obj
+
+
+def loads_strict(raw: bytes) -> Any:
+    """``json.loads`` that refuses duplicate keys at any depth (raises ValueError)."""
+    return json.loads(raw, object_pairs_hook=_unique_pairs)
 
 
 def error_event(

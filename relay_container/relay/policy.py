@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from relay.events import RESPONSE_CREATE, SESSION_UPDATE
+from relay.events import RESPONSE_CREATE, SESSION_UPDATE, loads_strict
 
 _CONTAINER = {SESSION_UPDATE: "session", RESPONSE_CREATE: "response"}
 
@@ -26,6 +26,9 @@ class SessionPolicy:
     def apply(self, event_type: str, raw: bytes) -> tuple[bytes, list[str], str | None]:
         """Remove locked fields from a client event.
 
+        Raises:
+            ValueError: ``raw`` is not JSON or has duplicate keys.
+
         Returns:
             The bytes to forward (``raw`` itself when nothing was removed), the dotted
             names of the removed fields, and the event's ``event_id`` if it had one.
@@ -33,10 +36,9 @@ class SessionPolicy:
         container_key = _CONTAINER.get(event_type)
         if container_key is None or not self.locked:
             return raw, [], None
-        try:
-            event = json.loads(raw)
-        except ValueError:
-            return raw, [], None
+        # Duplicate keys were refused by peek_type already; decode the same strict way so
+        # what is checked here is what any parser upstream will see.
+        event = loads_strict(raw)
         body = event.get(container_key) if isinstance(event, dict) else None
         if not isinstance(body, dict):
             return raw, [], None

@@ -37,7 +37,13 @@ from relay.errors import (
     SessionTooLongError,
     UpstreamError,
 )
-from relay.events import FILTERED_TYPES, INPUT_AUDIO_APPEND, error_event, peek_type
+from relay.events import (
+    FILTERED_TYPES,
+    INPUT_AUDIO_APPEND,
+    TYPE_KEY,
+    error_event,
+    peek_type,
+)
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
 from relay.tokens import Claims
@@ -305,7 +311,11 @@ class RelaySession(asyncio.Protocol):
                     InvalidEventError("the text frame is not valid UTF-8", code="invalid_utf8")
                 )
                 return
-        if payload.startswith(_APPEND_HEADS) and payload.endswith(b"}"):
+        if (
+            payload.startswith(_APPEND_HEADS)
+            and payload.endswith(b"}")
+            and payload.find(TYPE_KEY, 8) < 0
+        ):
             # Audio, nearly every frame: its type is known from its first bytes and the
             # policy never rewrites it.
             kind: str | None = INPUT_AUDIO_APPEND
@@ -314,12 +324,17 @@ class RelaySession(asyncio.Protocol):
         if kind is None:
             self._reject(
                 InvalidEventError(
-                    "expected a JSON object with a string `type` field", code="invalid_json"
+                    "expected a JSON object with one string `type` field and no duplicate keys",
+                    code="invalid_json",
                 )
             )
             return
         if kind in FILTERED_TYPES:
-            payload, removed, event_id = self._policy.apply(kind, payload)
+            try:
+                payload, removed, event_id = self._policy.apply(kind, payload)
+            except ValueError:
+                self._reject(InvalidEventError("the event is not valid JSON", code="invalid_json"))
+                return
             if removed:
                 self._send_client_event(
                     error_event(

@@ -40,6 +40,8 @@ NOT_EVENTS = [
     ("truncated", b'{"type": "input_audio_buffer.append", "audio": "AAAA"'),
     ("prefix-only", b'{"type":"'),
     ("null", b"null"),
+    ("duplicate-type", b'{"type": "response.cancel", "type": "session.update"}'),
+    ("duplicate-nested-key", b'{"audio": "", "session": {"a": 1, "a": 2}, "type": "x"}'),
 ]
 
 
