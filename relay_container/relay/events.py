@@ -31,15 +31,16 @@ def peek_type(raw: bytes) -> str | None:
     """Return the ``type`` of a client event, or None if ``raw`` is not a JSON event object.
 
     ``raw`` is UTF-8 (checked by the caller). The first-bytes answer is given only when
-    ``"type"`` occurs once in the frame: a second ``type`` key (duplicate keys, which
-    parsers resolve differently) could otherwise smuggle a different event past the
-    policy. Anything else is decoded, and duplicate keys at any depth are refused.
+    ``"type"`` occurs once in the frame and nothing in it is escaped: a second ``type``
+    key, literal or escaped (``"\\u0074ype"``), makes duplicate keys, which parsers resolve
+    differently, and could smuggle a different event past the policy. Anything else is
+    decoded, and duplicate keys at any depth are refused.
     """
     for prefix in _PREFIXES:
         if raw.startswith(prefix) and raw.endswith(b"}"):
             start = len(prefix)
             end = raw.find(b'"', start, start + _MAX_TYPE_BYTES)
-            if end > start and raw.find(b"\\", start, end) < 0 and raw.find(TYPE_KEY, end) < 0:
+            if end > start and raw.find(b"\\") < 0 and raw.find(TYPE_KEY, end) < 0:
                 return raw[start:end].decode()
             break
     try:

@@ -315,9 +315,11 @@ class RelaySession(asyncio.Protocol):
             payload.startswith(_APPEND_HEADS)
             and payload.endswith(b"}")
             and payload.find(TYPE_KEY, 8) < 0
+            and payload.find(b"\\") < 0
         ):
             # Audio, nearly every frame: its type is known from its first bytes and the
-            # policy never rewrites it.
+            # policy never rewrites it (one literal "type" and no escapes, so no second
+            # type key can hide in it; see events.peek_type).
             kind: str | None = INPUT_AUDIO_APPEND
         else:
             kind = peek_type(payload)

@@ -41,6 +41,7 @@ NOT_EVENTS = [
     ("prefix-only", b'{"type":"'),
     ("null", b"null"),
     ("duplicate-type", b'{"type": "response.cancel", "type": "session.update"}'),
+    ("escaped-duplicate-type", b'{"type": "response.cancel", "\\u0074ype": "session.update"}'),
     ("duplicate-nested-key", b'{"audio": "", "session": {"a": 1, "a": 2}, "type": "x"}'),
 ]
 
