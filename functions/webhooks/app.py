@@ -151,7 +151,7 @@ async def _receive(request: Request, resolver: RuntimeResolver) -> JSONResponse:
     logger.thread_safe_append_keys(correlation_id=claimed_id or None)
     outcome = Outcome.FAILED
     try:
-        answer, outcome, event_name, bot_id = await _handle(request, resolver)
+        answer, outcome, event_name, bot_id, parse_error = await _handle(request, resolver)
     except WebhookError as exc:
         outcome = Outcome(exc.outcome)
         log = logger.error if exc.status_code >= 500 else logger.warning
@@ -176,6 +176,7 @@ async def _receive(request: Request, resolver: RuntimeResolver) -> JSONResponse:
             "outcome": outcome.value,
             "event": event_name,
             "bot_id": bot_id,
+            "parse_error": parse_error,  # where the body went wrong, never its content
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         },
     )
@@ -184,7 +185,7 @@ async def _receive(request: Request, resolver: RuntimeResolver) -> JSONResponse:
 
 async def _handle(
     request: Request, resolver: RuntimeResolver
-) -> tuple[JSONResponse, Outcome, str | None, str | None]:
+) -> tuple[JSONResponse, Outcome, str | None, str | None, str | None]:
     from functions.webhooks.events import BotStatusEvent, RecallEvent, parse_event
     from functions.webhooks.store import DeliveryRecord
 
@@ -224,7 +225,7 @@ async def _handle(
         content["parse_error"] = parse_error
     event_name = event.name if event is not None else None
     bot_id = event.bot_id if event is not None else None
-    return JSONResponse(content), outcome, event_name, bot_id
+    return JSONResponse(content), outcome, event_name, bot_id, parse_error
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
