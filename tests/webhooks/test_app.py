@@ -163,9 +163,11 @@ def test_signed_non_json_is_kept_raw_and_acknowledged(receiver: Receiver):
 def test_declared_oversized_body_is_refused(receiver: Receiver):
     """A Content-Length over 1 MiB answers 413 before the body is read or verified."""
     body = b"x" * (MIB + 1)
-    response = receiver.post(body, sign_standard(receiver.secrets[0], body))
+    headers = sign_standard(receiver.secrets[0], body)
+    response = receiver.post(body, headers)
     assert response.status_code == 413
-    assert receiver.table.count_deliveries("never") == 0
+    assert response.json()["error"] == "payload_too_large"
+    assert receiver.table.delivery(headers["webhook-id"]) is None
 
 
 def test_streamed_oversized_body_is_refused(receiver: Receiver):
