@@ -134,3 +134,23 @@ def test_openai_key_required_only_for_openai() -> None:
         {"RELAY_TOKEN_SECRET": "s" * 40, "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime"}
     )
     assert config.openai_api_key == ""
+
+
+def test_python_m_relay_refuses_a_bad_environment_with_exit_2() -> None:
+    """``python -m relay`` with a broken environment logs every problem and exits 2."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    env.update(RELAY_TOKEN_SECRET="too-short-secret", PORT="eighty")
+    done = subprocess.run(
+        [sys.executable, "-m", "relay"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    line = json.loads(done.stdout.strip().splitlines()[-1])
+    assert line["message"] == "invalid configuration"
+    assert any("PORT" in p for p in line["problems"])
+    assert any("RELAY_TOKEN_SECRET" in p for p in line["problems"])
+    assert "too-short-secret" not in done.stdout
