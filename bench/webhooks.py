@@ -290,9 +290,9 @@ async def load(
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print a Markdown report."""
     parser = argparse.ArgumentParser(prog="python -m bench.webhooks")
-    parser.add_argument("--cold-runs", type=int, default=7)
-    parser.add_argument("--invocations", type=int, default=300)
-    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--cold-runs", type=int, default=11)
+    parser.add_argument("--invocations", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=200)
     # Above 1, moto's server races on concurrent transactions (its tables are plain dicts)
     # and some deliveries are answered 503: the figures then describe moto, not the apps.
     parser.add_argument("--concurrency", type=int, default=1)
