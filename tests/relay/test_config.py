@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -138,11 +142,6 @@ def test_openai_key_required_only_for_openai() -> None:
 
 def test_python_m_relay_refuses_a_bad_environment_with_exit_2() -> None:
     """``python -m relay`` with a broken environment logs every problem and exits 2."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
     env.update(RELAY_TOKEN_SECRET="too-short-secret", PORT="eighty")
     done = subprocess.run(
