@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from relay.agent import AgentConfig
@@ -125,8 +126,6 @@ async def test_allowed_model_is_honoured(
         fake_upstream.url, allowed_models=frozenset({"gpt-realtime-2.1-mini"})
     )
     url = relay.url + "?model=gpt-realtime-2.1-mini"
-    from websockets.asyncio.client import connect
-
     async with connect(url, additional_headers={"Authorization": f"Bearer {mint()}"}) as ws:
         await recv_until(ws, "session.updated")
     assert fake_upstream.requests[0].path.endswith("?model=gpt-realtime-2.1-mini")
@@ -174,8 +173,6 @@ async def test_compression_is_never_negotiated(
     start_relay: StartRelay, fake_upstream: FakeUpstream
 ) -> None:
     """A client offering permessage-deflate gets no compression (base64 audio barely shrinks)."""
-    from websockets.asyncio.client import connect
-
     relay = await start_relay(fake_upstream.url)
     async with connect(relay.url, additional_headers={"Authorization": f"Bearer {mint()}"}) as ws:
         await recv_until(ws, "session.updated")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from relay.protection import TaskProtection
-from tests.relay.conftest import eventually
+from tests.relay.conftest import eventually, mint, open_client, recv_until
 
 
 @dataclass
@@ -102,8 +102,6 @@ async def test_relay_protects_the_task_while_a_session_is_live(
     ecs_agent: FakeAgent, start_relay, fake_upstream
 ) -> None:
     """With ECS_AGENT_URI set, a live session turns protection on; its end turns it off."""
-    from tests.relay.conftest import mint, open_client, recv_until
-
     relay = await start_relay(fake_upstream.url, ecs_agent_uri=ecs_agent.uri)
     async with open_client(relay, mint()) as ws:
         await recv_until(ws, "session.updated")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol, Side
 
 from relay import wire
 
@@ -25,8 +26,6 @@ def test_frames_of_every_length_class_round_trip(size: int, masked: bool) -> Non
 
 def test_encode_is_what_websockets_reads() -> None:
     """Our frames parse with websockets' own parser (masked and not)."""
-    from websockets.protocol import Protocol, Side
-
     for side, mask in ((Side.SERVER, True), (Side.CLIENT, False)):
         proto = Protocol(side, max_size=None)
         proto.receive_data(wire.encode(wire.TEXT, b"x" * 70_000, mask=mask))
