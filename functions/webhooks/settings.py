@@ -46,7 +46,7 @@ LOG_LEVELS: Final = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 DEFAULT_SERVICE_NAME: Final = "recall-webhooks"
 DEFAULT_METRICS_NAMESPACE: Final = "RecallVoiceAgent/Webhooks"
 DEFAULT_LOG_LEVEL: Final = "INFO"
-#: Recall retries for ~27.5 h; history shorter than that loses the trail, longer is a choice.
+#: Upper bound on EVENT_RETENTION_DAYS (ten years): a slip like "30000" is refused, not kept.
 MAX_RETENTION_DAYS: Final = 3650
 
 
