@@ -124,6 +124,8 @@ class RelaySession(asyncio.Protocol):
         self._fragments: list[bytes] | None = None
         self._fragment_opcode = _TEXT
         self._fragment_size = 0
+        #: Set once the client broke framing: nothing more is read from it.
+        self._discard_client = False
         self._client_close_sent = False
         self._client_closed = False
         self._client_ping_sent: float | None = None
@@ -217,20 +219,19 @@ class RelaySession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Client bytes: check each message and forward it to the model."""
+        if self._discard_client:
+            return
         started = perf_counter()
         try:
             frames, _ = self._client_reader.feed(data)
         except wire.FrameError as exc:
-            if exc.close_code == CloseCode.MESSAGE_TOO_BIG:
-                self._fail(MessageTooBigError(str(exc)))
-            else:
-                self._fail_client(exc.close_code, str(exc))
+            self._fail_framing(exc.close_code, str(exc))
             return
         out: list[bytes] = []
         for opcode, fin, payload in frames:
             if opcode in (_TEXT, _BINARY):
                 if self._fragments is not None:
-                    self._fail_client(CloseCode.PROTOCOL_ERROR, "expected a continuation frame")
+                    self._fail_framing(CloseCode.PROTOCOL_ERROR, "expected a continuation frame")
                     return
                 if fin:
                     self._client_message(opcode, payload, out)
@@ -240,11 +241,14 @@ class RelaySession(asyncio.Protocol):
                     self._fragment_size = len(payload)
             elif opcode == _CONT:
                 if self._fragments is None:
-                    self._fail_client(CloseCode.PROTOCOL_ERROR, "unexpected continuation frame")
+                    self._fail_framing(CloseCode.PROTOCOL_ERROR, "unexpected continuation frame")
                     return
                 self._fragment_size += len(payload)
                 if self._fragment_size > self.context.max_frame_bytes:
-                    self._fail(MessageTooBigError("message over the relay's size limit"))
+                    self._fail_framing(
+                        CloseCode.MESSAGE_TOO_BIG,
+                        f"message over the relay's limit of {self.context.max_frame_bytes} bytes",
+                    )
                     return
                 self._fragments.append(payload)
                 if fin:
@@ -541,12 +545,20 @@ class RelaySession(asyncio.Protocol):
         if upstream:
             self._close_upstream(CloseCode.NORMAL_CLOSURE, "client session ended")
 
-    def _fail_client(self, code: int, reason: str) -> None:
-        """The client broke the protocol: close at once, no error event."""
-        self._close_client(code, reason)
+    def _fail_framing(self, code: int, reason: str) -> None:
+        """The client broke framing or sent too much (RFC 6455 §7.1.7: fail the connection).
+
+        A too-big message still gets an error event saying so. Then the close frame, and
+        the socket is closed at once: what follows in the stream is not read any more.
+        """
+        self._discard_client = True
+        if code == CloseCode.MESSAGE_TOO_BIG:
+            self._fail(MessageTooBigError(reason))
+        else:
+            self._close_client(code, reason)
+            self._close_upstream(CloseCode.NORMAL_CLOSURE, "client session ended")
         if self._client is not None:
             self._client.close()
-        self._close_upstream(CloseCode.NORMAL_CLOSURE, "client session ended")
 
     def _close_client(self, code: int, reason: str) -> None:
         if self._client_close_sent or self._client_closed or self._client is None:
@@ -563,7 +575,7 @@ class RelaySession(asyncio.Protocol):
         try:
             code, reason = wire.parse_close(payload)
         except wire.FrameError as exc:
-            self._fail_client(exc.close_code, str(exc))
+            self._fail_framing(exc.close_code, str(exc))
             return
         if not self._client_close_sent:
             self._client_close_sent = True

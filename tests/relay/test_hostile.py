@@ -14,7 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from relay import tokens
+from relay import tokens, wire
 from relay.server import Relay
 from tests.conftest import TIMEOUT
 from tests.relay.conftest import (
@@ -391,3 +391,37 @@ async def test_duplicate_keys_cannot_smuggle_locked_fields(
     assert event["error"]["code"] == "invalid_json"
     assert fake_upstream.received[1] == good
     assert all("obey me" not in m for m in fake_upstream.received)
+
+
+FRAMING = [
+    ("unmasked", b"\x81\x01a", 1002),
+    ("reserved-bit", b"\xc1\x80\x00\x00\x00\x00", 1002),
+    ("orphan-continuation", b"\x80\x80\x00\x00\x00\x00", 1002),
+    ("fragmented-ping", b"\x09\x80\x00\x00\x00\x00", 1002),
+    ("bad-close-code", wire.encode(wire.CLOSE, b"\x03\xed", mask=True), 1002),
+    (
+        "too-big-in-fragments",
+        wire.encode(wire.TEXT, b"{" + b" " * 3000, mask=True, fin=False)
+        + wire.encode(wire.CONT, b" " * 3000, mask=True, fin=False),
+        1009,
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "code"), [f[1:] for f in FRAMING], ids=[f[0] for f in FRAMING])
+async def test_framing_violations_fail_the_connection(
+    start_relay: StartRelay, fake_upstream: FakeUpstream, raw: bytes, code: int
+) -> None:
+    """Broken WebSocket framing closes the client with 1002 (1009 when too big), nothing else."""
+    relay = await start_relay(fake_upstream.url, max_frame_bytes=4096)
+    async with open_client(relay, mint()) as ws:
+        await recv_until(ws, "session.updated")
+        ws.transport.write(raw)  # below the client library: bytes as a hostile peer sends them
+        with pytest.raises(ConnectionClosed) as closed:
+            await drain_events(ws)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == code
+    async with asyncio.timeout(TIMEOUT):
+        await fake_upstream.closed.wait()  # the model's session ended with the client's
+    assert fake_upstream.received[1:] == []  # nothing of it reached the model
+    await assert_still_serving(relay, fake_upstream)
