@@ -183,9 +183,53 @@ async def test_dead_client_is_detected_by_ping(
 ) -> None:
     """A client that stops answering pings is dropped and its upstream closed."""
     relay = await start_relay(fake_upstream.url, ping_interval=0.2, ping_timeout=0.2)
-    async with open_client(relay, mint(), ping_interval=None) as ws:
+    async with open_client(relay, mint(), ping_interval=None, close_timeout=0.1) as ws:
         await recv_until(ws, "session.updated")
         ws.transport.pause_reading()  # stops answering pings, socket still open
         async with asyncio.timeout(TIMEOUT):
             await fake_upstream.closed.wait()
     assert fake_upstream.close_codes == [1001]
+
+
+async def test_a_model_that_stops_answering_pings_is_an_upstream_fault(
+    start_relay: StartRelay, fake_upstream: FakeUpstream
+) -> None:
+    """The relay pings the model too; silence past the timeout is an error event and 1011."""
+
+    verdict_seen = asyncio.Event()
+
+    async def go_silent(ws: ServerConnection, upstream: FakeUpstream) -> None:
+        await ws.send(json.dumps({"type": "session.created"}))
+        ws.transport.pause_reading()  # alive at TCP level, deaf to pings
+        await verdict_seen.wait()
+        ws.transport.resume_reading()  # now notice that the relay hung up
+        await ws.wait_closed()
+
+    fake_upstream.script = go_silent
+    relay = await start_relay(fake_upstream.url, ping_interval=0.2, ping_timeout=0.2)
+    async with open_client(relay, mint()) as ws:
+        events, code, _ = await closing_events(ws)
+    verdict_seen.set()
+    assert events[-1]["error"]["message"] == "the model stopped answering pings"
+    assert code == 1011
+
+
+async def test_the_models_pings_are_answered(
+    start_relay: StartRelay, fake_upstream: FakeUpstream
+) -> None:
+    """OpenAI's keepalive pings get pongs from the relay."""
+    latencies: list[float] = []
+
+    async def ping_relay(ws: ServerConnection, upstream: FakeUpstream) -> None:
+        await ws.send(json.dumps({"type": "session.created"}))
+        pong = await ws.ping()
+        async with asyncio.timeout(TIMEOUT):
+            latencies.append(await pong)
+        await ws.send(json.dumps({"type": "test.pinged"}))
+        await ws.wait_closed()
+
+    fake_upstream.script = ping_relay
+    relay = await start_relay(fake_upstream.url)
+    async with open_client(relay, mint()) as ws:
+        await recv_until(ws, "test.pinged")
+    assert len(latencies) == 1
