@@ -340,8 +340,12 @@ class TargetResult:
     @property
     def projected_capacity(self) -> int | None:
         """Sessions that would fill the relay's core, from its CPU per session at the
-        largest lossless step (an extrapolation, for when the harness saturates first)."""
-        steps = [s for s in self.steps if s.lossless and s.relay_cpu_share]
+        largest step within budget (else the largest lossless one): an extrapolation, for
+        when the harness or the machine runs out before the relay does. Steps past the
+        budget are avoided because a backed-up relay batches more per wake-up and looks
+        cheaper per message than it is at the edge."""
+        steps = [s for s in self.steps if s.within_budget and s.relay_cpu_share]
+        steps = steps or [s for s in self.steps if s.lossless and s.relay_cpu_share]
         if not steps:
             return None
         best = max(steps, key=lambda s: s.sessions)
@@ -792,9 +796,10 @@ columns: lost = appends not echoed back + sends skipped on a backed-up socket;
   both ways; core0 = relay share of core 0 (%); wait0 = time the relay was runnable but waiting
   for core 0, i.e. squeezed by other work on the machine (%); rss MB / KB/sess = relay RSS and
   RSS above idle per live session; lg s, echo s, core1, wait1 = the same for the load generator
-  and echo upstream on core 1; harness-bound = the load generator missed its send schedule or
-  core 1 was over 90 % busy, so the relay was offered less than the nominal load; busy = share
-  of both CPUs in use just before the step (other people's work on a shared machine)."""
+  and echo upstream on core 1 (core1 and wait1 add both processes up, so wait1 can pass 100);
+  harness-bound = the load generator missed over 1 % of its sends or core 1 was over 90 % busy,
+  so the relay was offered less than the nominal load; busy = share of both CPUs in use just
+  before the step (other people's work on a shared machine)."""
 
 
 def _pct(value: float | None) -> str:
@@ -831,7 +836,7 @@ def table(result: TargetResult) -> str:
     if result.projected_capacity is not None:
         rows.append(
             f"projected ({result.target}): core 0 full at ~{result.projected_capacity} sessions "
-            "(relay CPU per session at the largest lossless step, extrapolated linearly)"
+            "(relay CPU per session at the largest step within budget, extrapolated linearly)"
         )
     if result.note:
         rows.append(f"note: {result.note}")
