@@ -337,13 +337,16 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 # The browser ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in this
+# thread until it stops, and pytest-asyncio cannot run the async tests of later modules
+# while it does.
+@pytest.fixture(scope="module")
 def playwright_session() -> Iterator[Playwright]:
     with sync_playwright() as playwright:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_session: Playwright, meeting_audio: MeetingAudio) -> Iterator[Browser]:
     """Debian's Chromium, headless, with the meeting WAV as its (looping) microphone."""
     chromium = require_tool("chromium")
