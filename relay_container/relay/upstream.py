@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
 from functools import cache
 from typing import Final, Protocol, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -67,7 +66,8 @@ class UpstreamConnection(asyncio.Protocol):
     """asyncio protocol for the upstream socket: handshake first, then pass-through."""
 
     def __init__(self, protocol: ClientProtocol, request_bytes: bytes) -> None:
-        self._protocol = protocol
+        # Both are needed for the handshake only, and dropped after it (memory per session).
+        self._protocol: ClientProtocol | None = protocol
         self._request_bytes = request_bytes
         self._head = bytearray()
         self._listener: UpstreamListener | None = None
@@ -105,6 +105,7 @@ class UpstreamConnection(asyncio.Protocol):
             code = status_line[1][:3].decode("ascii", "replace")
             self._fail(UpstreamError(f"the model refused the session: HTTP {code}"))
             return
+        assert self._protocol is not None
         try:
             response = _parse_response(head)
             self._protocol.process_response(response)
@@ -114,6 +115,8 @@ class UpstreamConnection(asyncio.Protocol):
         except (InvalidHandshake, ValueError, EOFError) as exc:
             self._fail(UpstreamError(f"the model sent an invalid handshake: {exc}"))
         else:
+            self._protocol = None
+            self._request_bytes = b""
             self.opened.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -171,7 +174,6 @@ async def open_upstream(
     url: str,
     model: str,
     api_key: str,
-    factory_hook: Callable[[UpstreamConnection], None] | None = None,
 ) -> UpstreamConnection:
     """Open a GA Realtime WebSocket to ``url`` for ``model``; return once it is open.
 
@@ -188,8 +190,6 @@ async def open_upstream(
         request.headers["Authorization"] = f"Bearer {api_key}"
     request.headers["User-Agent"] = USER_AGENT
     connection = UpstreamConnection(protocol, request.serialize())
-    if factory_hook is not None:
-        factory_hook(connection)
     loop = asyncio.get_running_loop()
     context = default_ssl_context() if uri.secure else None
     await loop.create_connection(
