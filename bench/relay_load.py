@@ -486,7 +486,7 @@ def parse_args(argv: Sequence[str]) -> BenchSettings:
         keep_going=args.keep_going,
         json_path=args.json_path,
         markdown_path=args.markdown_path,
-        pin=not args.no_pin and (os.cpu_count() or 1) >= 2,
+        pin=not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None,
         quiet_wait=max(0.0, args.quiet_wait),
         quiet_threshold=args.quiet_threshold,
     )
