@@ -925,9 +925,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ramp, print the tables, optionally write JSON; 0 unless the harness failed."""
     settings = parse_args(sys.argv[1:] if argv is None else argv)
+    # Ctrl-C and SIGTERM both unwind through the ``finally`` that stops every child, even
+    # when this process was started with SIGINT ignored (as background jobs are).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
     info = machine()
     children = Children()
     results: list[TargetResult] = []
