@@ -33,6 +33,10 @@ from relay.server import Relay
 from relay.simulator import SimulatorOptions, listening_url, serve_simulator
 from tests.conftest import TIMEOUT
 
+# asyncio debug mode for relay tests, as websockets runs its own: un-awaited coroutines,
+# callbacks from the wrong thread and slow callbacks are reported (STYLE.md).
+os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
+
 SECRET = "relay-test-secret-" + "x" * 30
 UPSTREAM_KEY = "sk-test-upstream-key-0123456789"
 #: Values that must never appear in a log line (tokens, keys, audio), filled by tests.
