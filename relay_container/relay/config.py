@@ -68,8 +68,9 @@ class RelayConfig:
     model: str = DEFAULT_MODEL
     #: Models a client may pick with ``?model=``; the default model is always allowed.
     allowed_models: frozenset[str] = frozenset()
-    #: Live sessions per process; 0 = unlimited.
-    max_sessions: int = 400
+    #: Live sessions per process; 0 = unlimited. 200 held p99 ≤ 25 ms on one core of the
+    #: benchmark VM (bench/README.md); size it to the task's vCPUs.
+    max_sessions: int = 200
     #: Live sessions per token subject; 0 = unlimited.
     max_sessions_per_subject: int = 2
     #: SIGTERM → live sessions may continue this long, then close with 1001.
