@@ -42,6 +42,10 @@ ENV_VARS: Final[frozenset[str]] = frozenset(
         "RELAY_PING_INTERVAL",
         "AGENT_CONFIG",
         "TABLE_NAME",
+        "RELAY_RECORD_RETENTION_DAYS",
+        "RELAY_REATTACH_SECONDS",
+        "RELAY_REATTACH_BUFFER_BYTES",
+        "RELAY_ROLLOVER_SECONDS",
         "RELAY_METRICS_NAMESPACE",
         "RELAY_METRICS_SERVICE",
         "LOG_LEVEL",
@@ -85,6 +89,15 @@ class RelayConfig:
     ping_timeout: float = 20.0
     agent_config_path: Path | None = None
     table_name: str | None = None
+    #: Days a session record (connection summary, turns) is kept before DynamoDB's TTL.
+    record_retention_days: int = 30
+    #: A client that drops without a close frame may re-attach to its upstream this long.
+    reattach_seconds: float = 30.0
+    #: Upstream bytes buffered for a detached client; more ends the held session.
+    reattach_buffer_bytes: int = 4 * 2**20
+    #: Open a fresh seeded upstream after this long (OpenAI caps a session at 60 min);
+    #: 0 disables rollover.
+    rollover_seconds: float = 3300.0
     metrics_namespace: str = "RecallVoiceAgent/Relay"
     metrics_service: str = "relay"
     log_level: str = "INFO"
@@ -146,6 +159,12 @@ class RelayConfig:
                 raise ValueError
             return value
 
+        def non_negative_float(raw: str) -> float:
+            value = float(raw)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError
+            return value
+
         def port_number(raw: str) -> int:
             value = int(raw)
             if not 0 <= value <= 65535:
@@ -203,6 +222,26 @@ class RelayConfig:
             agent_path = Path(agent_raw)
             if not agent_path.is_file():
                 problems.append(f"AGENT_CONFIG names no readable file: {agent_raw!r}")
+        retention = parse(
+            "RELAY_RECORD_RETENTION_DAYS",
+            defaults.record_retention_days,
+            non_negative_int,
+            "an integer >= 0",
+        )
+        if retention < 1:
+            problems.append("RELAY_RECORD_RETENTION_DAYS must be at least 1")
+        reattach = parse(
+            "RELAY_REATTACH_SECONDS", defaults.reattach_seconds, non_negative_float, "a number >= 0"
+        )
+        reattach_bytes = parse(
+            "RELAY_REATTACH_BUFFER_BYTES",
+            defaults.reattach_buffer_bytes,
+            non_negative_int,
+            "an integer >= 0",
+        )
+        rollover = parse(
+            "RELAY_ROLLOVER_SECONDS", defaults.rollover_seconds, non_negative_float, "a number >= 0"
+        )
         level = (get("LOG_LEVEL") or defaults.log_level).upper()
         if level not in LOG_LEVELS:
             problems.append(f"LOG_LEVEL must be one of {', '.join(sorted(LOG_LEVELS))}")
@@ -225,6 +264,10 @@ class RelayConfig:
             ping_timeout=ping,
             agent_config_path=agent_path,
             table_name=get("TABLE_NAME"),
+            record_retention_days=retention,
+            reattach_seconds=reattach,
+            reattach_buffer_bytes=reattach_bytes,
+            rollover_seconds=rollover,
             metrics_namespace=get("RELAY_METRICS_NAMESPACE") or defaults.metrics_namespace,
             metrics_service=get("RELAY_METRICS_SERVICE") or defaults.metrics_service,
             log_level=level,

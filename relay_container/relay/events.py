@@ -93,3 +93,32 @@ def error_event(
         },
         separators=(",", ":"),
     ).encode()
+
+
+#: Bytes of an upstream event looked at by :func:`server_event_type`.
+_SERVER_PEEK_BYTES: Final = 200
+
+
+def server_event_type(raw: bytes) -> str | None:
+    """The ``type`` of a server event from its first bytes (no decoding), or None.
+
+    For the few upstream events the relay must recognise outside the hot path (a fresh
+    upstream's acknowledgements); servers put ``type`` first or after a short
+    ``event_id``. A false match is possible only for events the caller does not expect.
+    """
+    at = raw.find(TYPE_KEY, 0, _SERVER_PEEK_BYTES)
+    if at < 0:
+        return None
+    start = at + len(TYPE_KEY)
+    while start < _SERVER_PEEK_BYTES and raw[start : start + 1] in (b" ", b":"):
+        start += 1
+    if raw[start : start + 1] != b'"':
+        return None
+    start += 1
+    end = raw.find(b'"', start, start + _MAX_TYPE_BYTES)
+    if end <= start:
+        return None
+    try:
+        return raw[start:end].decode()
+    except UnicodeDecodeError:
+        return None

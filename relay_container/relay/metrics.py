@@ -1,11 +1,13 @@
 """Relay metrics as CloudWatch Embedded Metric Format (EMF) lines on stdout.
 
 Aggregated per interval, never one line per message: counters (SessionsStarted,
-AuthFailures, UpstreamErrors, QueueOverflows) are summed, ActiveSessions is sampled, and
-RelayDelayMs (time from a frame arriving at the relay to its hand-off to the other leg's
-socket) goes into a log-bucket histogram whose quantiles are emitted as one EMF value
-array (100 values, one per percentile), so CloudWatch percentiles stay meaningful. One
-line per interval, all with the dimension ``Service``.
+AuthFailures, UpstreamErrors, QueueOverflows, and the re-attach / resume / rollover
+counts) are summed, ActiveSessions is sampled, the recorder's RecordsWritten,
+RecordsDropped and RecordWriteFailures are the increase of its cumulative counters over
+the interval, and RelayDelayMs (time from a frame arriving at the relay to its hand-off
+to the other leg's socket) goes into a log-bucket histogram whose quantiles are emitted
+as one EMF value array (100 values, one per percentile), so CloudWatch percentiles stay
+meaningful. One line per interval, all with the dimension ``Service``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,19 @@ from typing import Final, TextIO
 
 logger = logging.getLogger(__name__)
 
-COUNTERS: Final = ("SessionsStarted", "AuthFailures", "UpstreamErrors", "QueueOverflows")
+COUNTERS: Final = (
+    "SessionsStarted",
+    "AuthFailures",
+    "UpstreamErrors",
+    "QueueOverflows",
+    # Sessions that outlive a connection (issue 7).
+    "SessionsReattached",
+    "SessionsResumed",
+    "ReattachOverflows",
+    "Rollovers",
+)
+#: Session-record counters, sampled from the recorder (cumulative) and emitted per interval.
+RECORD_COUNTERS: Final = ("RecordsWritten", "RecordsDropped", "RecordWriteFailures")
 
 #: Histogram bucket upper bounds in seconds: 1 µs · 1.15^k up to ~100 s.
 _BOUNDS: Final[list[float]] = [1e-6 * 1.15**k for k in range(133)]
@@ -70,13 +84,17 @@ class Metrics:
         service: str,
         active_sessions: Callable[[], int],
         stream: TextIO | None = None,
+        records: Callable[[], tuple[int, int, int]] | None = None,
     ) -> None:
+        """``records`` returns the recorder's cumulative (written, dropped, failed attempts)."""
         self.namespace = namespace
         self.service = service
         self._active_sessions = active_sessions
         self._stream = stream
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.delay = DelayHistogram()
+        self._records = records
+        self._records_seen = (0, 0, 0)
 
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to one of COUNTERS."""
@@ -87,6 +105,14 @@ class Metrics:
         delay, self.delay = self.delay, DelayHistogram()
         counters, self.counters = self.counters, dict.fromkeys(COUNTERS, 0)
         names = ["ActiveSessions", *COUNTERS]
+        if self._records is not None:
+            now_records = self._records()
+            for name, new, old in zip(
+                RECORD_COUNTERS, now_records, self._records_seen, strict=True
+            ):
+                counters[name] = new - old
+            self._records_seen = now_records
+            names.extend(RECORD_COUNTERS)
         metrics: list[dict[str, str]] = [{"Name": n, "Unit": "Count"} for n in names]
         doc: dict[str, object] = {
             "Service": self.service,

@@ -8,9 +8,16 @@ sans-I/O ``ServerProtocol.accept`` for the 101 (no compression, ``realtime`` ech
 offered) — before handing the socket to a ``RelaySession``. Nothing is dialled upstream
 for a request that is refused.
 
+A client whose token subject has a *detached* session here (it vanished without a close
+frame less than RELAY_REATTACH_SECONDS ago) is re-attached to it: no admission (it holds
+its place already), same upstream session. Otherwise, a subject with no live session here
+gets a session that resumes the stored conversation (``RelaySession(resume=True)``).
+
 Shutdown (``Relay.drain``), in order: /healthz turns 503 and new handshakes are refused;
-live sessions continue until they end or DRAIN_SECONDS pass; the rest are closed with
-1001 "relay draining: reconnect"; the listener closes.
+detached sessions end at once (nobody can re-attach to them any more); live sessions
+continue until they end or DRAIN_SECONDS pass; the rest are closed with 1001 "relay
+draining: reconnect"; the session records still queued are flushed within what is left
+of DRAIN_SECONDS (at most 10 s); the listener closes.
 """
 
 from __future__ import annotations
@@ -37,9 +44,13 @@ from relay.errors import DrainingError, ForbiddenError, RelayError
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
 from relay.protection import TaskProtection
+from relay.records import Recorder, open_recorder
 from relay.session import DRAIN_REASON, RelaySession, SessionContext
 
 logger = logging.getLogger(__name__)
+
+#: Longest flush of the session records during a drain.
+RECORDS_FLUSH_SECONDS: Final = 10.0
 
 REALTIME_PATH: Final = "/v1/realtime"
 MAX_REQUEST_HEAD: Final = 16 * 1024
@@ -52,8 +63,20 @@ _quiet.setLevel(logging.WARNING)
 class Relay:
     """Process-wide state: config, admission, metrics, live sessions, the listener."""
 
-    def __init__(self, config: RelayConfig, agent: AgentConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: RelayConfig,
+        agent: AgentConfig | None = None,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.config = config
+        # Region None: boto3 resolves it (AWS_REGION on ECS); the endpoint likewise
+        # (AWS_ENDPOINT_URL_DYNAMODB in tests).
+        self.recorder = (
+            recorder
+            if recorder is not None
+            else open_recorder(config.table_name, retention_days=config.record_retention_days)
+        )
         self.agent = agent if agent is not None else load_agent_config(config.agent_config_path)
         self.protection = TaskProtection(config.ecs_agent_uri)
         self.admission = Admission(
@@ -65,6 +88,7 @@ class Relay:
             namespace=config.metrics_namespace,
             service=config.metrics_service,
             active_sessions=lambda: self.admission.active,
+            records=self._record_counts,
         )
         self.context = SessionContext(
             upstream_url=config.upstream_url,
@@ -80,6 +104,10 @@ class Relay:
             open_timeout=config.open_timeout,
             close_timeout=config.close_timeout,
             max_session_seconds=config.max_session_seconds,
+            recorder=self.recorder,
+            reattach_seconds=config.reattach_seconds,
+            reattach_buffer_bytes=config.reattach_buffer_bytes,
+            rollover_seconds=config.rollover_seconds,
         )
         self.static_dir: Path = config.static_dir
         self.draining = False
@@ -102,6 +130,7 @@ class Relay:
             backlog=1024,
             reuse_address=True,
         )
+        self.recorder.start()
         if self.config.metrics_interval > 0:
             self._spawn(self.metrics.run(self.config.metrics_interval))
         self._spawn(self.protection.run())
@@ -130,11 +159,18 @@ class Relay:
     async def drain(self, seconds: float | None = None) -> None:
         """Stop taking sessions, let live ones finish for a while, then close the rest."""
         deadline = self.config.drain_seconds if seconds is None else seconds
-        # 1. /healthz → 503 (the balancer stops routing) and new handshakes → 503.
+        loop = asyncio.get_running_loop()
+        ends_at = loop.time() + deadline
+        # 1. /healthz → 503 (the balancer stops routing) and new handshakes → 503;
+        # detached sessions end now, and a client that vanishes from now on ends its own.
         self.draining = True
         logger.info(
             "relay draining", extra={"live_sessions": len(self.sessions), "drain_seconds": deadline}
         )
+        for session in list(self.sessions):
+            session.holdable = False
+            if session.detached:
+                session.shutdown()
         # 2. Live sessions continue until they end or the deadline passes.
         try:
             async with asyncio.timeout(deadline):
@@ -153,7 +189,22 @@ class Relay:
                 logger.warning(
                     "sessions still open after drain", extra={"live_sessions": len(self.sessions)}
                 )
-        logger.info("relay drained", extra={"closed_at_deadline": len(remaining)})
+        # 4. What the sessions recorded goes out before SIGKILL can take it.
+        flushed = await self.recorder.flush(
+            max(0.5, min(RECORDS_FLUSH_SECONDS, ends_at - loop.time()))
+        )
+        stats = self.recorder.stats()
+        logger.info(
+            "relay drained",
+            extra={
+                "closed_at_deadline": len(remaining),
+                "records_flushed": flushed,
+                "records_written": stats.written,
+                "records_dropped": stats.dropped,
+                "records_unwritten": stats.queued + stats.in_flight,
+                "record_write_failures": stats.failed_attempts,
+            },
+        )
 
     async def close(self) -> None:
         """Close the listener and stop the background tasks."""
@@ -165,12 +216,17 @@ class Relay:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.config.close_timeout)
+        await self.recorder.aclose(1.0)
         if self.server is not None:
             try:
                 async with asyncio.timeout(self.config.close_timeout):
                     await self.server.wait_closed()
             except TimeoutError:
                 pass
+
+    def _record_counts(self) -> tuple[int, int, int]:
+        stats = self.recorder.stats()
+        return stats.written, stats.dropped, stats.failed_attempts
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -222,7 +278,11 @@ class Relay:
         claims = authenticate(
             request.path, request.headers, self.config.token_secret, now=time.time()
         )
+        held = self._detached_session(claims.sub)
+        if held is not None:
+            return self._reattach(held, request, transport, leftover)
         model = self._model(request.path)
+        resume = self.admission.held_by(claims.sub) == 0
         ticket = self.admission.admit(claims.sub)
         try:
             protocol = ServerProtocol(
@@ -245,12 +305,49 @@ class Relay:
             ticket=ticket,
             model=model,
             on_finished=self._session_finished,
+            resume=resume,
         )
         self.sessions.add(session)
         self._idle.clear()
         self.metrics.count("SessionsStarted")
         transport.set_protocol(session)
         session.start(transport, leftover)
+        return session
+
+    def _detached_session(self, sub: str) -> RelaySession | None:
+        """The most recently detached session of ``sub`` still held here, if any."""
+        found: RelaySession | None = None
+        for session in self.sessions:
+            if (
+                session.detached
+                and not session.finished
+                and session.claims.sub == sub
+                and (found is None or session.detached_at > found.detached_at)
+            ):
+                found = session
+        return found
+
+    def _reattach(
+        self,
+        session: RelaySession,
+        request: Request,
+        transport: asyncio.Transport,
+        leftover: bytes,
+    ) -> RelaySession | None:
+        """The 101, then the held session takes the socket (its model stays the same)."""
+        protocol = ServerProtocol(
+            select_subprotocol=lambda _p, offered: select_subprotocol(offered),
+            max_size=self.config.max_frame_bytes,
+            logger=_quiet,
+        )
+        response = protocol.accept(request)
+        if response.status_code != 101:
+            _write_response(transport, response)
+            return None
+        transport.write(response.serialize())
+        self.metrics.count("SessionsReattached")
+        transport.set_protocol(session)
+        session.reattach(transport, leftover)
         return session
 
     def _model(self, target: str) -> str:

@@ -13,6 +13,26 @@ It owns: the upstream dial task, keepalive pings on both legs (RFC 6455 §5.5.2)
 the session length limit, both closing handshakes, back-pressure between the legs (a full
 socket buffer on one leg pauses reads on the other), and the mapping of faults to close
 codes: 1008 policy, 1009 too big, 1011 upstream failure, 1001 drain.
+
+Sessions that outlive a connection (issue 7):
+
+- Records: each client connection gets a ``ConnectionRecord``; upstream text frames whose
+  type ``records.recorded_type`` recognises (a bounded prefix look, never audio deltas)
+  are handed to it; its writes are queued off the audio path.
+- Resume: a session for a subject with no live session on this task loads the stored
+  conversation while the upstream connects and replays it (``conversation.seed_events``)
+  after the agent's ``session.update`` and before the client's queued frames. The model's
+  acknowledgements of the seeds (``conversation.item.added`` / ``.done``, or an ``error``
+  naming a ``relay_seed_`` event) are not forwarded: the client never sent those events.
+- Re-attach: a client that vanishes without a close frame (TCP reset, ping timeout)
+  *detaches*: the upstream stays open for ``reattach_seconds`` and its data frames are
+  buffered (bounded by bytes; overflow ends the session). ``reattach()`` gives the session
+  a new client socket, which first receives the buffered frames in order.
+- Rollover: after ``rollover_seconds`` a standby upstream is opened with the same agent
+  configuration, the client's own session updates and the conversation as seeds
+  (``relay.handover``); once it has acknowledged them, the session switches to it between
+  turns (or at a hard deadline) and closes the old one with 1000. The client's socket is
+  untouched and sees none of the standby's set-up events.
 """
 
 from __future__ import annotations
@@ -29,6 +49,7 @@ from websockets.frames import CloseCode
 
 from relay import wire
 from relay.admission import Ticket
+from relay.conversation import RESPONSE_CREATED, TurnTaking, seed_events
 from relay.errors import (
     InvalidEventError,
     MessageTooBigError,
@@ -40,12 +61,16 @@ from relay.errors import (
 from relay.events import (
     FILTERED_TYPES,
     INPUT_AUDIO_APPEND,
+    SESSION_UPDATE,
     TYPE_KEY,
     error_event,
     peek_type,
+    server_event_type,
 )
+from relay.handover import RetiringUpstream, StandbyUpstream
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
+from relay.records import ConnectionRecord, Recorder, recorded_type
 from relay.tokens import Claims
 from relay.upstream import UpstreamConnection, open_upstream
 
@@ -54,6 +79,15 @@ logger = logging.getLogger(__name__)
 perf_counter = time.perf_counter
 
 DRAIN_REASON: Final = "relay draining: reconnect"
+#: Bound of a resume's conversation load (it flushes first, so at most twice this).
+HISTORY_LOAD_SECONDS: Final = 2.0
+#: Client session.update events replayed on a rollover's standby upstream, newest kept.
+MAX_REPLAYED_UPDATES: Final = 8
+#: A rollover waits at most this long for a pause between turns, then switches anyway.
+ROLLOVER_MAX_WAIT_SECONDS: Final = 120.0
+#: Acknowledgements of the relay's own events that a client never sees.
+_SEED_ACK_TYPES: Final = frozenset({"conversation.item.added", "conversation.item.done"})
+_TRUNCATE: Final = "conversation.item.truncate"
 #: Socket write-buffer marks: beyond HIGH the other leg stops being read.
 WRITE_HIGH: Final = 256 * 1024
 WRITE_LOW: Final = 64 * 1024
@@ -89,6 +123,12 @@ class SessionContext:
     open_timeout: float
     close_timeout: float
     max_session_seconds: float
+    recorder: Recorder
+    #: Grace period of a detached session; 0 = a vanished client ends it at once.
+    reattach_seconds: float = 0.0
+    reattach_buffer_bytes: int = 4 * 2**20
+    #: Seconds after which a fresh upstream replaces the current one; 0 = never.
+    rollover_seconds: float = 0.0
 
 
 # Upstream leg states.
@@ -106,11 +146,15 @@ class RelaySession(asyncio.Protocol):
         ticket: Ticket,
         model: str,
         on_finished: Callable[[RelaySession], None],
+        resume: bool = False,
     ) -> None:
         self.context = context
         self.claims = claims
         self.model = model
         self.id = uuid.uuid4().hex[:16]
+        #: This client connection (a re-attach starts a new one).
+        self.connection_id = self.id
+        self._resume = resume
         self._ticket = ticket
         self._on_finished = on_finished
         self._loop = asyncio.get_running_loop()
@@ -136,6 +180,7 @@ class RelaySession(asyncio.Protocol):
         self._upstream_state = _DIALING
         self._upstream: asyncio.Transport | None = None
         self._dial_task: asyncio.Task[None] | None = None
+        self._upstream_connection: UpstreamConnection | None = None
         self._upstream_reader = wire.FrameReader(
             masked=False, max_size=context.max_upstream_frame_bytes
         )
@@ -144,6 +189,30 @@ class RelaySession(asyncio.Protocol):
         self._upstream_reads_paused = False
         self._queue: list[tuple[bytes, float]] = []
         self._queue_bytes = 0
+        #: Upstream acknowledgements of seeds still to swallow (resume).
+        self._seed_acks = 0
+        # Re-attach.
+        #: False once the relay drains: a vanished client then ends the session.
+        self.holdable = context.reattach_seconds > 0
+        self.detached = False
+        self.detached_at = 0.0
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+        self._drop_continuation = False
+        self._hold_timer: asyncio.TimerHandle | None = None
+        self.reattached = 0
+        # Rollover.
+        self._client_updates: list[bytes] = []
+        self._standby: StandbyUpstream | None = None
+        self._standby_task: asyncio.Task[None] | None = None
+        self._rollover_started = 0.0
+        self._rollover_forced = False
+        self._rollover_deadline: asyncio.TimerHandle | None = None
+        self._drop_truncates = False
+        self.rollovers = 0
+        self.record: ConnectionRecord = context.recorder.connection_started(
+            session_id=claims.sub, connection_id=self.connection_id, model=model
+        )
         # Outcome.
         self.close_code: int | None = None
         self.close_reason = ""
@@ -175,7 +244,11 @@ class RelaySession(asyncio.Protocol):
             self.data_received(leftover)
 
     def shutdown(self, code: int = CloseCode.GOING_AWAY, reason: str = DRAIN_REASON) -> None:
-        """Close both legs (drain deadline): the client gets ``code`` and ``reason``."""
+        """Close both legs (drain deadline): the client gets ``code`` and ``reason``.
+
+        A detached session has no client: its upstream is closed and it ends.
+        """
+        self.holdable = False
         self._close_client(code, reason)
         self._close_upstream(CloseCode.NORMAL_CLOSURE, "client session ended")
 
@@ -192,7 +265,15 @@ class RelaySession(asyncio.Protocol):
             timer.cancel()
         self._timers.clear()
         self._queue.clear()
+        self._held.clear()
+        self._drop_standby()
         self._ticket.release()
+        self.record.connection_ended(
+            close_code=self.close_code,
+            close_reason=self.close_reason,
+            upstream_close_code=self.upstream_close_code,
+        )
+        stats = self.context.recorder.stats()
         logger.info(
             "session closed",
             extra={
@@ -208,6 +289,12 @@ class RelaySession(asyncio.Protocol):
                 "frames_down": self.frames_down,
                 "bytes_up": self.bytes_up,
                 "bytes_down": self.bytes_down,
+                "reattached": self.reattached,
+                "rollovers": self.rollovers,
+                "turns": len(self.record.conversation),
+                "records_written": stats.written,
+                "records_dropped": stats.dropped,
+                "record_write_failures": stats.failed_attempts,
             },
         )
         self._on_finished(self)
@@ -270,13 +357,117 @@ class RelaySession(asyncio.Protocol):
             self._send_upstream(out, started)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """The client socket is gone: end the upstream too."""
+        """The client socket is gone: hold the upstream for a re-attach, or end it too."""
         self._client_closed = True
         if self.close_code is None:
             self.close_code = CloseCode.ABNORMAL_CLOSURE
             self.close_reason = "client disconnected"
+            if self.holdable and self._upstream_state != _CLOSED and not self.finished:
+                self._detach()
+                return
         self._close_upstream(CloseCode.GOING_AWAY, "client went away")
         self._maybe_finish()
+
+    # Re-attach
+
+    def _detach(self) -> None:
+        """No close frame from the client: keep the model for the grace period."""
+        self.detached = True
+        self.detached_at = self._loop.time()
+        self._client = None
+        self._fragments = None
+        self._drop_continuation = self._downstream_in_fragment
+        self._downstream_in_fragment = False
+        self._deferred.clear()
+        self.record.connection_ended(
+            close_code=self.close_code,
+            close_reason=self.close_reason,
+            upstream_close_code=self.upstream_close_code,
+        )
+        self._hold_timer = self._loop.call_later(self.context.reattach_seconds, self._hold_expired)
+        self._timers.append(self._hold_timer)
+        if self._upstream_reads_paused and self._upstream is not None:
+            self._upstream_reads_paused = False
+            self._upstream.resume_reading()
+        logger.info(
+            "client detached",
+            extra={
+                "session_id": self.id,
+                "sub": self.claims.sub,
+                "reattach_seconds": self.context.reattach_seconds,
+            },
+        )
+
+    def _hold_expired(self, reason: str = "no re-attach within the grace period") -> None:
+        if not self.detached or self.finished:
+            return
+        logger.info(
+            "detached session ended",
+            extra={"session_id": self.id, "sub": self.claims.sub, "reason": reason},
+        )
+        self.holdable = False
+        self.detached = False
+        self._held.clear()
+        self._held_bytes = 0
+        self._close_upstream(CloseCode.NORMAL_CLOSURE, "client session ended")
+        self._maybe_finish()
+
+    def _hold_frame(self, frame: bytes) -> None:
+        self._held.append(frame)
+        self._held_bytes += len(frame)
+        if self._held_bytes > self.context.reattach_buffer_bytes:
+            self._metrics.count("ReattachOverflows")
+            self._hold_expired("buffered more than the re-attach bound")
+
+    def reattach(self, transport: asyncio.Transport, leftover: bytes) -> None:
+        """A new client socket for this detached session: buffered frames first, then live."""
+        assert self.detached
+        assert not self.finished
+        self.detached = False
+        self.reattached += 1
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        # The client keepalive stopped with the old socket; the other timers run on.
+        self._timers.append(self._loop.call_later(self.context.ping_interval, self._keepalive))
+        # A fresh client leg.
+        self._client = transport
+        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        self._client_reader = wire.FrameReader(masked=True, max_size=self.context.max_frame_bytes)
+        self._fragments = None
+        self._discard_client = False
+        self._client_close_sent = False
+        self._client_closed = False
+        self._client_ping_sent = None
+        self.close_code = None
+        self.close_reason = ""
+        if self._client_reads_paused:
+            transport.pause_reading()
+        old = self.record
+        self.connection_id = uuid.uuid4().hex[:16]
+        self.record = self.context.recorder.connection_started(
+            session_id=self.claims.sub,
+            connection_id=self.connection_id,
+            model=self.model,
+            history=old.conversation.turns(),
+        )
+        self.record.turn_taking = old.turn_taking
+        held, self._held, self._held_bytes = self._held, [], 0
+        if held:
+            transport.write(b"".join(held))
+            self.frames_down += len(held)
+        logger.info(
+            "client reattached",
+            extra={
+                "session_id": self.id,
+                "sub": self.claims.sub,
+                "connection_id": self.connection_id,
+                "buffered_frames": len(held),
+                "detached_ms": round((self._loop.time() - self.detached_at) * 1000),
+            },
+        )
+        if leftover:
+            self.data_received(leftover)
 
     def pause_writing(self) -> None:
         """The client reads slower than the model talks: stop reading the model."""
@@ -335,6 +526,8 @@ class RelaySession(asyncio.Protocol):
                 )
             )
             return
+        if kind == _TRUNCATE and self._drop_truncates:
+            return  # it names an item of the upstream session replaced by a rollover
         if kind in FILTERED_TYPES:
             try:
                 payload, removed, event_id = self._policy.apply(kind, payload)
@@ -351,6 +544,10 @@ class RelaySession(asyncio.Protocol):
                         event_id=event_id,
                     )
                 )
+            if kind == SESSION_UPDATE and self.context.rollover_seconds > 0:
+                # Replayed on a rollover's fresh upstream (rare events, a few kept).
+                self._client_updates.append(payload)
+                del self._client_updates[:-MAX_REPLAYED_UPDATES]
         self.frames_up += 1
         self.bytes_up += len(payload)
         out.append(_encode(_TEXT, payload, mask=True))
@@ -391,33 +588,57 @@ class RelaySession(asyncio.Protocol):
 
     async def _dial(self) -> None:
         started = self._loop.time()
+        # Resume: the stored conversation loads while the model connects (bounded, never
+        # raises: a storage failure resumes without history).
+        history_task = (
+            self._loop.create_task(
+                self.context.recorder.load_turns(self.claims.sub, timeout=HISTORY_LOAD_SECONDS)
+            )
+            if self._resume
+            else None
+        )
         try:
-            async with asyncio.timeout(self.context.open_timeout):
-                connection = await open_upstream(
-                    url=self.context.upstream_url, model=self.model, api_key=self.context.api_key
+            try:
+                async with asyncio.timeout(self.context.open_timeout):
+                    connection = await open_upstream(
+                        url=self.context.upstream_url,
+                        model=self.model,
+                        api_key=self.context.api_key,
+                    )
+            except TimeoutError:
+                self._upstream_failed(UpstreamError("the model did not answer in time"))
+                return
+            except OSError as exc:
+                self._upstream_failed(
+                    UpstreamError(f"cannot reach the model: {exc.strerror or exc}")
                 )
-        except TimeoutError:
-            self._upstream_failed(UpstreamError("the model did not answer in time"))
-            return
-        except OSError as exc:
-            self._upstream_failed(UpstreamError(f"cannot reach the model: {exc.strerror or exc}"))
-            return
-        except UpstreamError as exc:
-            self._upstream_failed(exc)
-            return
+                return
+            except UpstreamError as exc:
+                self._upstream_failed(exc)
+                return
+            history = await history_task if history_task is not None else []
+        finally:
+            if history_task is not None and not history_task.done():
+                history_task.cancel()
         if self._upstream_state != _DIALING or connection.transport is None:
             if connection.transport is not None:
                 connection.transport.abort()
             return
+        seeds: list[str] = []
+        if history:
+            self.record.conversation.extend(history)
+            seeds = seed_events(history)
+            self._metrics.count("SessionsResumed")
         logger.info(
             "upstream connected",
             extra={
                 "session_id": self.id,
                 "sub": self.claims.sub,
                 "connect_ms": round((self._loop.time() - started) * 1000),
+                "seeded_turns": len(seeds),
             },
         )
-        self._upstream_opened(connection)
+        self._upstream_opened(connection, seeds)
 
     def _dial_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
@@ -429,18 +650,24 @@ class RelaySession(asyncio.Protocol):
             )
             self._upstream_failed(UpstreamError("internal error while reaching the model"))
 
-    def _upstream_opened(self, connection: UpstreamConnection) -> None:
+    def _upstream_opened(self, connection: UpstreamConnection, seeds: list[str]) -> None:
         assert connection.transport is not None
         transport = connection.transport
         transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
         self._upstream = transport
         self._upstream_state = _OPEN
         self._dial_task = None
+        self._upstream_connection = connection
         self._timers.append(self._loop.call_later(self.context.ping_interval, self._keepalive_up))
+        self._arm_rollover()
         leftover = connection.attach(self)
         # 1. Our agent configuration first, so the client's own updates apply on top.
         transport.write(_encode(_TEXT, self.context.agent_update, mask=True))
-        # 2. Then what the client sent meanwhile, in order.
+        # 2. The conversation so far (resume); its acknowledgements are not forwarded.
+        if seeds:
+            transport.write(b"".join(_encode(_TEXT, e.encode(), mask=True) for e in seeds))
+            self._seed_acks = 2 * len(seeds)
+        # 3. Then what the client sent meanwhile, in order.
         if self._queue:
             now = perf_counter()
             transport.write(b"".join(frame for frame, _ in self._queue))
@@ -452,15 +679,27 @@ class RelaySession(asyncio.Protocol):
             self.upstream_data_received(leftover)
 
     def upstream_data_received(self, data: bytes) -> None:
-        """Model bytes: forwarded to the client unchanged."""
+        """Model bytes: recorded when they matter, forwarded to the client unchanged."""
         started = perf_counter()
         try:
             frames, clean = self._upstream_reader.feed(data)
         except wire.FrameError as exc:
             self._upstream_failed(UpstreamError(f"the model broke WebSocket framing: {exc}"))
             return
+        if not frames:
+            return
+        record = self.record
+        for opcode, fin, payload in frames:
+            # A bounded look at the first bytes; audio deltas are never parsed.
+            if opcode == _TEXT and fin and (kind := recorded_type(payload)) is not None:
+                record.on_upstream_event(kind, payload)
+                if kind == RESPONSE_CREATED:
+                    self._drop_truncates = False
+                elif self._standby is not None:
+                    self._maybe_switch()
         client = self._client
-        if client is None or self._client_close_sent or not frames:
+        if client is None or self._client_close_sent or self._seed_acks:
+            self._upstream_frames_held_back(frames)
             return
         if clean and not self._deferred:
             # The chunk is exactly complete data frames: the same bytes are valid for the
@@ -495,6 +734,57 @@ class RelaySession(asyncio.Protocol):
         if out:
             client.write(b"".join(out))
             self._metrics.delay.observe(perf_counter() - started, len(out))
+
+    def _upstream_frames_held_back(self, frames: list[wire.Frame]) -> None:
+        """The slow path: no client to write to (detached, closing), or acks to swallow."""
+        out: list[bytes] = []
+        for opcode, fin, payload in frames:
+            if opcode <= _BINARY:
+                if self._seed_acks and opcode == _TEXT and fin and self._is_seed_ack(payload):
+                    continue
+                if self.detached:
+                    if opcode == _CONT and self._drop_continuation:
+                        self._drop_continuation = not fin
+                        continue
+                    self._hold_frame(_encode(opcode, payload, mask=False, fin=fin))
+                    if not self.detached:  # the bound was passed: the session ended
+                        return
+                elif self._client is not None and not self._client_close_sent:
+                    out.append(_encode(opcode, payload, mask=False, fin=fin))
+                    self.frames_down += 1
+                    self.bytes_down += len(payload)
+                    self._downstream_in_fragment = not fin
+                    if fin and self._deferred:
+                        out.extend(self._deferred)
+                        self._deferred.clear()
+            elif opcode == _PING:
+                if self._upstream is not None and not self._upstream_close_sent:
+                    self._upstream.write(_encode(_PONG, payload, mask=True))
+            elif opcode == _PONG:
+                self._upstream_ping_sent = None
+            else:
+                if out and self._client is not None:
+                    self._client.write(b"".join(out))
+                    out = []
+                self._upstream_close_received(payload)
+                return
+        if out and self._client is not None:
+            self._client.write(b"".join(out))
+
+    def _is_seed_ack(self, payload: bytes) -> bool:
+        """Whether an upstream event answers one of our seeds (and is swallowed)."""
+        kind = server_event_type(payload)
+        if kind in _SEED_ACK_TYPES:
+            self._seed_acks -= 1
+            return True
+        if kind == "error" and b'"relay_seed_' in payload:
+            self._seed_acks = max(0, self._seed_acks - 2)
+            logger.warning(
+                "the model refused a conversation seed",
+                extra={"session_id": self.id, "sub": self.claims.sub, "event": payload[:300]},
+            )
+            return True
+        return False
 
     def upstream_connection_lost(self, exc: Exception | None) -> None:
         """The model's socket is gone; if it did not close cleanly, that is a fault."""
@@ -625,6 +915,148 @@ class RelaySession(asyncio.Protocol):
             self._fail(
                 UpstreamError(f"the model closed the session ({code}{suffix})"), upstream=False
             )
+
+    # Rollover
+
+    @property
+    def _rollover_wait(self) -> float:
+        """How long a prepared rollover waits for a pause between turns."""
+        return min(ROLLOVER_MAX_WAIT_SECONDS, self.context.rollover_seconds / 4)
+
+    def _arm_rollover(self, after: float | None = None) -> None:
+        if self.context.rollover_seconds > 0:
+            delay = self.context.rollover_seconds if after is None else after
+            self._timers.append(self._loop.call_later(delay, self._start_rollover))
+
+    def _start_rollover(self) -> None:
+        """Time for a fresh upstream: dial it; the switch waits for a pause between turns."""
+        if self.finished or self._upstream_state != _OPEN or self._upstream_close_sent:
+            return
+        if self._standby is not None or self._standby_task is not None:
+            return
+        self._rollover_started = self._loop.time()
+        self._rollover_forced = False
+        self._standby_task = self._loop.create_task(self._dial_standby())
+        self._standby_task.add_done_callback(self._standby_dial_done)
+        self._rollover_deadline = self._loop.call_later(
+            self._rollover_wait + self.context.open_timeout, self._force_rollover
+        )
+        self._timers.append(self._rollover_deadline)
+
+    async def _dial_standby(self) -> None:
+        try:
+            async with asyncio.timeout(self.context.open_timeout):
+                connection = await open_upstream(
+                    url=self.context.upstream_url, model=self.model, api_key=self.context.api_key
+                )
+        except (TimeoutError, OSError, UpstreamError) as exc:
+            self._standby_lost(f"cannot open the fresh session: {exc}")
+            return
+        self._standby_task = None
+        if self.finished or connection.transport is None:
+            if connection.transport is not None:
+                connection.transport.abort()
+            return
+        seeds = seed_events(self.record.conversation.turns())
+        events = [self.context.agent_update, *self._client_updates, *(e.encode() for e in seeds)]
+        standby = StandbyUpstream(
+            connection,
+            expected_acks=1 + 1 + len(self._client_updates) + 2 * len(seeds),
+            max_size=self.context.max_upstream_frame_bytes,
+            on_ready=self._maybe_switch,
+            on_lost=self._standby_lost,
+        )
+        self._standby = standby
+        logger.info(
+            "rollover: fresh upstream connected",
+            extra={"session_id": self.id, "sub": self.claims.sub, "seeded_turns": len(seeds)},
+        )
+        standby.start(events)
+
+    def _standby_dial_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            logger.error("rollover dial failed unexpectedly", exc_info=exc)
+            self._standby_lost("internal error while opening the fresh session")
+
+    def _standby_lost(self, reason: str) -> None:
+        """The fresh session failed: keep the current one, try again a little later."""
+        logger.warning(
+            "rollover failed",
+            extra={"session_id": self.id, "sub": self.claims.sub, "error": reason},
+        )
+        self._metrics.count("UpstreamErrors")
+        self._drop_standby()
+        if not self.finished:
+            self._arm_rollover(self._rollover_wait)
+
+    def _drop_standby(self) -> None:
+        if self._standby_task is not None:
+            self._standby_task.cancel()
+            self._standby_task = None
+        if self._standby is not None:
+            self._standby.abort()
+            self._standby = None
+        if self._rollover_deadline is not None:
+            self._rollover_deadline.cancel()
+            self._rollover_deadline = None
+
+    def _force_rollover(self) -> None:
+        """No pause between turns came: switch at the next message boundary anyway."""
+        self._rollover_deadline = None
+        self._rollover_forced = True
+        self._maybe_switch()
+
+    def _maybe_switch(self) -> None:
+        standby = self._standby
+        if standby is None or not standby.ready or self._downstream_in_fragment:
+            return
+        if not (self._rollover_forced or self.record.turn_taking.between_turns):
+            return
+        old = self._upstream_connection
+        if self._upstream_state != _OPEN or self._upstream_close_sent or old is None:
+            self._drop_standby()
+            return
+        # The old session is retired with what its reader holds; the fresh one takes over.
+        RetiringUpstream(old, self._upstream_reader, self.context.close_timeout).close(
+            "session rolled over"
+        )
+        self._standby = None
+        if self._rollover_deadline is not None:
+            self._rollover_deadline.cancel()
+            self._rollover_deadline = None
+        transport = standby.transport
+        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        self._upstream_connection = standby.connection
+        self._upstream = transport
+        self._upstream_reader = standby.reader
+        self._upstream_ping_sent = None
+        standby.connection.attach(self)
+        if self._upstream_reads_paused:
+            transport.pause_reading()
+        if self._client_reads_paused and self._client is not None and not self._client_closed:
+            self._client_reads_paused = False  # it was the old session that was slow
+            self._client.resume_reading()
+        if self._rollover_forced:
+            # Whatever was in progress ended with the old session.
+            self.record.turn_taking = TurnTaking()
+        self._drop_truncates = True
+        self.rollovers += 1
+        self._metrics.count("Rollovers")
+        logger.info(
+            "rollover: switched to the fresh upstream",
+            extra={
+                "session_id": self.id,
+                "sub": self.claims.sub,
+                "forced": self._rollover_forced,
+                "waited_ms": round((self._loop.time() - self._rollover_started) * 1000),
+                "refused_setup_events": standby.refusals,
+            },
+        )
+        self._rollover_forced = False
+        self._arm_rollover()
 
     # Timers
 

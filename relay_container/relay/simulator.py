@@ -45,8 +45,9 @@ What it records, for tests (the one chosen mechanism: HTTP GET on the same port)
   ``close_code``, ``client_events`` (event types in order, run-length encoded as
   ``[type, count]`` pairs), ``audio_ms_received``, ``speech`` (VAD segments), ``responses``
   (id, status, audio ms sent), ``truncates`` (item_id, content_index, audio_end_ms,
-  audio_ms_sent), ``session_updates`` (the ``session`` objects received) and
-  ``errors_sent`` (codes). Never a key, never audio.
+  audio_ms_sent), ``session_updates`` (the ``session`` objects received),
+  ``items_created`` (``role`` and ``text`` of each ``conversation.item.create``, e.g. a
+  relay's resume seeds) and ``errors_sent`` (codes). Never a key, never audio.
 - ``GET /_sim/sessions/<index>/audio`` → the PCM it received in that session, raw s16le
   24 kHz mono: the first ``max_recorded_seconds`` (60 s) of each of the latest 8 sessions.
 
@@ -183,6 +184,7 @@ class SessionRecord:
     responses: list[JsonObject] = field(default_factory=list)
     truncates: list[JsonObject] = field(default_factory=list)
     session_updates: list[JsonObject] = field(default_factory=list)
+    items_created: list[JsonObject] = field(default_factory=list)
     errors_sent: list[str | None] = field(default_factory=list)
     audio: bytearray = field(default_factory=bytearray)
 
@@ -220,6 +222,7 @@ class SessionRecord:
             "responses": self.responses,
             "truncates": self.truncates,
             "session_updates": self.session_updates,
+            "items_created": self.items_created,
             "errors_sent": self.errors_sent,
         }
 
@@ -669,6 +672,15 @@ class SimulatedSession:
         if not isinstance(item, dict):
             await self.send(error_event("missing_required_parameter", "Missing 'item'."))
             return
+        content = item.get("content")
+        part = content[0] if isinstance(content, list) and content else {}
+        self.record.keep(
+            self.record.items_created,
+            {
+                "role": item.get("role"),
+                "text": part.get("text") if isinstance(part, dict) else None,
+            },
+        )
         item = {"object": "realtime.item", "status": "completed", **item}
         item.setdefault("id", _id("item"))
         previous, self.last_item_id = self.last_item_id, item["id"]

@@ -61,6 +61,10 @@ def test_defaults_match_the_contract() -> None:
     assert config.metrics_namespace == "RecallVoiceAgent/Relay"
     assert config.metrics_service == "relay"
     assert config.ecs_agent_uri is None
+    assert config.record_retention_days == 30
+    assert config.reattach_seconds == 30
+    assert config.reattach_buffer_bytes == 4 * 2**20
+    assert 0 < config.rollover_seconds < 3600  # before OpenAI's 60-minute cap
 
 
 def test_values_are_parsed() -> None:
@@ -82,8 +86,14 @@ def test_values_are_parsed() -> None:
             "TABLE_NAME": "t",
             "LOG_LEVEL": "debug",
             "ECS_AGENT_URI": "http://169.254.170.2/api/x",
+            "RELAY_RECORD_RETENTION_DAYS": "7",
+            "RELAY_REATTACH_SECONDS": "0",
+            "RELAY_REATTACH_BUFFER_BYTES": "1024",
+            "RELAY_ROLLOVER_SECONDS": "0",
         }
     )
+    assert (config.record_retention_days, config.reattach_seconds) == (7, 0)
+    assert (config.reattach_buffer_bytes, config.rollover_seconds) == (1024, 0)
     assert (config.port, config.host, config.model) == (9000, "127.0.0.1", "gpt-realtime-2")
     assert config.models == {"gpt-realtime-2", "gpt-realtime-2.1-mini", "gpt-realtime-1.5"}
     assert (config.max_sessions, config.max_sessions_per_subject) == (0, 3)
@@ -113,6 +123,9 @@ def test_every_problem_is_reported_at_once() -> None:
                 "OPENAI_REALTIME_URL": "http://example.com",
                 "AGENT_CONFIG": "/nonexistent/agent.yaml",
                 "LOG_LEVEL": "LOUD",
+                "RELAY_RECORD_RETENTION_DAYS": "0",
+                "RELAY_REATTACH_SECONDS": "-1",
+                "RELAY_ROLLOVER_SECONDS": "soon",
             }
         )
     text = "\n".join(error.value.problems)
@@ -125,9 +138,12 @@ def test_every_problem_is_reported_at_once() -> None:
         "OPENAI_REALTIME_URL",
         "AGENT_CONFIG",
         "LOG_LEVEL",
+        "RELAY_RECORD_RETENTION_DAYS",
+        "RELAY_REATTACH_SECONDS",
+        "RELAY_ROLLOVER_SECONDS",
     ):
         assert name in text
-    assert len(error.value.problems) == 8
+    assert len(error.value.problems) == 11
 
 
 def test_openai_key_required_only_for_openai() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from relay.metrics import COUNTERS, DelayHistogram, Metrics
+from relay.metrics import COUNTERS, RECORD_COUNTERS, DelayHistogram, Metrics
 
 
 def test_one_emf_line_per_interval_with_every_metric() -> None:
@@ -41,3 +41,18 @@ def test_histogram_quantiles_are_within_bucket_precision() -> None:
     assert abs(histogram.quantile(0.5) - 5e-3) / 5e-3 < 0.15
     assert abs(histogram.quantile(0.99) - 9.9e-3) / 9.9e-3 < 0.15
     assert histogram.quantile(1.0) == histogram.max
+
+
+def test_record_counters_are_per_interval_increases() -> None:
+    """The recorder's cumulative counts become per-interval RecordsWritten/Dropped/Failures."""
+    counts = [(10, 1, 2)]
+    metrics = Metrics(
+        namespace="NS", service="relay", active_sessions=lambda: 0, records=lambda: counts[0]
+    )
+    first = metrics.render()
+    counts[0] = (15, 1, 5)
+    second = metrics.render()
+    names = {m["Name"] for m in second["_aws"]["CloudWatchMetrics"][0]["Metrics"]}  # type: ignore[index]
+    assert set(RECORD_COUNTERS) <= names
+    assert [first[n] for n in RECORD_COUNTERS] == [10, 1, 2]
+    assert [second[n] for n in RECORD_COUNTERS] == [5, 0, 3]

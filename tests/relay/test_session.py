@@ -9,6 +9,7 @@ from relay import wire
 from relay.admission import Admission
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
+from relay.records import NullRecorder
 from relay.session import _OPEN, RelaySession, SessionContext
 from relay.tokens import Claims
 
@@ -48,6 +49,7 @@ def open_session() -> tuple[RelaySession, RecordingTransport, RecordingTransport
         open_timeout=10,
         close_timeout=5,
         max_session_seconds=3600,
+        recorder=NullRecorder(),
     )
     session = RelaySession(
         context,
