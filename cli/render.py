@@ -159,7 +159,7 @@ def bot_report(
     if connections:
         parts.append(
             table(
-                ["STARTED", "DURATION", "CLOSE", "MODEL", "RESPONSES", "CONNECTION"],
+                ["STARTED", "DURATION", "CLOSE", "MODEL", "RESPONSES", "TOKENS", "CONNECTION"],
                 [
                     [
                         relative(c.get("started_at"), now),
@@ -169,6 +169,7 @@ def bot_report(
                         c.get("close_code"),
                         c.get("model"),
                         c.get("responses"),
+                        (c.get("usage") or {}).get("total_tokens"),
                         c.get("connection_id"),
                     ]
                     for c in connections
