@@ -220,6 +220,7 @@ class RelaySession(asyncio.Protocol):
         self.frames_up = self.frames_down = self.bytes_up = self.bytes_down = 0
         # Timers.
         self._timers: list[asyncio.TimerHandle] = []
+        self._keepalive_armed = False
 
     # Lifecycle
 
@@ -230,7 +231,7 @@ class RelaySession(asyncio.Protocol):
         self._dial_task = self._loop.create_task(self._dial())
         self._dial_task.add_done_callback(self._dial_done)
         self._timers.append(self._loop.call_later(self.context.max_session_seconds, self._expire))
-        self._timers.append(self._loop.call_later(self.context.ping_interval, self._keepalive))
+        self._arm_keepalive()
         logger.info(
             "session opened",
             extra={
@@ -428,8 +429,9 @@ class RelaySession(asyncio.Protocol):
         if self._hold_timer is not None:
             self._hold_timer.cancel()
             self._hold_timer = None
-        # The client keepalive stopped with the old socket; the other timers run on.
-        self._timers.append(self._loop.call_later(self.context.ping_interval, self._keepalive))
+        # The client keepalive stops with the old socket unless its timer is still due.
+        if not self._keepalive_armed:
+            self._arm_keepalive()
         # A fresh client leg.
         self._client = transport
         transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
@@ -526,7 +528,7 @@ class RelaySession(asyncio.Protocol):
                 )
             )
             return
-        if kind == _TRUNCATE and self._drop_truncates:
+        if self._drop_truncates and kind == _TRUNCATE:
             return  # it names an item of the upstream session replaced by a rollover
         if kind in FILTERED_TYPES:
             try:
@@ -548,6 +550,10 @@ class RelaySession(asyncio.Protocol):
                 # Replayed on a rollover's fresh upstream (rare events, a few kept).
                 self._client_updates.append(payload)
                 del self._client_updates[:-MAX_REPLAYED_UPDATES]
+                if self._standby is not None or self._standby_task is not None:
+                    # The fresh session was set up without it: prepare it again.
+                    self._drop_standby()
+                    self._arm_rollover(0.0)
         self.frames_up += 1
         self.bytes_up += len(payload)
         out.append(_encode(_TEXT, payload, mask=True))
@@ -1060,8 +1066,13 @@ class RelaySession(asyncio.Protocol):
 
     # Timers
 
+    def _arm_keepalive(self) -> None:
+        self._keepalive_armed = True
+        self._timers.append(self._loop.call_later(self.context.ping_interval, self._keepalive))
+
     def _keepalive(self) -> None:
         """Client leg: ping every interval; no pong within the timeout = dead peer."""
+        self._keepalive_armed = False
         if self._client is None or self._client_closed:
             return
         now = self._loop.time()
@@ -1075,7 +1086,7 @@ class RelaySession(asyncio.Protocol):
         elif not self._client_close_sent:
             self._client_ping_sent = now
             self._client.write(_encode(_PING, b"relay", mask=False))
-        self._timers.append(self._loop.call_later(self.context.ping_interval, self._keepalive))
+        self._arm_keepalive()
         self._prune_timers()
 
     def _keepalive_up(self) -> None:

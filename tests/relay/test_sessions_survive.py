@@ -376,6 +376,21 @@ async def test_reattach_buffer_overflow_ends_the_held_session(
     assert relay.metrics.render()["ReattachOverflows"] == 1
 
 
+async def test_drain_ends_detached_sessions_at_once(
+    fake_upstream: FakeUpstream, recorded_relay: StartRelay, table_name: str
+) -> None:
+    """A drain does not wait out the grace period of a session nobody can re-attach to."""
+    relay = await recorded_relay(fake_upstream.url, table_name, reattach_seconds=3 * TIMEOUT)
+    async with open_client(relay, mint("bot-gone")) as ws:
+        await recv_until(ws, "session.updated")
+        ws.transport.abort()
+    await eventually(lambda: any(s.detached for s in relay.sessions))
+    async with asyncio.timeout(TIMEOUT):
+        await relay.drain(2 * TIMEOUT)
+    assert not relay.sessions
+    await eventually(lambda: fake_upstream.close_codes == [1000])
+
+
 async def test_a_normal_close_ends_the_upstream_at_once(
     fake_upstream: FakeUpstream, recorded_relay: StartRelay, table_name: str
 ) -> None:
