@@ -246,27 +246,7 @@ def check_ports(ports: Mapping[str, int]) -> None:
 
 def create_table(client: DynamoDBClient, name: str) -> None:
     """The application table from ``storage.schema`` (same keys, index and TTL as deployed)."""
-    client.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": k, "AttributeType": "S"} for k in schema.KEY_ATTRIBUTE_TYPES
-        ],
-        KeySchema=[
-            {"AttributeName": schema.PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": schema.SORT_KEY, "KeyType": "RANGE"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": schema.BY_DAY_INDEX,
-                "KeySchema": [
-                    {"AttributeName": schema.BY_DAY_PARTITION_KEY, "KeyType": "HASH"},
-                    {"AttributeName": schema.BY_DAY_SORT_KEY, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    client.create_table(**schema.create_table_request(name))
     client.update_time_to_live(
         TableName=name,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": schema.TTL_ATTRIBUTE},

@@ -28,7 +28,7 @@ attribute: raw deliveries, event history and turns expire; bot state does not by
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 PARTITION_KEY: Final = "pk"
 SORT_KEY: Final = "sk"
@@ -91,3 +91,33 @@ def by_day_pk(day: str) -> str:
 def by_day_sk(created_at: str, bot_id: str) -> str:
     """Index sort key: creation time, then bot id."""
     return f"{created_at}#{bot_id}"
+
+
+def create_table_request(table_name: str) -> dict[str, Any]:
+    """DynamoDB ``CreateTable`` parameters for the table as deployed (local servers, tests).
+
+    The storage construct builds the deployed table from the same constants; TTL is a
+    separate ``UpdateTimeToLive`` call (:data:`TTL_ATTRIBUTE`).
+    """
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": kind}
+            for name, kind in KEY_ATTRIBUTE_TYPES.items()
+        ],
+        "KeySchema": [
+            {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": BY_DAY_INDEX,
+                "KeySchema": [
+                    {"AttributeName": BY_DAY_PARTITION_KEY, "KeyType": "HASH"},
+                    {"AttributeName": BY_DAY_SORT_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    }

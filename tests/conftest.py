@@ -45,26 +45,10 @@ def wait_for_port(port: int, deadline: float, proc: subprocess.Popen[bytes] | No
 def create_table(endpoint: str, name: str) -> None:
     """Create the application table from storage.schema on a local server."""
     client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
-    client.create_table(
+    client.create_table(**schema.create_table_request(name))
+    client.update_time_to_live(
         TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": k, "AttributeType": t} for k, t in schema.KEY_ATTRIBUTE_TYPES.items()
-        ],
-        KeySchema=[
-            {"AttributeName": schema.PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": schema.SORT_KEY, "KeyType": "RANGE"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": schema.BY_DAY_INDEX,
-                "KeySchema": [
-                    {"AttributeName": schema.BY_DAY_PARTITION_KEY, "KeyType": "HASH"},
-                    {"AttributeName": schema.BY_DAY_SORT_KEY, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": schema.TTL_ATTRIBUTE},
     )
 
 
