@@ -179,6 +179,13 @@ class VoiceAgentStack(Stack):
             value=self.secrets.relay_token.secret_arn,
             description="Key that signs relay tokens (generated; the CLI reads it to mint)",
         )
+        CfnOutput(self, "RelayClusterName", value=self.relay.cluster.cluster_name)
+        CfnOutput(
+            self,
+            "RelayServiceName",
+            value=self.relay.service.service_name,
+            description="aws ecs update-service --force-new-deployment after filling the key",
+        )
         CfnOutput(self, "DashboardName", value=self.observability.dashboard.dashboard_name)
         CfnOutput(self, "AlarmTopicArn", value=self.observability.topic.topic_arn)
         CfnOutput(

@@ -98,3 +98,12 @@ def test_custom_domain_encrypts_the_origin_leg_too(custom: Synthesized) -> None:
         if "SourcePrefixListId" in r["Properties"]
     ]
     assert [(r["FromPort"], r["ToPort"]) for r in ingress] == [(443, 443)]
+
+
+def test_outputs_name_the_relay_service_to_roll_after_filling_the_key(
+    synthesized: Synthesized,
+) -> None:
+    """The README's force-new-deployment step reads the cluster and service from outputs."""
+    outputs = synthesized.template.to_json()["Outputs"]
+    assert "Ref" in outputs["RelayClusterName"]["Value"]
+    assert "Fn::GetAtt" in outputs["RelayServiceName"]["Value"]
