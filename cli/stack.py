@@ -8,15 +8,15 @@ a command that got everything from flags never calls AWS. Every AWS failure beco
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import boto3
 import botocore.exceptions
 
 from cli.errors import AwsError, ConfigError
+from functions.webhooks.settings import secret_text
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -55,19 +55,6 @@ def describe_aws_error(exc: Exception) -> str:
         message = error.get("Message", "")
         return f"{code}: {message}".rstrip(": ")
     return str(exc) or type(exc).__name__
-
-
-def secret_text(raw: str) -> str:
-    """A secret's usable value: the string itself, or the one string in a JSON object."""
-    try:
-        parsed: Any = json.loads(raw)
-    except ValueError:
-        return raw
-    if isinstance(parsed, dict):
-        strings = [v for v in parsed.values() if isinstance(v, str)]
-        if len(strings) == 1:
-            return strings[0]
-    return raw
 
 
 @dataclass
