@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -40,6 +41,16 @@ def wait_for_port(port: int, deadline: float, proc: subprocess.Popen[bytes] | No
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listening on {port}") from None
             time.sleep(0.05)
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within TIMEOUT."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def create_table(endpoint: str, name: str) -> None:
@@ -83,12 +94,7 @@ def dynamodb_endpoint() -> Iterator[str]:
         wait_for_port(port, time.monotonic() + 3 * TIMEOUT, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture

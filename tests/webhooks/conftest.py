@@ -36,7 +36,7 @@ from svix.webhooks import Webhook as SvixWebhook
 
 from storage import schema
 from storage.items import plain
-from tests.conftest import ROOT, TIMEOUT, create_table, free_port, wait_for_port
+from tests.conftest import ROOT, TIMEOUT, create_table, free_port, stop_process, wait_for_port
 
 PAYLOADS = Path(__file__).parent / "payloads"
 WEBHOOK_PATH = "/webhooks/recall"
@@ -251,12 +251,7 @@ def served_receiver(
         wait_for_port(port, time.monotonic() + 3 * TIMEOUT, proc)
         yield Receiver(f"http://127.0.0.1:{port}", Table(dynamodb_endpoint, name), keys, output)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def store_at(endpoint: str, table_name: str) -> Any:
