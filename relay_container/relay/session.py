@@ -88,6 +88,11 @@ ROLLOVER_MAX_WAIT_SECONDS: Final = 120.0
 #: Acknowledgements of the relay's own events that a client never sees.
 _SEED_ACK_TYPES: Final = frozenset({"conversation.item.added", "conversation.item.done"})
 _TRUNCATE: Final = "conversation.item.truncate"
+#: The model's most frequent events, never recorded: skipped before ``recorded_type``.
+_UNRECORDED_HEADS: Final = (
+    b'{"type":"response.output_audio.delta"',
+    b'{"type":"response.output_audio_transcript.delta"',
+)
 #: Socket write-buffer marks: beyond HIGH the other leg stops being read.
 WRITE_HIGH: Final = 256 * 1024
 WRITE_LOW: Final = 64 * 1024
@@ -697,7 +702,12 @@ class RelaySession(asyncio.Protocol):
         record = self.record
         for opcode, fin, payload in frames:
             # A bounded look at the first bytes; audio deltas are never parsed.
-            if opcode == _TEXT and fin and (kind := recorded_type(payload)) is not None:
+            if (
+                opcode == _TEXT
+                and fin
+                and not payload.startswith(_UNRECORDED_HEADS)
+                and (kind := recorded_type(payload)) is not None
+            ):
                 record.on_upstream_event(kind, payload)
                 if kind == RESPONSE_CREATED:
                     self._drop_truncates = False
