@@ -573,6 +573,9 @@ class Bench:
             "RELAY_MAX_SESSIONS": str(max(self.settings.steps) + 100),
             "RELAY_MAX_SESSIONS_PER_SUBJECT": "1",
             "DRAIN_SECONDS": "2",
+            # The harness ends a step's clients without close frames: do not hold their
+            # sessions for a re-attach (they would fill the next step's places).
+            "RELAY_REATTACH_SECONDS": "0",
             "RELAY_METRICS_SERVICE": "relay-bench",
             "LOG_LEVEL": "INFO",
             "PYTHONDONTWRITEBYTECODE": "1",
