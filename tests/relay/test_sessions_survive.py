@@ -414,6 +414,10 @@ async def test_rollover_is_invisible_to_the_client(
     relay = await recorded_relay(sim_url, table_name, rollover_seconds=1.5)
     async with open_client(relay, mint("bot-long")) as ws:
         seen = await recv_until(ws, "session.updated")
+        # The client's own settings carry over to the fresh session too.
+        voice = {"type": "realtime", "audio": {"output": {"voice": "cedar"}}}
+        await ws.send(json.dumps({"type": "session.update", "session": voice}))
+        seen += await recv_until(ws, "session.updated")
         said, events = await speak_turn(ws)
         seen += events
 
@@ -427,13 +431,39 @@ async def test_rollover_is_invisible_to_the_client(
         assert ws.close_code is None
     types = [e["type"] for e in seen]
     assert types.count("session.created") == 1
-    assert types.count("session.updated") == 1
+    assert types.count("session.updated") == 2  # the agent's and the client's, once each
     sessions = await sim_sessions(sim_url)
     assert sessions[0]["close_code"] == 1000
     assert seeded(sessions[1]) == said
+    replayed = sessions[1]["session_updates"]
+    assert len(replayed) == 2
+    assert replayed[-1]["audio"]["output"]["voice"] == "cedar"
     assert said_after[0][0] == "user"
     rollovers: Any = relay.metrics.render()["Rollovers"]
     assert rollovers >= 1
+
+
+async def test_rollover_switches_at_its_deadline_when_no_pause_comes(
+    sim_url: str, recorded_relay: StartRelay, table_name: str, relay_logs: list[str]
+) -> None:
+    """A user who never stops talking cannot block a rollover: it switches at its deadline."""
+    relay = await recorded_relay(sim_url, table_name, rollover_seconds=1.0, open_timeout=0.5)
+    async with open_client(relay, mint("bot-talker")) as ws:
+        await recv_until(ws, "session.updated")
+        await send_audio(ws, tone(300))  # speech starts and, with no silence, never stops
+        await recv_until(ws, "input_audio_buffer.speech_started")
+        assert not only_session(relay).record.turn_taking.between_turns
+
+        async def rolled_over() -> bool:
+            sessions = await sim_sessions(sim_url)
+            return len(sessions) >= 2 and sessions[0]["closed"]
+
+        await until_async(rolled_over)
+        said, _ = await speak_turn(ws)  # the fresh session hears and answers
+        assert ws.close_code is None
+    switches = [line for line in relay_logs if "switched to the fresh upstream" in line]
+    assert '"forced": true' in switches[0]
+    assert said[0][0] == "user"
 
 
 # Storage failures
