@@ -797,7 +797,11 @@ class RelaySession(asyncio.Protocol):
             self._seed_acks = max(0, self._seed_acks - 2)
             logger.warning(
                 "the model refused a conversation seed",
-                extra={"session_id": self.id, "sub": self.claims.sub, "event": payload[:300]},
+                extra={
+                    "session_id": self.id,
+                    "sub": self.claims.sub,
+                    "event": payload[:300].decode("utf-8", "replace"),
+                },
             )
             return True
         return False
