@@ -79,8 +79,10 @@ logger = logging.getLogger(__name__)
 perf_counter = time.perf_counter
 
 DRAIN_REASON: Final = "relay draining: reconnect"
-#: Bound of a resume's conversation load (it flushes first, so at most twice this).
-HISTORY_LOAD_SECONDS: Final = 2.0
+#: Bound of a resume's conversation load (it flushes first, so at most twice this). A
+#: DynamoDB query takes milliseconds; during a storage outage this is how long a new
+#: session waits (its audio queued) before it starts without history.
+HISTORY_LOAD_SECONDS: Final = 1.0
 #: Client session.update events replayed on a rollover's standby upstream, newest kept.
 MAX_REPLAYED_UPDATES: Final = 8
 #: A rollover waits at most this long for a pause between turns, then switches anyway.
