@@ -294,6 +294,15 @@ class SwitchableProxy:
         self.ready.set()
         self.loop.run_forever()
 
+    def cut(self) -> None:
+        """Drop every connection at the TCP level (no WebSocket close), as a network blip."""
+        asyncio.run_coroutine_threadsafe(self._cut(), self.loop).result(TIMEOUT)
+
+    async def _cut(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
     async def _shutdown(self) -> None:
         assert self.server is not None
         self.server.close()

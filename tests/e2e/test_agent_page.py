@@ -191,6 +191,29 @@ def test_reconnects_to_another_relay(stack: Stack, page: Page, stop: str, close_
         assert not page.locator("#error").is_visible()
 
 
+def test_network_blip_reattaches_to_the_same_model_session(stack: Stack, page: Page):
+    """After a dropped connection the page comes back to the same model session, live again."""
+    sim = stack.simulator()
+    relay = stack.relay(sim)
+    with SwitchableProxy(relay.port) as balancer:
+        open_page(page, f"http://127.0.0.1:{balancer.port}", mint())
+        poll(lambda: tile_text(page, "detail") == "listening", "a live model session")
+        poll(lambda: sim.session(0).get("audio_ms_received", 0) > 1000, "audio before the blip")
+
+        balancer.cut()
+
+        poll(lambda: agent_stats(page)["reconnects"] == 1, "the page to reconnect")
+        before = sim.session(0)["audio_ms_received"]
+        poll(lambda: sim.session(0)["audio_ms_received"] > before + 1000, "audio after the blip")
+        # Re-attached, not resumed: the model never saw a second session, and the tile,
+        # which got no new session.created, still says the link is live again.
+        assert len(sim.sessions()) == 1
+        assert not sim.sessions()[0]["closed"]
+        assert agent_stats(page)["lastCloseCode"] == 1006
+        poll(lambda: tile_text(page, "detail") != "waiting for the model…", "a live tile")
+        assert tile_text(page, "state") == "Connected"
+
+
 @pytest.mark.parametrize(
     ("make_token", "shown"),
     [

@@ -314,6 +314,7 @@ const link = {
   url: null,
   socket: null,
   attempt: 0, // consecutive failed attempts, for the backoff
+  modelLive: false, // a model event (not an error) arrived on the current socket
   everOpened: false,
   retryTimer: null,
   stopped: false,
@@ -336,6 +337,7 @@ function connect() {
     stats.connects++;
     if (link.everOpened) stats.reconnects++;
     link.everOpened = true;
+    link.modelLive = false;
     tile.set("live", "Connected", "waiting for the model…");
     tile.error("");
   };
@@ -412,11 +414,17 @@ function onServerEvent(data) {
   } catch {
     return;
   }
+  if (!link.modelLive && event.type !== "error") {
+    // The first model event on this socket: a fresh session.created, or, when the relay
+    // re-attached us to the session we had, whatever the model says next. Either way the
+    // link is healthy again.
+    link.modelLive = true;
+    link.attempt = 0;
+    tile.set("live", "Connected", "listening");
+  }
   switch (event.type) {
     case "session.created":
-      link.attempt = 0; // a live model session: the link is healthy again
       stats.sessions++;
-      tile.set("live", "Connected", "listening");
       break;
     case "input_audio_buffer.speech_started":
       tile.speaking("meeting", true);
