@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
 
 import boto3
@@ -44,6 +45,11 @@ DEFAULT_RELAY_PORT: Final = 8080
 DEFAULT_WEBHOOK_PORT: Final = 8000
 DEFAULT_DYNAMODB_PORT: Final = 8001
 TABLE_NAME: Final = "voicebot-dev"
+#: The agent the deployed relay runs (its image carries this file); used when the checkout
+#: has it and AGENT_CONFIG is not set, so `make dev` talks like the deployment.
+REPOSITORY_AGENT_CONFIG: Final = (
+    Path(__file__).resolve().parents[1] / "relay_container" / "agent.yaml"
+)
 #: Lines of each child's output kept to explain an early death.
 TAIL_LINES: Final = 30
 #: What the simulator prints once it accepts connections (ARCHITECTURE/common contract).
@@ -343,6 +349,8 @@ class LocalStack:
             "RELAY_TOKEN_SECRET": token_secret,
             "DRAIN_SECONDS": "2",  # Ctrl-C should not wait for a 90 s production drain
         }
+        if "AGENT_CONFIG" not in relay_env and REPOSITORY_AGENT_CONFIG.is_file():
+            relay_env["AGENT_CONFIG"] = str(REPOSITORY_AGENT_CONFIG)
         model_url: str | None = None
         if simulator is not None:
             model_url = simulator.wait_for_line(

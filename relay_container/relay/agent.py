@@ -1,7 +1,7 @@
 """AgentConfig: how the bot behaves, as the one GA ``session.update`` the relay sends.
 
 Built-in defaults, optionally overridden by the JSON or YAML file named by AGENT_CONFIG
-(format: ``relay_container/agent.example.yaml``). The file is untrusted input, validated
+(format: ``relay_container/agent.yaml``). The file is untrusted input, validated
 with pydantic (unknown keys refused), once at start-up. ``session_update()`` renders the
 GA event: ``session.type = "realtime"``, PCM16 24 kHz both ways, voice, server or semantic
 VAD, input transcription, noise reduction.

@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+import yaml
 from websockets.asyncio.client import connect
 
 from relay import tokens
@@ -235,6 +236,18 @@ async def test_session_through_relay_and_simulator(dev: DevRun):
     assert seen[0] == "session.created"
     assert "input_audio_buffer.speech_started" in seen
     assert "response.output_audio.delta" in seen
+
+
+async def test_local_agent_is_the_repositorys_agent_yaml(dev: DevRun):
+    """`make dev` talks like the deployment: the relay applies relay_container/agent.yaml."""
+    agent = yaml.safe_load((ROOT / "relay_container" / "agent.yaml").read_text())
+    url = f"{dev.banner['relay']}?token={dev.page_token}"
+    async with connect(url, compression=None, open_timeout=TIMEOUT) as ws:
+        async with asyncio.timeout(3 * TIMEOUT):
+            while (event := json.loads(await ws.recv()))["type"] != "session.updated":
+                pass
+    assert event["session"]["instructions"] == agent["instructions"]
+    assert event["session"]["audio"]["output"]["voice"] == agent["voice"]
 
 
 def test_printed_sample_webhook_command_is_stored(dev: DevRun):

@@ -9,7 +9,12 @@ from infra.app import PROJECT_ROOT
 from tests.infra.conftest import Synthesized
 
 #: What `docker build` may see: the pins, the Dockerfile, the relay and storage packages.
-ALLOWED_ROOTS = ("pyproject.toml", ".dockerignore", "relay_container/Dockerfile")
+ALLOWED_ROOTS = (
+    "pyproject.toml",
+    ".dockerignore",
+    "relay_container/Dockerfile",
+    "relay_container/agent.yaml",
+)
 ALLOWED_DIRS = ("relay_container/relay/", "storage/")
 
 
@@ -44,6 +49,14 @@ def test_build_context_holds_every_relay_and_storage_source(synthesized: Synthes
         assert missing == []
     assert (context / "pyproject.toml").is_file()
     assert (context / "relay_container" / "Dockerfile").is_file()
+    assert (context / "relay_container" / "agent.yaml").is_file()
+
+
+def test_image_runs_the_repositorys_agent_configuration() -> None:
+    """The deployed relay applies relay_container/agent.yaml, the file users edit."""
+    dockerfile = (PROJECT_ROOT / "relay_container" / "Dockerfile").read_text()
+    assert "COPY relay_container/agent.yaml /app/agent.yaml" in dockerfile
+    assert "ENV AGENT_CONFIG=/app/agent.yaml" in dockerfile
 
 
 def test_dockerfile_installs_only_the_relay_pins_and_runs_unprivileged() -> None:

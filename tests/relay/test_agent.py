@@ -11,7 +11,7 @@ from relay.agent import AgentConfig, load_agent_config
 from relay.errors import ConfigError
 from tests.conftest import ROOT
 
-EXAMPLE = ROOT / "relay_container" / "agent.example.yaml"
+EXAMPLE = ROOT / "relay_container" / "agent.yaml"
 
 
 def test_default_update_is_ga_shaped() -> None:
@@ -31,7 +31,7 @@ def test_default_update_is_ga_shaped() -> None:
 
 
 def test_the_documented_example_file_loads() -> None:
-    """relay_container/agent.example.yaml is valid and means what it says."""
+    """relay_container/agent.yaml, the deployed agent, is valid and means what it says."""
     config = load_agent_config(EXAMPLE)
     assert config.voice == "marin"
     assert config.locked_fields == ("instructions", "tools", "model")
