@@ -64,19 +64,29 @@ def parse_join_at(value: str, now: datetime) -> datetime:
     return when.astimezone(UTC)
 
 
-def with_query(url: str, **params: str) -> str:
-    """``url`` with ``params`` set in its query string (other parameters kept)."""
+def with_token(url: str, token: str) -> str:
+    """The agent page ``url`` carrying ``token`` in its fragment (``#token=…``).
+
+    Browsers never send a fragment to a server, so the token reaches no access log
+    (CloudFront's, the load balancer's) on the way to the page; the page reads it, keeps
+    it in sessionStorage and strips it from its address.
+    """
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
-    query.extend(params.items())
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    fragment = [
+        (k, v) for k, v in parse_qsl(parts.fragment, keep_blank_values=True) if k != "token"
+    ]
+    fragment.append(("token", token))
+    return urlunsplit(parts._replace(fragment=urlencode(fragment)))
 
 
-def without_query_param(url: str, name: str) -> str:
-    """``url`` without the query parameter ``name`` (how we print a page URL sans token)."""
+def without_token(url: str) -> str:
+    """``url`` with no ``token`` in its query or fragment (how we print a page URL)."""
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
+    fragment = [
+        (k, v) for k, v in parse_qsl(parts.fragment, keep_blank_values=True) if k != "token"
+    ]
+    return urlunsplit(parts._replace(query=urlencode(query), fragment=urlencode(fragment)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,8 @@ from cli.bot_request import (
     InvalidInput,
     meeting_platform,
     parse_join_at,
-    with_query,
-    without_query_param,
+    with_token,
+    without_token,
 )
 from cli.errors import AwsError, CliError, ConfigError, LocalStackError
 from cli.local_stack import (
@@ -272,7 +272,7 @@ def bot_create(
             meeting_url=meeting_url,
             bot_name=bot_name,
             session_id=session_id,
-            page_url=with_query(page, token=token),
+            page_url=with_token(page, token),
             join_at=when,
             persona=persona,
         )
@@ -282,7 +282,7 @@ def bot_create(
     with ctx.recall_client(key, region) as recall:
         created = recall.create_bot(spec.request())
     bot_id = str(created["id"])
-    shown_page = without_query_param(spec.page_url, "token")
+    shown_page = without_token(spec.page_url)
     result: dict[str, Any] = {
         "bot_id": bot_id,
         "session_id": session_id,
@@ -523,7 +523,7 @@ def dev_banner(endpoints: DevEndpoints, page_token: str) -> str:
     model = (
         f"simulated ({endpoints.model_url})" if endpoints.model_url else "OpenAI (OPENAI_API_KEY)"
     )
-    page = with_query(endpoints.relay_http_url, token=page_token)
+    page = with_token(endpoints.relay_http_url, page_token)
     aws = (
         f"AWS_ENDPOINT_URL_DYNAMODB={endpoints.dynamodb_url} AWS_ACCESS_KEY_ID=dev "
         "AWS_SECRET_ACCESS_KEY=dev AWS_DEFAULT_REGION=us-east-1"

@@ -76,8 +76,8 @@ def test_create_uses_the_stacks_outputs_and_secret(deployed, fake_recall):
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     url = fake_recall.requests[0].body["output_media"]["camera"]["config"]["url"]
-    assert url.startswith(PAGE + "?token=")
-    claims = tokens.verify(parse_qs(urlsplit(url).query)["token"][0], STACK_TOKEN_SECRET)
+    assert url.startswith(PAGE + "#token=")
+    claims = tokens.verify(parse_qs(urlsplit(url).fragment)["token"][0], STACK_TOKEN_SECRET)
     assert claims.sub == printed["session_id"]
     assert printed["recorded"] is True
 

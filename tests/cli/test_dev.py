@@ -56,7 +56,7 @@ class DevRun:
 
     @property
     def page_token(self) -> str:
-        return parse_qs(urlsplit(self.page_url).query)["token"][0]
+        return parse_qs(urlsplit(self.page_url).fragment)["token"][0]
 
     def env(self) -> dict[str, str]:
         """What a second terminal needs to read the local table."""
@@ -360,7 +360,7 @@ async def test_bot_show_tells_the_whole_story(dev: DevRun, fake_recall_for: Fake
     assert created.exit_code == 0, created.output
     session_id = json.loads(created.stdout)["session_id"]
     page = fake_recall_for.requests[0].body["output_media"]["camera"]["config"]["url"]
-    bot_token = parse_qs(urlsplit(page).query)["token"][0]
+    bot_token = parse_qs(urlsplit(page).fragment)["token"][0]
 
     # When the page's session runs through the relay, and more webhooks arrive (one late).
     await talk(dev.banner["relay"], bot_token)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cli.bot_request import InvalidInput, meeting_platform, with_query, without_query_param
+from cli.bot_request import InvalidInput, meeting_platform, with_token, without_token
 from cli.recall_api import RetryPolicy, base_url, retry_after_seconds
 from cli.render import duration, relative, table
 
@@ -103,11 +103,14 @@ def test_hostile_meeting_urls_are_refused(url):
         meeting_platform(url)
 
 
-def test_token_is_added_and_removed_keeping_other_parameters():
-    """The page URL keeps its own parameters; the printed one loses only the token."""
-    with_token = with_query("https://page.example/?lang=en", token="abc")
-    assert with_token == "https://page.example/?lang=en&token=abc"
-    assert without_query_param(with_token, "token") == "https://page.example/?lang=en"
+def test_token_travels_in_the_fragment_and_is_removed_keeping_other_parameters():
+    """The token rides in the fragment (never sent to a server); the printed URL loses it."""
+    page = with_token("https://page.example/?lang=en", "abc")
+    assert page == "https://page.example/?lang=en#token=abc"
+    assert without_token(page) == "https://page.example/?lang=en"
+    assert without_token("https://page.example/?token=old&lang=en") == (
+        "https://page.example/?lang=en"
+    )
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ def test_create_sends_agent_page_with_token_bound_to_session(fake_recall, recall
     assert camera["kind"] == "webpage"
     page = urlsplit(camera["config"]["url"])
     assert f"{page.scheme}://{page.netloc}{page.path}" == PAGE
-    [token] = parse_qs(page.query)["token"]
+    [token] = parse_qs(page.fragment)["token"]
     claims = tokens.verify(token, TOKEN_SECRET)
     assert claims.sub == body["metadata"]["session_id"]
     assert 3 * 3600 - 60 <= claims.exp - claims.iat <= 3 * 3600
@@ -73,7 +73,7 @@ def test_token_covers_the_wait_until_join_at(fake_recall, recall_env):
     assert result.exit_code == 0, result.output
     body = fake_recall.requests[0].body
     assert body["join_at"].endswith("Z")
-    [token] = parse_qs(urlsplit(body["output_media"]["camera"]["config"]["url"]).query)["token"]
+    [token] = parse_qs(urlsplit(body["output_media"]["camera"]["config"]["url"]).fragment)["token"]
     claims = tokens.verify(token, TOKEN_SECRET)
     assert 3 * 3600 - 60 <= claims.exp - claims.iat <= 3 * 3600 + 60
 

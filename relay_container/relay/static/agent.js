@@ -123,7 +123,10 @@ function normalizeRelayUrl(raw) {
 function takeCredentials() {
   const store = storage();
   const page = new URL(location.href);
-  let token = page.searchParams.get("token");
+  // The token comes in the fragment (#token=…: browsers never send a fragment to a server,
+  // so it reaches no access log) or, for compatibility, in the query (?token=…).
+  const fragment = new URLSearchParams(page.hash.slice(1));
+  let token = fragment.get("token") || page.searchParams.get("token");
   let relayUrl = null;
   const wss = page.searchParams.get("wss");
   if (wss) {
@@ -137,10 +140,12 @@ function takeCredentials() {
       relayUrl = "invalid";
     }
   }
-  if (page.searchParams.has("token") || page.searchParams.has("wss")) {
+  if (page.searchParams.has("token") || page.searchParams.has("wss") || fragment.has("token")) {
     page.searchParams.delete("token");
     page.searchParams.delete("wss");
-    history.replaceState(history.state, "", page.pathname + page.search + page.hash);
+    fragment.delete("token");
+    const hash = fragment.toString() ? `#${fragment}` : "";
+    history.replaceState(history.state, "", page.pathname + page.search + hash);
   }
   if (token) store.setItem(TOKEN_KEY, token);
   if (relayUrl) store.setItem(URL_KEY, relayUrl);
@@ -470,7 +475,7 @@ function onServerEvent(data) {
 async function main() {
   const { token, relayUrl } = takeCredentials();
   if (!token) {
-    fail("no relay token: open this page with ?token=…");
+    fail("no relay token: open this page with #token=…");
     return;
   }
   if (relayUrl === "invalid") {
