@@ -119,6 +119,8 @@ def _response(status: int, content_type: str, body: bytes, length: int) -> Respo
             ("Content-Length", str(length)),
             ("Content-Type", content_type),
             ("X-Content-Type-Options", "nosniff"),
+            # A page opened with ?token= (the old form) must not hand it on as a Referer.
+            ("Referrer-Policy", "no-referrer"),
         ]
     )
     return Response(status, http.HTTPStatus(status).phrase, headers, body)

@@ -63,11 +63,12 @@ async def test_health_is_200_ok(site: Relay) -> None:
 async def test_static_files_are_served_with_their_type(
     site: Relay, path: str, content_type: str, body: bytes
 ) -> None:
-    """The agent page and its assets come with an explicit type and nosniff."""
+    """The agent page and its assets come with an explicit type, nosniff and no referrer."""
     status, headers, got = await raw_get(site.port, path)
     assert status == 200
     assert headers["content-type"] == content_type
     assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "no-referrer"
     assert got == body
 
 
