@@ -437,6 +437,8 @@ class HandshakeConnection(asyncio.Protocol):
         except SecurityError:
             _write_response(self.transport, pages.plain_response(431, "request too large\n"))
             return
+        # websockets' parser raises NotImplementedError for HTTP it does not support
+        # (e.g. Transfer-Encoding on a GET): a bad request to us, like the others.
         except (ValueError, EOFError, UnicodeDecodeError, NotImplementedError) as exc:
             logger.debug("bad HTTP request", extra={"error": type(exc).__name__})
             _write_response(self.transport, pages.plain_response(400, "bad request\n"))

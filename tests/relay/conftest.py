@@ -230,11 +230,11 @@ StartRelay = Callable[..., Awaitable[Relay]]
 
 @pytest.fixture
 async def start_relay() -> AsyncIterator[StartRelay]:
-    """Factory: ``await start_relay(upstream_url, **config_overrides)`` → a started Relay."""
+    """Factory: ``await start_relay(upstream_url, recorder=None, **config_overrides)``."""
     relays: list[Relay] = []
 
-    async def start(upstream_url: str, **overrides: Any) -> Relay:
-        relay = Relay(relay_config(upstream_url, **overrides))
+    async def start(upstream_url: str, recorder: Any = None, **overrides: Any) -> Relay:
+        relay = Relay(relay_config(upstream_url, **overrides), recorder=recorder)
         await relay.start()
         relays.append(relay)
         return relay

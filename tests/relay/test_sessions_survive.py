@@ -160,9 +160,8 @@ def own_moto() -> Iterator[MotoProcess]:
 
 
 @pytest.fixture
-async def recorded_relay(dynamodb_endpoint: str) -> AsyncIterator[StartRelay]:
+async def recorded_relay(dynamodb_endpoint: str, start_relay: StartRelay) -> StartRelay:
     """Factory: a started relay whose recorder writes to ``table`` on ``endpoint``."""
-    relays: list[Relay] = []
 
     async def start(
         upstream_url: str, table: str, endpoint: str = dynamodb_endpoint, **overrides: Any
@@ -176,16 +175,9 @@ async def recorded_relay(dynamodb_endpoint: str) -> AsyncIterator[StartRelay]:
             read_timeout=0.5,
             warn_interval=0.0,
         )
-        relay = Relay(relay_config(upstream_url, table_name=table, **overrides), recorder=recorder)
-        await relay.start()
-        relays.append(relay)
-        return relay
+        return await start_relay(upstream_url, recorder, table_name=table, **overrides)
 
-    try:
-        yield start
-    finally:
-        for relay in relays:
-            await relay.close()
+    return start
 
 
 # Records and resume
