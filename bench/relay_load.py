@@ -2,8 +2,12 @@
 
 Owns: the ramp. For each target (``relay`` = ``python -m relay``, ``naive`` =
 bench/naive_relay.py, ``direct`` = no relay at all) it starts a fast GA-speaking echo
-upstream (bench/echo_upstream.mjs) and the target, then runs one Node load generator
-(bench/loadgen.mjs) per step of session counts. Each session authenticates with its own
+upstream and the target, then runs one load generator per step of session counts. The
+harness (echo upstream + load generator) is ``c`` (bench/wsload.c, compiled once per run
+into the run's temporary directory; the default when ``cc`` or ``gcc`` is on PATH) or
+``node`` (bench/echo_upstream.mjs + bench/loadgen.mjs); both speak the same frames and
+report the same fields, so the tables compare. The C pair carries about twice the
+sessions on one core that the Node pair does. Each session authenticates with its own
 relay token (its own subject, so the per-subject limit is on and never hit), streams 20 ms
 PCM16 24 kHz appends at 50/s, and times each append's round trip through the echoed
 ``response.output_audio.delta``. The relay runs pinned to core 0; the echo upstream, the
@@ -19,7 +23,7 @@ and every child process is stopped in ``finally`` (also on Ctrl-C, and by the ke
 PR_SET_PDEATHSIG if this process dies).
 
 Run: ``python -m bench.relay_load [--target relay naive direct] [--steps 50,100,...]
-[--step-seconds 10] [--json PATH]``.
+[--step-seconds 10] [--harness c|node] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ from relay import tokens
 ROOT: Final = Path(__file__).resolve().parents[1]
 BENCH: Final = ROOT / "bench"
 TARGETS: Final = ("relay", "naive", "direct")
+HARNESSES: Final = ("c", "node")
+WSLOAD_SOURCE: Final = BENCH / "wsload.c"
+COMPILE_TIMEOUT: Final = 120.0
 DEFAULT_STEPS: Final = (50, 100, 200, 300, 400, 500, 600, 800)
 P99_BUDGET_MS: Final = 25.0
 RELAY_CORE: Final = 0
@@ -69,6 +76,50 @@ PR_SET_PDEATHSIG: Final = 1
 
 class BenchError(Exception):
     """The harness could not run a step (a child failed to start or answer in time)."""
+
+
+# The C harness
+
+
+def c_compiler() -> str | None:
+    """The C compiler the C harness is built with (``cc``, else ``gcc``), if any."""
+    return shutil.which("cc") or shutil.which("gcc")
+
+
+def default_harness() -> str:
+    """``c`` when a C compiler is on PATH, else ``node``."""
+    return "c" if c_compiler() else "node"
+
+
+def compile_wsload(workdir: Path) -> Path:
+    """Build bench/wsload.c into ``workdir`` (strict warnings); the binary's path.
+
+    Raises:
+        BenchError: no compiler, or the compile failed or hung (its output is in the message).
+    """
+    compiler = c_compiler()
+    if compiler is None:
+        raise BenchError("--harness c needs a C compiler (cc or gcc) on PATH")
+    binary = workdir / "wsload"
+    argv = [compiler, "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror"]
+    argv += ["-o", str(binary), str(WSLOAD_SOURCE)]
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=COMPILE_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BenchError(f"could not compile {WSLOAD_SOURCE.name}: {exc}") from None
+    if done.returncode != 0:
+        output = (done.stderr or done.stdout)[-3000:]
+        raise BenchError(f"compiling {WSLOAD_SOURCE.name} failed ({' '.join(argv)}):\n{output}")
+    return binary
+
+
+def wsload_request(request: dict[str, Any]) -> bytes:
+    """A load request in wsload's stdin format: ``key value`` lines, one ``token`` per session."""
+    lines = [f"{key} {value}" for key, value in request.items() if key != "tokens"]
+    lines += [f"token {token}" for token in request["tokens"] or ()]
+    return ("\n".join(lines) + "\n").encode()
 
 
 # Process plumbing
@@ -406,6 +457,7 @@ class BenchSettings:
     pin: bool
     quiet_wait: float
     quiet_threshold: float
+    harness: str
 
 
 def parse_args(argv: Sequence[str]) -> BenchSettings:
@@ -448,6 +500,13 @@ def parse_args(argv: Sequence[str]) -> BenchSettings:
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument(
+        "--harness",
+        choices=HARNESSES,
+        default=default_harness(),
+        help="echo upstream + load generator: c (bench/wsload.c, built per run) or node "
+        "(default: %(default)s: c when a C compiler is on PATH)",
+    )
+    parser.add_argument(
         "--quiet-wait",
         type=float,
         default=0.0,
@@ -489,6 +548,7 @@ def parse_args(argv: Sequence[str]) -> BenchSettings:
         pin=not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None,
         quiet_wait=max(0.0, args.quiet_wait),
         quiet_threshold=args.quiet_threshold,
+        harness=args.harness,
     )
 
 
@@ -507,11 +567,24 @@ class Bench:
         self.node = shutil.which("node") or "node"
         self.relay_core = RELAY_CORE if settings.pin else None
         self.harness_core = HARNESS_CORE if settings.pin else None
+        self.wsload: Path | None = None
 
     def run(self) -> list[TargetResult]:
+        if self.settings.harness == "c":
+            self.wsload = compile_wsload(self.workdir)
         if self.settings.pin:
             os.sched_setaffinity(0, {HARNESS_CORE})
         return [self.run_target(target) for target in self.settings.targets]
+
+    def harness_argv(self, mode: str) -> list[str]:
+        """The command of the echo upstream (``echo``) or the load generator (``loadgen``)."""
+        if self.wsload is not None:
+            command = [str(self.wsload), mode] + (["--port", "0"] if mode == "echo" else [])
+        elif mode == "echo":
+            command = [self.node, str(BENCH / "echo_upstream.mjs"), "--port", "0"]
+        else:
+            command = [self.node, str(BENCH / "loadgen.mjs")]
+        return [*_pin(self.harness_core), *command]
 
     # Lifecycle of one target
 
@@ -553,9 +626,7 @@ class Bench:
         return result
 
     def start_echo(self) -> subprocess.Popen[bytes]:
-        return self.children.start(
-            [*_pin(self.harness_core), self.node, str(BENCH / "echo_upstream.mjs"), "--port", "0"]
-        )
+        return self.children.start(self.harness_argv("echo"))
 
     def start_target(
         self, target: str, echo_url: str
@@ -667,14 +738,14 @@ class Bench:
             "slot_ms": self.settings.slot_ms,
         }
         stderr = (self.workdir / "loadgen.err").open("wb")
-        loadgen = self.children.start(
-            [*_pin(self.harness_core), self.node, str(BENCH / "loadgen.mjs")], stderr=stderr
-        )
+        loadgen = self.children.start(self.harness_argv("loadgen"), stderr=stderr)
         stderr.close()
         deadline = time.monotonic() + self.step_budget(sessions)
         try:
             assert loadgen.stdin is not None
-            loadgen.stdin.write(json.dumps(request).encode())
+            loadgen.stdin.write(
+                wsload_request(request) if self.wsload else json.dumps(request).encode()
+            )
             loadgen.stdin.close()
             reader = LineReader(loadgen)
             marks: dict[str, dict[str, float]] = {}
@@ -918,14 +989,29 @@ def machine() -> dict[str, Any]:
         node = subprocess.run(
             ["node", "--version"], capture_output=True, text=True, timeout=10, check=False
         ).stdout.strip()
+    compiler = c_compiler()
+    cc_version = "missing"
+    if compiler is not None:
+        with contextlib.suppress(OSError, subprocess.SubprocessError, IndexError):
+            cc_version = subprocess.run(
+                [compiler, "--version"], capture_output=True, text=True, timeout=10, check=False
+            ).stdout.splitlines()[0]
     return {
         "nproc": os.cpu_count(),
         "cpu_model": model,
         "python": platform.python_version(),
         "node": node,
+        "cc": cc_version,
         "loadavg": os.getloadavg(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def harness_text(harness: str, info: dict[str, Any]) -> str:
+    """Which echo upstream + load generator ran, for the printed header."""
+    if harness == "c":
+        return f"c (bench/wsload.c built with {info['cc']})"
+    return f"node (bench/echo_upstream.mjs + bench/loadgen.mjs, Node {info['node']})"
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -963,6 +1049,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{info['loadavg_end'][0]:.2f} at end, {info['date']}",
         file=out,
     )
+    print(f"harness: {harness_text(settings.harness, info)}", file=out)
     print(
         f"pinning: {pinning}; {settings.step_seconds:g} s per step, "
         f"first {settings.warmup_seconds:g} s excluded from latency",
@@ -982,6 +1069,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(settings.markdown_path).write_text(markdown(results, added))
     if settings.json_path:
         document = {
+            "harness": settings.harness,
             "machine": info,
             "settings": asdict(settings),
             "targets": [r.as_json() for r in results],
