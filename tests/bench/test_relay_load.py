@@ -1,25 +1,23 @@
-"""Smoke test of the relay load harness: one tiny step per target, real processes, no timing."""
+"""Smoke test of the relay load harness: one tiny step per target and harness, real processes."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.bench.conftest import needs_cc, needs_node
 from tests.conftest import ROOT, TIMEOUT
 
 REAL_RELAY = (ROOT / "relay_container" / "relay" / "__main__.py").exists()
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (ROOT / "node_modules").is_dir(),
-    reason="the harness's load generator and echo upstream need Node",
+
+@pytest.mark.parametrize(
+    "harness", [pytest.param("c", marks=needs_cc), pytest.param("node", marks=needs_node)]
 )
-
-
 @pytest.mark.parametrize(
     "target",
     [
@@ -31,7 +29,9 @@ pytestmark = pytest.mark.skipif(
         ),
     ],
 )
-def test_one_small_step_reports_round_trips_and_no_loss(target: str, tmp_path: Path) -> None:
+def test_one_small_step_reports_round_trips_and_no_loss(
+    target: str, harness: str, tmp_path: Path
+) -> None:
     """Five sessions for two seconds: every append comes back and the round trip is reported."""
     report = tmp_path / "report.json"
     proc = subprocess.run(
@@ -50,6 +50,8 @@ def test_one_small_step_reports_round_trips_and_no_loss(target: str, tmp_path: P
             "0.5",
             "--max-seconds",
             "90",
+            "--harness",
+            harness,
             "--json",
             str(report),
         ],
@@ -61,6 +63,7 @@ def test_one_small_step_reports_round_trips_and_no_loss(target: str, tmp_path: P
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     document = json.loads(report.read_text())
+    assert document["harness"] == harness
     [result] = document["targets"]
     [step] = result["steps"]
     assert step["error"] is None, step["error"]
@@ -76,3 +79,4 @@ def test_one_small_step_reports_round_trips_and_no_loss(target: str, tmp_path: P
         assert step["relay_cpu_seconds"] is not None
         assert step["relay_rss_kb"] > 0
     assert f"target: {target}" in proc.stdout
+    assert f"harness: {harness} (" in proc.stdout

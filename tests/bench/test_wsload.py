@@ -1,0 +1,290 @@
+"""The C echo upstream (bench/wsload.c) against websockets, raw sockets and its Node twin."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http.client
+import json
+import os
+import struct
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.bench.conftest import needs_node
+from tests.conftest import ROOT, TIMEOUT
+
+APPEND_AUDIO = base64.b64encode(bytes(960)).decode()
+DELTA_CHARS = 1280  # 20 ms of PCM16 at 24 kHz, base64
+
+
+async def open_client(url: str) -> tuple[ClientConnection, dict[str, object]]:
+    """A websockets client (it masks every frame with a random key) and its session.created."""
+    ws = await connect(url, compression=None, open_timeout=TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        created = json.loads(await ws.recv())
+    return ws, created
+
+
+async def ask(ws: ClientConnection, event: str | Mapping[str, object]) -> dict[str, object]:
+    """Send one text frame; the next event the echo answers with."""
+    await ws.send(event if isinstance(event, str) else json.dumps(dict(event)))
+    async with asyncio.timeout(TIMEOUT):
+        answer: dict[str, object] = json.loads(await ws.recv())
+    return answer
+
+
+def delta_id(answer: dict[str, object]) -> object:
+    assert answer["type"] == "response.output_audio.delta"
+    assert isinstance(answer["delta"], str)
+    assert len(answer["delta"]) == DELTA_CHARS
+    return answer["event_id"]
+
+
+@pytest.mark.parametrize(
+    "append",
+    [
+        # what bench/loadgen.mjs sends and a relay forwards: answered from the raw bytes
+        '{"type":"input_audio_buffer.append","event_id":"b3.17.123456","audio":"'
+        + APPEND_AUDIO
+        + '"}',
+        # same event, other key order and spacing: answered by the JSON path
+        '{ "audio": "' + APPEND_AUDIO + '", "event_id": "b3.17.123456",'
+        ' "type": "input_audio_buffer.append" }',
+        # escapes in the id are decoded, as JSON.parse would
+        '{"event_id":"b3.17.\\u0031\\u0032\\u00334\\u00356","type":"input_audio_buffer.append"}',
+    ],
+    ids=["hot-path", "reordered", "escaped-id"],
+)
+async def test_masked_append_is_answered_with_a_delta_carrying_its_event_id(
+    c_echo_url: str, append: str
+) -> None:
+    """A masked append gets one 20 ms audio delta whose event_id is the append's."""
+    ws, created = await open_client(c_echo_url)
+    try:
+        assert created["type"] == "session.created"
+        assert delta_id(await ask(ws, append)) == "b3.17.123456"
+    finally:
+        await ws.close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{", "not json", '{"type":}', "[1,]", '{"a":1} x', "", '"\x01"', "{'type':'x'}", "nul"],
+    ids=[
+        "unclosed",
+        "bare-words",
+        "missing-value",
+        "trailing-comma",
+        "trailing-garbage",
+        "empty",
+        "control-char",
+        "single-quotes",
+        "truncated-literal",
+    ],
+)
+async def test_malformed_json_is_answered_with_an_error_event(c_echo_url: str, text: str) -> None:
+    """A text frame that is not JSON gets an invalid_json error event, and the session goes on."""
+    ws, _ = await open_client(c_echo_url)
+    try:
+        error = await ask(ws, text)
+        assert error["type"] == "error"
+        assert error["error"] == {
+            "type": "invalid_request_error",
+            "code": "invalid_json",
+            "message": "bad JSON",
+        }
+        append = {"type": "input_audio_buffer.append", "event_id": "after", "audio": ""}
+        assert delta_id(await ask(ws, append)) == "after"
+    finally:
+        await ws.close()
+
+
+async def test_session_update_spreads_the_clients_session_over_the_default(
+    c_echo_url: str,
+) -> None:
+    """session.update is answered with session.updated: the client's fields over the defaults."""
+    ws, _ = await open_client(c_echo_url)
+    try:
+        update = {"type": "session.update", "session": {"model": "m2", "instructions": "hi"}}
+        updated = await ask(ws, update)
+        assert updated["type"] == "session.updated"
+        session = updated["session"]
+        assert isinstance(session, dict)
+        assert session["model"] == "m2"
+        assert session["instructions"] == "hi"
+        assert session["id"] == "sess_bench"
+        assert list(session)[:6] == ["type", "object", "id", "model", "output_modalities", "audio"]
+        async with asyncio.timeout(TIMEOUT):
+            await (await ws.ping(b"still there"))
+    finally:
+        await ws.close()
+
+
+def test_healthz_answers_200(c_echo_url: str) -> None:
+    """GET /healthz on the echo's port answers 200 ok."""
+    parts = urlsplit(c_echo_url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b"ok\n")
+    finally:
+        conn.close()
+
+
+# Hostile clients on raw sockets
+
+
+async def raw_upgrade(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw TCP client through the WebSocket handshake, session.created read off."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    writer.write(request.encode())
+    async with asyncio.timeout(TIMEOUT):
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        await read_frame(reader)  # session.created
+    return reader, writer
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One unmasked server frame: (opcode, payload)."""
+    b0, b1 = await reader.readexactly(2)
+    length = b1 & 0x7F
+    if length == 126:
+        (length,) = struct.unpack("!H", await reader.readexactly(2))
+    elif length == 127:
+        (length,) = struct.unpack("!Q", await reader.readexactly(8))
+    return b0 & 0x0F, await reader.readexactly(length)
+
+
+async def close_code_after(reader: asyncio.StreamReader) -> int:
+    """The code of the close frame the server sends next."""
+    async with asyncio.timeout(TIMEOUT):
+        opcode, payload = await read_frame(reader)
+    assert opcode == 0x8
+    return int(struct.unpack("!H", payload[:2])[0])
+
+
+HOSTILE = [
+    ("garbage-bytes", b"\x00\xff\x13garbage\r\n\r\n", "http", b"HTTP/1.1 400 "),
+    (
+        "wrong-path",
+        b"GET /nope HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n\r\n",
+        "http",
+        b"HTTP/1.1 400 ",
+    ),
+    ("half-handshake", b"GET /v1/realtime HTTP/1.1\r\nHost: x\r\nUpg", "silent", b""),
+    ("oversized-length", b"\x81\xff" + struct.pack("!Q", 1 << 62) + b"\0\0\0\0", "ws", 1009),
+    ("just-over-1-MiB", b"\x81\xff" + struct.pack("!Q", (1 << 20) + 1), "ws", 1009),
+    ("fragment", b"\x01\x81\x01\x02\x03\x04" + bytes([ord("{") ^ 1]), "ws", 1003),
+    ("continuation", b"\x80\x80\0\0\0\0", "ws", 1003),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "stage", "expected"),
+    [pytest.param(d, s, e, id=i) for i, d, s, e in HOSTILE],
+)
+async def test_hostile_client_is_refused_while_another_is_served(
+    c_echo_url: str, data: bytes, stage: str, expected: bytes | int
+) -> None:
+    """A hostile client gets a 400 or a close code; a well-behaved one is answered meanwhile."""
+    if stage == "ws":
+        reader, writer = await raw_upgrade(c_echo_url)
+    else:
+        parts = urlsplit(c_echo_url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        ws, _ = await open_client(c_echo_url)
+        try:
+            append = {"type": "input_audio_buffer.append", "event_id": "meanwhile", "audio": ""}
+            assert delta_id(await ask(ws, append)) == "meanwhile"
+        finally:
+            await ws.close()
+        if stage == "ws":
+            assert await close_code_after(reader) == expected
+        elif stage == "http":
+            assert isinstance(expected, bytes)
+            async with asyncio.timeout(TIMEOUT):
+                assert (await reader.readuntil(b"\r\n")).startswith(expected)
+        else:
+            with pytest.raises(TimeoutError):  # still waiting for the rest of its head
+                async with asyncio.timeout(0.2):
+                    await reader.read(1)
+    finally:
+        writer.close()
+
+
+async def test_a_one_mebibyte_frame_is_accepted(c_echo_url: str) -> None:
+    """A text frame of exactly 1 MiB (here: one JSON string) is read and answered."""
+    ws, _ = await open_client(c_echo_url)
+    try:
+        big = '{"type":"input_audio_buffer.append","event_id":"big","audio":"'
+        big += "A" * ((1 << 20) - len(big) - 2) + '"}'
+        assert len(big) == 1 << 20
+        assert delta_id(await ask(ws, big)) == "big"
+    finally:
+        await ws.close()
+
+
+# The C echo and echo_upstream.mjs answer alike
+
+SCRIPT = [
+    '{"type":"input_audio_buffer.append","event_id":"b0.0.1","audio":"AAAA"}',
+    '{"audio":"AAAA","type":"input_audio_buffer.append","event_id":"x\\"y\\u00e9\\ud83d\\ude00"}',
+    '{"type":"input_audio_buffer.append","event_id":' + json.dumps("z" * 250) + "}",
+    '{"type":"input_audio_buffer.append","event_id":7}',
+    '{"type":"session.update","session":{"model":"m2","instructions":"be brief","id":"s"}}',
+    '{"type":"session.update","session":{"2":"b","10":true,"x":[1,{"y":null}]}}',
+    '{"type":"session.update","session":["a","b"]}',
+    '{"type":"session.update","session":"nope"}',
+    '{"type":"session.update"}',
+    "not json",
+    '{"type":"response.create"}',
+    "null",
+    "[]",
+    '{"type":"input_audio_buffer.append","event_id":"end"}',
+]
+UNANSWERED = 3  # response.create, null, []
+
+
+async def transcript(url: str) -> list[str]:
+    """session.created and what an echo answers to SCRIPT, frame by frame (raw text)."""
+    answers: list[str] = []
+    ws = await connect(url, compression=None, open_timeout=TIMEOUT)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            answers.append(str(await ws.recv()))
+            for text in SCRIPT:
+                await ws.send(text)
+            for _ in range(len(SCRIPT) - UNANSWERED):
+                answers.append(str(await ws.recv()))
+    finally:
+        await ws.close()
+    return answers
+
+
+@needs_node
+async def test_answers_match_the_node_echo_byte_for_byte(
+    wsload: Path, echo_factory: Callable[[list[str]], str]
+) -> None:
+    """The C echo's frames equal echo_upstream.mjs's for the same client events."""
+    c_url = echo_factory([str(wsload), "echo", "--port", "0"])
+    node_url = echo_factory(["node", str(ROOT / "bench" / "echo_upstream.mjs"), "--port", "0"])
+    c_answers, node_answers = await transcript(c_url), await transcript(node_url)
+    assert '"event_id":"end"' in c_answers[-1]
+    assert c_answers == node_answers
