@@ -86,7 +86,8 @@
 #define PERIOD_MS 20
 #define MAX_EVENT_ID 200
 #define MAX_SAMPLES 4000000u
-#define MAX_EVENTS 256
+#define MAX_EVENTS 1024
+#define RCVBUF_BYTES (512 << 10)  /* fixed: no receive-buffer autotuning work per read */
 
 static const char GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -696,7 +697,7 @@ static void conn_after_drain(Conn *c) {
 
 static void conn_flush(Conn *c) {
     while (c->fd >= 0 && conn_backlog(c) > 0) {
-        ssize_t n = write(c->fd, c->wbuf + c->woff, conn_backlog(c));
+        ssize_t n = send(c->fd, c->wbuf + c->woff, conn_backlog(c), MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) return;
             conn_destroy(c);
@@ -731,14 +732,15 @@ static void conn_queue(Conn *c, const uint8_t *data, size_t len) {
     c->wlen += len; /* EPOLLOUT (edge-triggered, always registered) flushes it */
 }
 
-/* One write() for the whole buffer; what the kernel does not take waits for EPOLLOUT. */
+/* One send() (a write() that skips the VFS layer: measurably cheaper here) for the whole
+ * buffer; what the kernel does not take waits for EPOLLOUT. */
 static void conn_write(Conn *c, const uint8_t *data, size_t len) {
     if (c->fd < 0) return;
     if (conn_backlog(c) > 0) {
         conn_queue(c, data, len);
         return;
     }
-    ssize_t n = write(c->fd, data, len);
+    ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
     if (n == (ssize_t)len) return;
     if (n < 0) {
         if (errno != EAGAIN && errno != EINTR) {
@@ -950,7 +952,7 @@ static void conn_readable(Conn *c) {
             c->rbuf = xrealloc(c->rbuf, c->rcap);
         }
         size_t room = c->rcap - c->rlen;
-        ssize_t n = read(c->fd, c->rbuf + c->rlen, room);
+        ssize_t n = recv(c->fd, c->rbuf + c->rlen, room, 0);
         if (n == 0) {
             conn_destroy(c);
             return;
@@ -999,6 +1001,8 @@ static void set_nodelay(int fd) {
 static void tune_socket(int fd) {
     static const char reno[] = "reno";
     setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, reno, sizeof reno - 1);
+    int rcvbuf = RCVBUF_BYTES;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
 }
 
 /* Find "\r\n\r\n" in the head buffer; returns its offset or -1. */
