@@ -91,8 +91,8 @@ def default_harness() -> str:
     return "c" if c_compiler() else "node"
 
 
-def compile_wsload(workdir: Path) -> Path:
-    """Build bench/wsload.c into ``workdir`` (strict warnings); the binary's path.
+def compile_wsload(workdir: Path, source: Path = WSLOAD_SOURCE) -> Path:
+    """Build bench/wsload.c (or ``source``) into ``workdir`` (strict warnings); the binary.
 
     Raises:
         BenchError: no compiler, or the compile failed or hung (its output is in the message).
@@ -102,16 +102,16 @@ def compile_wsload(workdir: Path) -> Path:
         raise BenchError("--harness c needs a C compiler (cc or gcc) on PATH")
     binary = workdir / "wsload"
     argv = [compiler, "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror"]
-    argv += ["-o", str(binary), str(WSLOAD_SOURCE)]
+    argv += ["-o", str(binary), str(source)]
     try:
         done = subprocess.run(
             argv, capture_output=True, text=True, timeout=COMPILE_TIMEOUT, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BenchError(f"could not compile {WSLOAD_SOURCE.name}: {exc}") from None
+        raise BenchError(f"could not compile {source.name}: {exc}") from None
     if done.returncode != 0:
         output = (done.stderr or done.stdout)[-3000:]
-        raise BenchError(f"compiling {WSLOAD_SOURCE.name} failed ({' '.join(argv)}):\n{output}")
+        raise BenchError(f"compiling {source.name} failed ({' '.join(argv)}):\n{output}")
     return binary
 
 

@@ -1265,6 +1265,7 @@ static void echo_message(Conn *c, int opcode, uint8_t *payload, size_t len) {
 static void http_reply(Conn *c, const char *response) {
     conn_write(c, (const uint8_t *)response, strlen(response));
     c->phase = P_CLOSED; /* ignore whatever else the client sends */
+    c->rlen = 0;
     if (c->fd < 0) return;
     if (conn_backlog(c) > 0) {
         c->end_after_flush = true;

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.relay_load import BenchError, compile_wsload
 from tests.bench.conftest import needs_cc, needs_node
 from tests.conftest import ROOT, TIMEOUT
 
@@ -80,3 +81,12 @@ def test_one_small_step_reports_round_trips_and_no_loss(
         assert step["relay_rss_kb"] > 0
     assert f"target: {target}" in proc.stdout
     assert f"harness: {harness} (" in proc.stdout
+
+
+@needs_cc
+def test_a_harness_that_does_not_compile_is_a_clear_error(tmp_path: Path) -> None:
+    """A C harness with a compile error stops the run with the compiler's own message."""
+    source = tmp_path / "broken.c"
+    source.write_text("int main(void) { return undeclared_name; }\n")
+    with pytest.raises(BenchError, match=r"(?s)compiling broken\.c failed.*undeclared_name"):
+        compile_wsload(tmp_path, source)
