@@ -144,15 +144,22 @@ static void str_cat(Str *s, const char *text) { str_add(s, text, strlen(text)); 
 
 static void str_printf(Str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void str_printf(Str *s, const char *fmt, ...) {
+    str_reserve(s, 128);
+    size_t room = s->cap - s->len;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(s->p + s->len, room, fmt, ap);
     va_end(ap);
-    if (n < 0) return;
-    str_reserve(s, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(s->p + s->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    if (n < 0) {
+        s->p[s->len] = 0;
+        return;
+    }
+    if ((size_t)n >= room) { /* did not fit: grow, format again */
+        str_reserve(s, (size_t)n);
+        va_start(ap, fmt);
+        vsnprintf(s->p + s->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     s->len += (size_t)n;
 }
 
@@ -1702,13 +1709,27 @@ static void on_head(Conn *c) {
         loadgen_head(c);
 }
 
+/* Node's spelling of a connect error ("connect ECONNREFUSED 127.0.0.1:1"). */
+static const char *errno_name(int err) {
+    switch (err) {
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case ECONNRESET: return "ECONNRESET";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case EHOSTUNREACH: return "EHOSTUNREACH";
+    case ENETUNREACH: return "ENETUNREACH";
+    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    case EMFILE: return "EMFILE";
+    default: return strerror(err);
+    }
+}
+
 static void loadgen_connected(Conn *s) {
     int err = 0;
     socklen_t el = sizeof err;
     getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el);
     if (err) {
         char reason[512];
-        snprintf(reason, sizeof reason, "connect %s: %s", L.hostport, strerror(err));
+        snprintf(reason, sizeof reason, "connect %s %s", errno_name(err), L.hostport);
         session_settle(s, false, reason);
         return;
     }
@@ -1750,7 +1771,7 @@ static void session_start(Conn *s) {
     }
     if (connect(s->fd, (struct sockaddr *)&g_addr, g_addr_len) < 0 && errno != EINPROGRESS) {
         char reason[512];
-        snprintf(reason, sizeof reason, "connect %s: %s", L.hostport, strerror(errno));
+        snprintf(reason, sizeof reason, "connect %s %s", errno_name(errno), L.hostport);
         session_settle(s, false, reason);
         return;
     }

@@ -1,4 +1,4 @@
-"""The C echo upstream (bench/wsload.c) against websockets, raw sockets and its Node twin."""
+"""bench/wsload.c against real peers: websockets, raw hostile sockets and its Node twins."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ import json
 import os
 import struct
 from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
 
+from bench.relay_load import wsload_request
 from tests.bench.conftest import needs_node
 from tests.conftest import ROOT, TIMEOUT
 
@@ -288,3 +292,113 @@ async def test_answers_match_the_node_echo_byte_for_byte(
     c_answers, node_answers = await transcript(c_url), await transcript(node_url)
     assert '"event_id":"end"' in c_answers[-1]
     assert c_answers == node_answers
+
+
+# The C load generator
+
+
+async def run_loadgen(argv: list[str], request: bytes) -> list[dict[str, object]]:
+    """Run one load generator to the end; its JSON lines."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with asyncio.timeout(3 * TIMEOUT):
+            out, _ = await proc.communicate(request)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+    return [json.loads(line) for line in out.decode().splitlines()]
+
+
+def c_request(url: str, sessions: int, tokens: list[str] | None = None) -> bytes:
+    request: dict[str, object] = {
+        "url": url,
+        "tokens": tokens,
+        "sessions": sessions,
+        "seconds": 1,
+        "warmup_seconds": 0.2,
+        "grace_seconds": 2,
+        "connect_timeout_seconds": 5,
+        "connect_concurrency": 4,
+        "slot_ms": 2,
+    }
+    return wsload_request(request)
+
+
+async def test_loadgen_sends_bearer_tokens_and_masked_appends_a_strict_server_accepts(
+    wsload: Path,
+) -> None:
+    """Each session authenticates with its own token; a websockets server takes its frames."""
+    seen: list[str | None] = []
+
+    def record(connection: ServerConnection, request: Request) -> None:
+        seen.append(request.headers.get("Authorization"))
+
+    async def answer(ws: ServerConnection) -> None:
+        await ws.send(json.dumps({"type": "session.created", "session": {}}))
+        async for message in ws:  # websockets refuses unmasked client frames (RFC 6455 §5.1)
+            event = json.loads(message)
+            head = '{"type":"response.output_audio.delta","event_id":"'
+            await ws.send(head + event["event_id"] + '","delta":""}')
+
+    async with serve(answer, "127.0.0.1", 0, process_request=record, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        url = f"ws://127.0.0.1:{port}/v1/realtime"
+        tokens = ["tok-a", "tok-b", "tok-c"]
+        lines = await run_loadgen([str(wsload), "loadgen"], c_request(url, 3, tokens))
+    assert sorted(seen, key=str) == [f"Bearer {t}" for t in tokens]
+    result = lines[-1]
+    assert result["event"] == "result"
+    assert result["connected"] == 3
+    assert isinstance(result["sent"], int)
+    assert result["sent"] > 0
+    assert result["received"] == result["sent"]
+    assert result["unmatched"] == result["reorders"] == 0
+
+
+async def test_loadgen_reports_a_refused_upgrade_as_a_connect_failure(wsload: Path) -> None:
+    """A server that answers the upgrade with 401 shows up as connect failures, not a crash."""
+
+    def refuse(connection: ServerConnection, request: Request) -> Response:
+        return connection.respond(HTTPStatus.UNAUTHORIZED, "no\n")
+
+    async def never(ws: ServerConnection) -> None:
+        raise AssertionError("no session should open")
+
+    async with serve(never, "127.0.0.1", 0, process_request=refuse) as server:
+        port = server.sockets[0].getsockname()[1]
+        url = f"ws://127.0.0.1:{port}/v1/realtime"
+        lines = await run_loadgen([str(wsload), "loadgen"], c_request(url, 2, ["x", "y"]))
+    assert [line["event"] for line in lines] == ["connected", "result"]
+    assert lines[-1]["connect_failures"] == 2
+    assert lines[-1]["first_connect_failure"] == "HTTP 401"
+
+
+@needs_node
+async def test_loadgen_reports_the_same_fields_as_loadgen_mjs(
+    wsload: Path, c_echo_url: str
+) -> None:
+    """relay_load.py reads the same event names and result fields from either harness."""
+    request: dict[str, object] = {"url": c_echo_url, "tokens": None, "sessions": 3}
+    request.update(seconds=1, warmup_seconds=0.2, grace_seconds=2, slot_ms=2)
+    c_lines = await run_loadgen([str(wsload), "loadgen"], c_request(c_echo_url, 3))
+    node_lines = await run_loadgen(
+        ["node", str(ROOT / "bench" / "loadgen.mjs")], json.dumps(request).encode()
+    )
+
+    def shape(lines: list[dict[str, object]]) -> list[tuple[str, ...]]:
+        return [tuple(sorted(line)) for line in lines]
+
+    assert shape(c_lines) == shape(node_lines)
+    c_rtt, node_rtt = c_lines[-1]["rtt_ms"], node_lines[-1]["rtt_ms"]
+    assert isinstance(c_rtt, dict)
+    assert isinstance(node_rtt, dict)
+    assert sorted(c_rtt) == sorted(node_rtt)
+    assert c_lines[-1]["received"] == c_lines[-1]["sent"]
