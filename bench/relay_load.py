@@ -6,13 +6,13 @@ upstream and the target, then runs one load generator per step of session counts
 harness (echo upstream + load generator) is ``c`` (bench/wsload.c, compiled once per run
 into the run's temporary directory; the default when ``cc`` or ``gcc`` is on PATH) or
 ``node`` (bench/echo_upstream.mjs + bench/loadgen.mjs); both speak the same frames and
-report the same fields, so the tables compare. The C pair carries about twice the
-sessions on one core that the Node pair does. Each session authenticates with its own
-relay token (its own subject, so the per-subject limit is on and never hit), streams 20 ms
-PCM16 24 kHz appends at 50/s, and times each append's round trip through the echoed
-``response.output_audio.delta``. The relay runs pinned to core 0; the echo upstream, the
-load generator and this script to core 1, so the harness is never what the relay competes
-with; their CPU is reported so a harness bottleneck is visible.
+report the same fields, so the tables compare. On one core the C pair offers about three
+times the sessions the Node pair does (bench/README.md, "C harness"). Each session
+authenticates with its own relay token (its own subject, so the per-subject limit is on and
+never hit), streams 20 ms PCM16 24 kHz appends at 50/s, and times each append's round trip
+through the echoed ``response.output_audio.delta``. The relay runs pinned to core 0; the
+echo upstream, the load generator and this script to core 1, so the harness is never what
+the relay competes with; their CPU is reported so a harness bottleneck is visible.
 
 Per step it reports p50/p99 round trip, loss (sent vs received, plus refused sessions,
 unexpected closes and sends skipped because a socket backed up), relay CPU seconds and
