@@ -2131,6 +2131,12 @@ static int loadgen_main(void) {
 
 int main(int argc, char **argv) {
     g_t_origin_ns = mono_ns();
+    /* a ramp holds one socket per session: allow as many as the hard limit does */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     g_epoll = epoll_create1(EPOLL_CLOEXEC);
     if (g_epoll < 0) die("epoll_create1");
     signal(SIGPIPE, SIG_IGN);
