@@ -38,18 +38,23 @@
  *       connect_timeout_seconds 10
  *       connect_concurrency 32
  *       slot_ms 2
- *       token <relay token>        (zero lines, or exactly one per session, in order)
+ *       token <relay token>        (none, or one per session, in session order)
  *   Each session sends `Authorization: Bearer <token>` when tokens are given, checks the
  *   101 and Sec-WebSocket-Accept (SHA-1 below), waits for session.created, then sends one
  *   masked (all-zero key, as wsraw.mjs) input_audio_buffer.append every 20 ms in its slot.
  *
- * Event loop rules kept here: every fd is nonblocking; level-triggered epoll; a socket is
- * read until a read comes back short or EAGAIN (a short read means the kernel queue was
- * empty at that instant, and level-triggered epoll reports anything that arrives later,
- * so the extra EAGAIN read would only cost a syscall per wake-up); every frame is one
- * write() (leftovers queue in a bounded per-socket backlog flushed on EPOLLOUT); every
- * wait has a deadline; the send schedule is a timerfd on absolute slot times, so there is
- * no busy loop and no drift.
+ * Event loop rules kept here: every fd is nonblocking; sockets are registered once,
+ * edge-triggered, for EPOLLIN | EPOLLOUT (a level-triggered socket is polled again on the
+ * next epoll_wait, which cost a few per cent at 600 sessions). A socket is read until a
+ * read comes back short or EAGAIN: a short read means its queue was empty at that instant,
+ * and the kernel queues a new edge for every later arrival, so one more read to see EAGAIN
+ * would only cost a syscall per wake-up. Every frame is one send() (write() semantics
+ * without the VFS layer); what the kernel does not take waits in a bounded per-socket
+ * backlog flushed on EPOLLOUT (loadgen: sends skip above 256 KiB as `stalled`, the socket
+ * is dropped above 512 KiB; echo: dropped above 8 MiB). Every wait has a deadline; the
+ * send schedule is a timerfd on absolute slot times, so there is no busy loop and no drift.
+ * Harness sockets use Reno (cheaper per ACK than this VM's default BBR) and a fixed
+ * receive buffer; neither changes a byte on the wire.
  */
 #define _GNU_SOURCE
 #include <errno.h>
