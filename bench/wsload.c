@@ -1425,6 +1425,7 @@ static int echo_main(int argc, char **argv) {
     Conn **conns = NULL;
     struct epoll_event events[MAX_EVENTS];
     int64_t next_sweep = now_us() + 100000;
+    bool listen_paused = false;
     while (!stdin_eof) {
         int64_t wait_ms = (next_sweep - now_us()) / 1000;
         if (wait_ms < 0) wait_ms = 0;
@@ -1435,7 +1436,16 @@ static int echo_main(int argc, char **argv) {
             if (h->kind == H_LISTEN) {
                 for (;;) {
                     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                    if (fd < 0) break;
+                    if (fd < 0) {
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOMEM) {
+                            /* out of fds: the listener would stay ready and spin; pause it
+                             * until the next sweep (closed sockets free fds by then) */
+                            struct epoll_event off = {.events = 0, .data.ptr = &listen_h};
+                            epoll_ctl(g_epoll, EPOLL_CTL_MOD, lfd, &off);
+                            listen_paused = true;
+                        }
+                        break;
+                    }
                     set_nodelay(fd);
                     Conn *c = conn_new(fd, false);
                     c->phase = P_HEAD;
@@ -1461,6 +1471,11 @@ static int echo_main(int argc, char **argv) {
         int64_t now = now_us();
         if (now >= next_sweep) {
             next_sweep = now + 100000;
+            if (listen_paused) {
+                struct epoll_event on = {.events = EPOLLIN, .data.ptr = &listen_h};
+                epoll_ctl(g_epoll, EPOLL_CTL_MOD, lfd, &on);
+                listen_paused = false;
+            }
             size_t k = 0;
             for (size_t i = 0; i < nconns; i++) {
                 Conn *c = conns[i];
