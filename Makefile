@@ -4,15 +4,17 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CDK := node_modules/.bin/cdk
+NATIVE := build/native
+RELAY_SOURCES := $(wildcard relay_container/relay/*.py storage/*.py) relay_container/build_native.py
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: dev test lint types pytest synth deploy bench fmt clean
+.PHONY: dev test lint types pytest synth deploy bench fmt clean native
 
 $(BIN)/activate: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[infra,webhooks,relay,cli,dev]"
+	$(BIN)/pip install -q -e ".[infra,webhooks,relay,cli,dev,native]"
 	touch $(BIN)/activate
 
 node_modules/.installed: package.json
@@ -32,8 +34,16 @@ lint: $(BIN)/activate
 types: $(BIN)/activate
 	$(BIN)/mypy
 
-pytest: $(BIN)/activate node_modules/.installed
+pytest: $(BIN)/activate node_modules/.installed $(NATIVE)/.built
 	$(BIN)/pytest -m "not bench"
+	@echo "The relay's tests again, on its mypyc build (what the image ships):"
+	PYTHONPATH=$(CURDIR)/$(NATIVE) RELAY_EXPECT_COMPILED=1 $(BIN)/pytest -m "not bench" -q tests/relay
+
+native: $(NATIVE)/.built  ## the relay's per-message modules compiled with mypyc (as in the image)
+
+$(NATIVE)/.built: $(BIN)/activate $(RELAY_SOURCES)
+	$(BIN)/python relay_container/build_native.py --out $(NATIVE)
+	touch $@
 
 synth: $(BIN)/activate node_modules/.installed  ## offline synth (no Docker, no AWS credentials) + cdk-nag + cfn-lint
 	rm -rf cdk.out
@@ -52,4 +62,4 @@ fmt: $(BIN)/activate
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf cdk.out .mypy_cache .ruff_cache .pytest_cache
+	rm -rf cdk.out .mypy_cache .ruff_cache .pytest_cache $(NATIVE)

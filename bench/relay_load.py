@@ -1,18 +1,21 @@
 """Relay load benchmark: how many live Realtime sessions one core of relay carries.
 
-Owns: the ramp. For each target (``relay`` = ``python -m relay``, ``naive`` =
-bench/naive_relay.py, ``direct`` = no relay at all) it starts a fast GA-speaking echo
-upstream and the target, then runs one load generator per step of session counts. The
-harness (echo upstream + load generator) is ``c`` (bench/wsload.c, compiled once per run
-into the run's temporary directory; the default when ``cc`` or ``gcc`` is on PATH) or
-``node`` (bench/echo_upstream.mjs + bench/loadgen.mjs); both speak the same frames and
-report the same fields, so the tables compare. On one core the C pair offers about three
-times the sessions the Node pair does (bench/README.md, "C harness"). Each session
-authenticates with its own relay token (its own subject, so the per-subject limit is on and
-never hit), streams 20 ms PCM16 24 kHz appends at 50/s, and times each append's round trip
-through the echoed ``response.output_audio.delta``. The relay runs pinned to core 0; the
-echo upstream, the load generator and this script to core 1, so the harness is never what
-the relay competes with; their CPU is reported so a harness bottleneck is visible.
+Owns: the ramp. For each target (``relay`` = ``python -m relay`` from the sources,
+``native`` = the same with its per-message modules compiled by mypyc, as the image ships it
+(``make native`` builds build/native first), ``splice`` = bench/splice_relay.py, the floor
+of any Python relay, ``naive`` = bench/naive_relay.py, ``direct`` = no relay at all) it
+starts a fast GA-speaking echo upstream and the target, then runs one load generator per
+step of session counts. The harness (echo upstream + load generator) is ``c``
+(bench/wsload.c, compiled once per run into the run's temporary directory; the default when
+``cc`` or ``gcc`` is on PATH) or ``node`` (bench/echo_upstream.mjs + bench/loadgen.mjs);
+both speak the same frames and report the same fields, so the tables compare. On one core
+the C pair offers about three times the sessions the Node pair does (bench/README.md, "C
+harness"). Each session authenticates with its own relay token (its own subject, so the
+per-subject limit is on and never hit), streams 20 ms PCM16 24 kHz appends at 50/s, and
+times each append's round trip through the echoed ``response.output_audio.delta``. The relay
+runs pinned to core 0; the echo upstream, the load generator and this script to core 1, so
+the harness is never what the relay competes with; their CPU is reported so a harness
+bottleneck is visible.
 
 Per step it reports p50/p99 round trip, loss (sent vs received, plus refused sessions,
 unexpected closes and sends skipped because a socket backed up), relay CPU seconds and
@@ -22,7 +25,7 @@ loss. Loopback only; every step is bounded in time, the whole run by ``--max-sec
 and every child process is stopped in ``finally`` (also on Ctrl-C, and by the kernel via
 PR_SET_PDEATHSIG if this process dies).
 
-Run: ``python -m bench.relay_load [--target relay naive direct] [--steps 50,100,...]
+Run: ``python -m bench.relay_load [--target relay native splice naive direct] [--steps 50,100,...]
 [--step-seconds 10] [--harness c|node] [--json PATH]``.
 """
 
@@ -54,7 +57,16 @@ from relay import tokens
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 BENCH: Final = ROOT / "bench"
-TARGETS: Final = ("relay", "naive", "direct")
+TARGETS: Final = ("relay", "native", "splice", "naive", "direct")
+#: Where ``make native`` (relay_container/build_native.py) leaves the compiled relay.
+NATIVE_BUILD: Final = ROOT / "build" / "native"
+#: The module each relay target runs.
+TARGET_MODULES: Final = {
+    "relay": "relay",
+    "native": "relay",
+    "splice": "bench.splice_relay",
+    "naive": "bench.naive_relay",
+}
 HARNESSES: Final = ("c", "node")
 WSLOAD_SOURCE: Final = BENCH / "wsload.c"
 COMPILE_TIMEOUT: Final = 120.0
@@ -653,9 +665,12 @@ class Bench:
         }
         for name in ("TABLE_NAME", "AGENT_CONFIG", "ECS_AGENT_URI", "PYTHONASYNCIODEBUG"):
             env.pop(name, None)
-        module = "relay" if target == "relay" else "bench.naive_relay"
-        if target == "relay" and not (ROOT / "relay_container" / "relay" / "__main__.py").exists():
-            raise BenchError("the real relay (relay_container/relay/__main__.py) is not there yet")
+        module = TARGET_MODULES[target]
+        if target == "native":
+            if not list(NATIVE_BUILD.glob("relay/session.*.so")):
+                raise BenchError(f"no compiled relay in {NATIVE_BUILD}: run `make native` first")
+            # The build's copy of the relay (with its extensions) first; bench/ stays importable.
+            env["PYTHONPATH"] = os.pathsep.join([str(NATIVE_BUILD), str(ROOT)])
         log = (self.workdir / f"{target}.log").open("wb")
         proc = self.children.start(
             [*_pin(self.relay_core), sys.executable, "-m", module],

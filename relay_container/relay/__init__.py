@@ -32,4 +32,9 @@ everything within DRAIN_SECONDS. Known limits: assistant turns are stored as gen
 hear the earlier audio); frames already written to a client socket that then died are
 not replayed on re-attach (only what arrived after the relay noticed).
 - ``tokens``: the relay token format (shared with the CLI); ``simulator``: a local GA model.
+
+Compiled or not. ``wire``, ``session`` and ``metrics`` run every relayed message; the image
+ships them compiled with mypyc (``relay_container/build_native.py``), and the relay logs
+``"compiled": true`` at start-up when it runs them so. A checkout runs the same files
+interpreted; CI runs the relay's tests both ways.
 """

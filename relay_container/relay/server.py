@@ -35,7 +35,7 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
-from relay import pages
+from relay import pages, wire
 from relay.admission import Admission
 from relay.agent import AgentConfig, load_agent_config
 from relay.auth import authenticate, select_subprotocol
@@ -58,6 +58,11 @@ MAX_REQUEST_HEAD: Final = 16 * 1024
 #: websockets logs request headers (tokens among them) at DEBUG: never enable it here.
 _quiet = logging.getLogger("relay.server.handshake")
 _quiet.setLevel(logging.WARNING)
+
+
+def session_module_compiled() -> bool:
+    """Whether the per-message modules run as mypyc extensions (the image's build)."""
+    return Path(wire.__file__ or "").suffix in (".so", ".pyd")
 
 
 class Relay:
@@ -141,6 +146,7 @@ class Relay:
                 "upstream": self.config.upstream_url,
                 "model": self.config.model,
                 "max_sessions": self.config.max_sessions,
+                "compiled": session_module_compiled(),
             },
         )
 

@@ -143,8 +143,14 @@ class UpstreamConnection(asyncio.Protocol):
     # Pass-through
 
     def attach(self, listener: UpstreamListener) -> bytes:
-        """Route all further bytes to ``listener``; returns bytes already received."""
+        """Route all further bytes to ``listener``; returns bytes already received.
+
+        The transport is handed a ``_ListenerProtocol`` whose callbacks *are* the
+        listener's methods, so each model message costs one Python call, not two.
+        """
         self._listener = listener
+        if self.transport is not None:
+            self.transport.set_protocol(_ListenerProtocol(listener))
         leftover, self.leftover = self.leftover, b""
         return leftover
 
@@ -154,6 +160,23 @@ class UpstreamConnection(asyncio.Protocol):
             self.opened.exception()
         if self.transport is not None:
             self.transport.abort()
+
+
+class _ListenerProtocol(asyncio.BaseProtocol):
+    """The upstream transport's protocol once a listener owns it: every callback is the
+    listener's bound method itself (uvloop caches ``data_received`` when the protocol is
+    set, so the model's bytes reach the session with no call in between)."""
+
+    __slots__ = ("connection_lost", "data_received", "pause_writing", "resume_writing")
+
+    def __init__(self, listener: UpstreamListener) -> None:
+        self.data_received = listener.upstream_data_received
+        self.connection_lost = listener.upstream_connection_lost  # type: ignore[method-assign]
+        self.pause_writing = listener.upstream_pause_writing  # type: ignore[method-assign]
+        self.resume_writing = listener.upstream_resume_writing  # type: ignore[method-assign]
+
+    def eof_received(self) -> None:
+        """The model half-closed: let the transport close (a WebSocket never half-closes)."""
 
 
 def _parse_response(head: bytes) -> Response:

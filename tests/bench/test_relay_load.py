@@ -6,28 +6,31 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bench.relay_load import BenchError, compile_wsload
+from bench.relay_load import NATIVE_BUILD, BenchError, compile_wsload
 from tests.bench.conftest import needs_cc, needs_node
 from tests.conftest import ROOT, TIMEOUT
 
-REAL_RELAY = (ROOT / "relay_container" / "relay" / "__main__.py").exists()
+NATIVE_BUILT = bool(list(NATIVE_BUILD.glob("relay/session.*.so")))
+needs_native = pytest.mark.skipif(not NATIVE_BUILT, reason="no build/native: run `make native`")
+
+
+def case(target: str, harness: str) -> Any:
+    marks = [needs_cc if harness == "c" else needs_node]
+    if target == "native":
+        marks.append(needs_native)
+    return pytest.param(target, harness, marks=marks, id=f"{target}-{harness}")
 
 
 @pytest.mark.parametrize(
-    "harness", [pytest.param("c", marks=needs_cc), pytest.param("node", marks=needs_node)]
-)
-@pytest.mark.parametrize(
-    "target",
+    ("target", "harness"),
     [
-        "direct",
-        "naive",
-        pytest.param(
-            "relay",
-            marks=pytest.mark.skipif(not REAL_RELAY, reason="python -m relay not written yet"),
-        ),
+        *(case(t, h) for t in ("direct", "naive", "relay") for h in ("c", "node")),
+        case("splice", "c"),  # the floor of any Python relay
+        case("native", "c"),  # the relay as the image ships it (mypyc build)
     ],
 )
 def test_one_small_step_reports_round_trips_and_no_loss(

@@ -8,12 +8,14 @@ from pathlib import Path
 from infra.app import PROJECT_ROOT
 from tests.infra.conftest import Synthesized
 
-#: What `docker build` may see: the pins, the Dockerfile, the relay and storage packages.
+#: What `docker build` may see: the pins, the Dockerfile, the relay and storage packages and
+#: the script that compiles the relay's per-message modules.
 ALLOWED_ROOTS = (
     "pyproject.toml",
     ".dockerignore",
     "relay_container/Dockerfile",
     "relay_container/agent.yaml",
+    "relay_container/build_native.py",
 )
 ALLOWED_DIRS = ("relay_container/relay/", "storage/")
 
@@ -70,3 +72,25 @@ def test_dockerfile_installs_only_the_relay_pins_and_runs_unprivileged() -> None
     assert "PYTHONUNBUFFERED=1" in dockerfile
     assert dockerfile.startswith("#")
     assert "FROM python:3.14-slim" in dockerfile
+
+
+def _stages(dockerfile: str) -> list[str]:
+    """The Dockerfile's stages, each from its FROM line to the next."""
+    parts = dockerfile.split("\nFROM ")
+    return ["FROM " + part for part in parts[1:]]
+
+
+def test_image_ships_the_compiled_relay_and_no_compiler() -> None:
+    """A build stage compiles the relay with build_native.py; the image keeps only its output."""
+    dockerfile = (PROJECT_ROOT / "relay_container" / "Dockerfile").read_text()
+    stages = _stages(dockerfile)
+    assert len(stages) == 3
+    build = next(s for s in stages if s.startswith("FROM runtime-deps AS native"))
+    assert "['optional-dependencies']['native']" in build
+    assert "RUN python /src/relay_container/build_native.py --out /native" in build
+    final = stages[-1]
+    assert final.startswith("FROM runtime-deps\n")
+    assert "COPY --from=native /native/ /app/" in final
+    instructions = "\n".join(x for x in final.splitlines() if not x.startswith("#"))
+    for tool in ("gcc", "mypy", "apt-get", "'native'"):
+        assert tool not in instructions

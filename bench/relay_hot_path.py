@@ -1,0 +1,161 @@
+"""The relay's own Python per audio round trip, without sockets: a profile-friendly figure.
+
+Owns: timing the two callbacks every relayed round trip runs — the client's append
+through ``RelaySession.data_received`` and the model's delta through the upstream
+protocol's ``data_received`` — on a real ``RelaySession`` whose transports only count
+writes. The kernel and the event loop are left out on purpose: what is left is the code
+this repository controls, measured in CPU time (``time.process_time``) so a busy shared
+machine slows it down less than it does wall-clock figures. ``bench/relay_load.py`` gives
+the end-to-end numbers.
+
+Run: ``python -m bench.relay_hot_path [--round-trips 200000] [--repeat 5]``; prints the
+best and median µs per round trip over the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from websockets.client import ClientProtocol
+from websockets.uri import parse_uri
+
+from relay import wire
+from relay.admission import Admission
+from relay.metrics import Metrics
+from relay.policy import SessionPolicy
+from relay.records import NullRecorder
+from relay.session import RelaySession, SessionContext
+from relay.tokens import Claims
+from relay.upstream import UpstreamConnection
+
+AUDIO = base64.b64encode(bytes(range(256)) * 3 + bytes(192)).decode()  # 960 bytes of PCM16
+
+
+class CountingTransport:
+    """Accepts writes like a socket that is never full."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.protocol: Any = None
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def write(self, data: bytes) -> None:
+        self.bytes += len(data)
+
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def abort(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def open_session() -> tuple[RelaySession, CountingTransport, CountingTransport]:
+    """A session past both handshakes, as the server and the dialler leave it."""
+    context = SessionContext(
+        upstream_url="ws://127.0.0.1:9/v1/realtime",
+        api_key="",
+        metrics=Metrics(namespace="n", service="s", active_sessions=lambda: 0),
+        policy=SessionPolicy(()),
+        agent_update=b"{}",
+        max_frame_bytes=2**20,
+        max_upstream_frame_bytes=2**20,
+        pre_upstream_queue_bytes=2**16,
+        ping_interval=20,
+        ping_timeout=20,
+        open_timeout=10,
+        close_timeout=5,
+        max_session_seconds=3600,
+        recorder=NullRecorder(),
+    )
+    session = RelaySession(
+        context,
+        claims=Claims(sub="bench", jti="j", exp=0, iat=0),
+        ticket=Admission(0, 0).admit("bench"),
+        model="m",
+        on_finished=lambda _: None,
+    )
+    client = CountingTransport()
+    upstream_transport = CountingTransport()
+    session._client = client  # type: ignore[assignment]
+    # The dialler's state once the model's 101 is in: a transport and a settled future.
+    protocol = ClientProtocol(parse_uri("ws://127.0.0.1:9/v1/realtime"))
+    connection = UpstreamConnection(protocol, b"")
+    connection.transport = upstream_transport  # type: ignore[assignment]
+    connection.opened.set_result(None)
+    session._upstream_opened(connection, [])
+    return session, upstream_transport, client
+
+
+def frames() -> tuple[bytes, bytes]:
+    """One masked client append and one unmasked model delta, as on the wire."""
+    append = (
+        '{"type":"input_audio_buffer.append","event_id":"b1.2.1732900000000000",'
+        f'"audio":"{AUDIO}"}}'
+    ).encode()
+    delta = (
+        '{"type":"response.output_audio.delta","event_id":"b1.2.1732900000000000",'
+        '"response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,'
+        f'"delta":"{AUDIO}"}}'
+    ).encode()
+    return wire.encode(wire.TEXT, append, mask=True), wire.encode(wire.TEXT, delta, mask=False)
+
+
+async def measure(round_trips: int) -> float:
+    """µs of CPU per round trip over ``round_trips`` iterations."""
+    session, upstream, _ = open_session()
+    append, delta = frames()
+    client_in = session.data_received
+    model_in = upstream.protocol.data_received  # what the event loop calls
+    for _ in range(1000):  # warm caches and specialisations
+        client_in(append)
+        model_in(delta)
+    start = time.process_time()
+    for _ in range(round_trips):
+        client_in(append)
+        model_in(delta)
+    elapsed = time.process_time() - start
+    if session.frames_up < round_trips or session.frames_down < round_trips:
+        raise RuntimeError("the session did not relay every frame: the figure would be wrong")
+    return 1e6 * elapsed / round_trips
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.relay_hot_path", description=__doc__)
+    parser.add_argument("--round-trips", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    if not 1 <= args.round_trips <= 5_000_000 or not 1 <= args.repeat <= 50:
+        parser.error("--round-trips must be 1..5,000,000 and --repeat 1..50")
+    figures = [asyncio.run(measure(args.round_trips)) for _ in range(args.repeat)]
+    print(
+        f"relay hot path: best {min(figures):.2f} µs, median {statistics.median(figures):.2f} µs "
+        f"of CPU per round trip (client append in, model delta out; {args.round_trips} each)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
