@@ -76,7 +76,7 @@ from relay.upstream import UpstreamConnection, open_upstream
 
 logger = logging.getLogger(__name__)
 
-perf_counter = time.perf_counter
+perf_counter: Final = time.perf_counter
 
 DRAIN_REASON: Final = "relay draining: reconnect"
 #: Bound of a resume's conversation load (it flushes first, so at most twice this). A
@@ -99,12 +99,13 @@ _UNRECORDED_HEADS: Final = (
 WRITE_HIGH: Final = 256 * 1024
 WRITE_LOW: Final = 64 * 1024
 
-_TEXT = wire.TEXT
-_BINARY = wire.BINARY
-_CONT = wire.CONT
-_PING = wire.PING
-_PONG = wire.PONG
-_encode = wire.encode
+# Final: the mypyc build reads these as constants instead of looking them up per message.
+_TEXT: Final = wire.TEXT
+_BINARY: Final = wire.BINARY
+_CONT: Final = wire.CONT
+_PING: Final = wire.PING
+_PONG: Final = wire.PONG
+_encode: Final = wire.encode
 #: How the openai SDKs and JSON.stringify begin an append (``type`` first, then its end quote).
 _APPEND_HEADS: Final = (
     b'{"type":"input_audio_buffer.append"',
@@ -139,7 +140,9 @@ class SessionContext:
 
 
 # Upstream leg states.
-_DIALING, _OPEN, _CLOSED = range(3)
+_DIALING: Final = 0
+_OPEN: Final = 1
+_CLOSED: Final = 2
 
 
 class RelaySession(asyncio.Protocol):

@@ -16,9 +16,12 @@ from typing import Final
 from websockets.frames import CloseCode
 
 try:
-    from websockets.speedups import apply_mask
+    from websockets.speedups import apply_mask as _apply_mask
 except ImportError:  # pragma: no cover - the wheel ships the C speedups
-    from websockets.utils import apply_mask
+    from websockets.utils import apply_mask as _apply_mask
+
+# Final: the mypyc build reads module names declared so as constants, not per call.
+apply_mask: Final = _apply_mask
 
 CONT: Final = 0x0
 TEXT: Final = 0x1
@@ -158,7 +161,7 @@ class _MaskKeys:
         return key
 
 
-_keys = _MaskKeys()
+_keys: Final = _MaskKeys()
 
 
 def encode(opcode: int, payload: bytes, *, mask: bool, fin: bool = True) -> bytes:
