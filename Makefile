@@ -53,9 +53,11 @@ synth: $(BIN)/activate node_modules/.installed  ## offline synth (no Docker, no 
 deploy: synth  ## needs AWS credentials and Docker (for the relay image)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) deploy --require-approval never $(ARGS)
 
-bench: $(BIN)/activate node_modules/.installed
+bench: $(BIN)/activate node_modules/.installed $(NATIVE)/.built
 	$(BIN)/python -m bench.webhooks
-	$(BIN)/python -m bench.relay_load
+	$(BIN)/python -m bench.relay_hot_path
+	PYTHONPATH=$(CURDIR)/$(NATIVE) $(BIN)/python -m bench.relay_hot_path
+	$(BIN)/python -m bench.relay_load --target relay native splice
 
 fmt: $(BIN)/activate
 	$(BIN)/ruff format .
