@@ -13,7 +13,6 @@ meaningful. One line per interval, all with the dimension ``Service``.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import json
 import logging
 import math
@@ -38,10 +37,27 @@ COUNTERS: Final = (
 #: Session-record counters, sampled from the recorder (cumulative) and emitted per interval.
 RECORD_COUNTERS: Final = ("RecordsWritten", "RecordsDropped", "RecordWriteFailures")
 
-_bisect_left: Final = bisect.bisect_left  # a constant for the mypyc build, not a lookup
-
 #: Histogram bucket upper bounds in seconds: 1 µs · 1.15^k up to ~100 s.
 _BOUNDS: Final[list[float]] = [1e-6 * 1.15**k for k in range(133)]
+_LAST: Final = len(_BOUNDS)
+_LOG_GROWTH: Final = math.log(1.15)
+_log: Final = math.log  # constants for the mypyc build, not lookups per message
+
+
+def bucket_index(seconds: float) -> int:
+    """``bisect_left(_BOUNDS, seconds)``, by arithmetic: one log instead of eight float
+    comparisons per relayed message. Float rounding can put the estimate one bucket off
+    at a bound, so it is corrected against the bounds themselves."""
+    if seconds <= _BOUNDS[0]:
+        return 0
+    index = int(_log(seconds / _BOUNDS[0]) / _LOG_GROWTH) + 1
+    if index >= _LAST:
+        return _LAST if seconds > _BOUNDS[_LAST - 1] else _LAST - 1
+    if _BOUNDS[index - 1] >= seconds:
+        return index - 1
+    if _BOUNDS[index] < seconds:
+        return index + 1
+    return index
 
 
 class DelayHistogram:
@@ -57,7 +73,7 @@ class DelayHistogram:
 
     def observe(self, seconds: float, times: int = 1) -> None:
         """Record ``times`` messages that each waited ``seconds`` in the relay."""
-        self.counts[_bisect_left(_BOUNDS, seconds)] += times
+        self.counts[bucket_index(seconds)] += times
         self.count += times
         self.total += seconds * times
         if seconds > self.max:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
+import math
+import random
 
-from relay.metrics import COUNTERS, RECORD_COUNTERS, DelayHistogram, Metrics
+from relay import metrics as metrics_module
+from relay.metrics import COUNTERS, RECORD_COUNTERS, DelayHistogram, Metrics, bucket_index
 
 
 def test_one_emf_line_per_interval_with_every_metric() -> None:
@@ -56,3 +60,14 @@ def test_record_counters_are_per_interval_increases() -> None:
     assert set(RECORD_COUNTERS) <= names
     assert [first[n] for n in RECORD_COUNTERS] == [10, 1, 2]
     assert [second[n] for n in RECORD_COUNTERS] == [5, 0, 3]
+
+
+def test_bucket_index_matches_a_binary_search_over_the_bounds() -> None:
+    """The arithmetic bucket equals bisect_left on the bounds: at, around and beyond each bound."""
+    bounds = metrics_module._BOUNDS
+    values = [0.0, -1.0, 1e-9, 1e6, float(bounds[-1]) * 2]
+    for bound in bounds:
+        values += [bound, math.nextafter(bound, 0.0), math.nextafter(bound, 1.0), bound * 1.07]
+    values += [random.Random(7).uniform(0, 120) ** 3 / 1e6 for _ in range(20_000)]
+    wrong = [v for v in values if bucket_index(v) != bisect.bisect_left(bounds, v)]
+    assert wrong == []
