@@ -36,8 +36,8 @@ types: $(BIN)/activate
 
 pytest: $(BIN)/activate node_modules/.installed $(NATIVE)/.built
 	$(BIN)/pytest -m "not bench"
-	@echo "The relay's tests again, on its mypyc build (what the image ships):"
-	PYTHONPATH=$(CURDIR)/$(NATIVE) RELAY_EXPECT_COMPILED=1 $(BIN)/pytest -m "not bench" -q tests/relay
+	@echo "The relay's tests and the browser tests again, on its mypyc build (what the image ships):"
+	PYTHONPATH=$(CURDIR)/$(NATIVE) RELAY_EXPECT_COMPILED=1 $(BIN)/pytest -m "not bench" -q tests/relay tests/e2e
 
 native: $(NATIVE)/.built  ## the relay's per-message modules compiled with mypyc (as in the image)
 

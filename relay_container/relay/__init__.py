@@ -36,5 +36,5 @@ not replayed on re-attach (only what arrived after the relay noticed).
 Compiled or not. ``wire``, ``session`` and ``metrics`` run every relayed message; the image
 ships them compiled with mypyc (``relay_container/build_native.py``), and the relay logs
 ``"compiled": true`` at start-up when it runs them so. A checkout runs the same files
-interpreted; CI runs the relay's tests both ways.
+interpreted; CI runs the relay's tests and the browser tests both ways.
 """
