@@ -53,24 +53,6 @@ class CountingTransport:
     def set_write_buffer_limits(self, high: int, low: int) -> None:
         pass
 
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return default
-
-    def abort(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
 
 def open_session() -> tuple[RelaySession, CountingTransport, CountingTransport]:
     """A session past both handshakes, as the server and the dialler leave it."""

@@ -69,7 +69,7 @@ def build(out: Path, source: Path = SOURCE, python: str = sys.executable) -> lis
         raise BuildError("mypyc failed:\n" + "\n".join(tail))
     shutil.rmtree(out / "build", ignore_errors=True)  # C sources and objects
     extensions = sorted(out.glob("**/*.so"))
-    compiled = {p.relative_to(out).parts[-1].split(".")[0] for p in extensions}
+    compiled = {p.name.split(".")[0] for p in extensions}
     missing = [m for m in MODULES if Path(m).stem not in compiled]
     if missing:
         raise BuildError(f"mypyc produced no extension for {', '.join(missing)}")

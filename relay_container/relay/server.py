@@ -60,8 +60,9 @@ _quiet = logging.getLogger("relay.server.handshake")
 _quiet.setLevel(logging.WARNING)
 
 
-def session_module_compiled() -> bool:
-    """Whether the per-message modules run as mypyc extensions (the image's build)."""
+def per_message_path_compiled() -> bool:
+    """Whether wire, session and metrics run as mypyc extensions (the image's build; they are
+    compiled together, so one stands for all three)."""
     return Path(wire.__file__ or "").suffix in (".so", ".pyd")
 
 
@@ -146,7 +147,7 @@ class Relay:
                 "upstream": self.config.upstream_url,
                 "model": self.config.model,
                 "max_sessions": self.config.max_sessions,
-                "compiled": session_module_compiled(),
+                "compiled": per_message_path_compiled(),
             },
         )
 
