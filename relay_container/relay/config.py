@@ -117,6 +117,12 @@ class RelayConfig:
     static_dir: Path = Path(__file__).resolve().parent / "static"
     #: Largest upstream message accepted (OpenAI's conversation.item.retrieved can be big).
     max_upstream_frame_bytes: int = 64 * 2**20
+    #: Seconds of the client's latest audio replayed to a rollover's fresh session at the
+    #: switch (a voice detector reports speech some hundreds of ms after it began).
+    rollover_replay_seconds: float = 0.5
+    #: While the relay leaves (SIGTERM), a session moves at its next turn boundary, or
+    #: after this long at the latest (bounded by the drain itself).
+    handover_seconds: float = 20.0
 
     @property
     def models(self) -> frozenset[str]:

@@ -35,6 +35,15 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from relay.events import (
+    INPUT_COMMITTED,
+    RESPONSE_CREATED,
+    RESPONSE_DONE,
+    SPEECH_STARTED,
+    SPEECH_STOPPED,
+    TRANSCRIPTION_COMPLETED,
+    TRANSCRIPTION_FAILED,
+)
 from storage import schema
 from storage.items import plain
 
@@ -176,25 +185,6 @@ class TurnWindow:
 
 # Turn taking
 
-SPEECH_STARTED: Final = "input_audio_buffer.speech_started"
-SPEECH_STOPPED: Final = "input_audio_buffer.speech_stopped"
-INPUT_COMMITTED: Final = "input_audio_buffer.committed"
-TRANSCRIPTION_COMPLETED: Final = "conversation.item.input_audio_transcription.completed"
-TRANSCRIPTION_FAILED: Final = "conversation.item.input_audio_transcription.failed"
-RESPONSE_CREATED: Final = "response.created"
-RESPONSE_DONE: Final = "response.done"
-#: The GA server events :meth:`TurnTaking.observe` acts on (their type is all it needs).
-TURN_TAKING_EVENT_TYPES: Final[frozenset[str]] = frozenset(
-    {
-        SPEECH_STARTED,
-        SPEECH_STOPPED,
-        INPUT_COMMITTED,
-        TRANSCRIPTION_COMPLETED,
-        TRANSCRIPTION_FAILED,
-        RESPONSE_CREATED,
-        RESPONSE_DONE,
-    }
-)
 #: Counters stop here, so a peer that never closes what it opens cannot grow them.
 _MAX_OPEN: Final = 64
 

@@ -20,9 +20,8 @@ class RelayError(Exception):
     http_status: ClassVar[int] = 500
     close_code: ClassVar[int] = CloseCode.INTERNAL_ERROR
     error_type: ClassVar[str] = "server_error"
-    error_code: ClassVar[str] = "relay_error"
-    #: False for errors the session survives (the client gets an error event only).
-    fatal: ClassVar[bool] = True
+    #: The ``error.code`` of the client's error event (an instance may narrow it).
+    error_code: str = "relay_error"
 
 
 class ConfigError(RelayError):
@@ -123,11 +122,22 @@ class InvalidEventError(RelayError):
     Not fatal: the client gets an ``error`` event and the session continues.
     """
 
-    fatal = False
     close_code = CloseCode.POLICY_VIOLATION
     error_type = "invalid_request_error"
     error_code = "invalid_event"
 
     def __init__(self, message: str, *, code: str = "invalid_event") -> None:
         super().__init__(message)
-        self.code = code
+        self.error_code = code
+
+
+class ClientAbuseError(RelayError):
+    """A client that does not read what it is sent, or keeps sending invalid events (1008).
+
+    Every byte the relay queues toward a client is bounded: one that lets them pile up, or
+    makes the relay answer a flood of invalid events, is cut rather than served.
+    """
+
+    close_code = CloseCode.POLICY_VIOLATION
+    error_type = "invalid_request_error"
+    error_code = "relay_client_abuse"

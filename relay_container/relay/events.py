@@ -1,4 +1,15 @@
-"""The few Realtime event facts the relay reads, and the error events it writes.
+"""The relay's event vocabulary: every Realtime event type it reads, and how it finds them.
+
+One module holds what the relay knows of the GA protocol's events, so no other module
+sniffs bytes or spells an event name:
+
+- the names (client and server events), grouped by what the relay does with them:
+  rewritten by the policy (:data:`FILTERED_TYPES`), recorded (:data:`RECORDED_EVENT_TYPES`),
+  acknowledging a set-up event (:data:`ACK_TYPES`), never recorded (:data:`UNRECORDED_HEADS`);
+- the sniffers: :func:`peek_type` (client events, exact), :func:`recorded_type` and
+  :func:`server_event_type` (server events, a bounded look at the first bytes), and the
+  append fast path's :data:`APPEND_HEADS`;
+- the error events the relay writes (:func:`error_event`).
 
 ``peek_type(raw)`` finds a client event's ``type`` without decoding its payload: events
 serialized with ``type`` first (the openai SDKs, ``JSON.stringify`` of a literal) are read
@@ -13,12 +24,74 @@ import json
 import uuid
 from typing import Any, Final
 
+# Client events (openai-python types/realtime/*_event_param.py).
 SESSION_UPDATE: Final = "session.update"
 RESPONSE_CREATE: Final = "response.create"
 INPUT_AUDIO_APPEND: Final = "input_audio_buffer.append"
+ITEM_TRUNCATE: Final = "conversation.item.truncate"
 
 #: Client events the relay rewrites (policy.py); every other type passes untouched.
 FILTERED_TYPES: Final = frozenset({SESSION_UPDATE, RESPONSE_CREATE})
+#: How the openai SDKs and JSON.stringify begin an append (``type`` first, then its end quote).
+APPEND_HEADS: Final = (
+    b'{"type":"input_audio_buffer.append"',
+    b'{"type": "input_audio_buffer.append"',
+)
+
+# Server events (openai-python types/realtime/*_event.py).
+ERROR: Final = "error"
+SESSION_CREATED: Final = "session.created"
+SESSION_UPDATED: Final = "session.updated"
+ITEM_ADDED: Final = "conversation.item.added"
+ITEM_DONE: Final = "conversation.item.done"
+SPEECH_STARTED: Final = "input_audio_buffer.speech_started"
+SPEECH_STOPPED: Final = "input_audio_buffer.speech_stopped"
+INPUT_COMMITTED: Final = "input_audio_buffer.committed"
+TRANSCRIPTION_COMPLETED: Final = "conversation.item.input_audio_transcription.completed"
+TRANSCRIPTION_FAILED: Final = "conversation.item.input_audio_transcription.failed"
+RESPONSE_CREATED: Final = "response.created"
+RESPONSE_DONE: Final = "response.done"
+OUTPUT_AUDIO_TRANSCRIPT_DONE: Final = "response.output_audio_transcript.done"
+OUTPUT_TEXT_DONE: Final = "response.output_text.done"
+
+#: Events that acknowledge one set-up event each (a fresh upstream's ``session.created``,
+#: one ``session.updated`` per update, ``item.added`` and ``item.done`` per seeded item).
+ACK_TYPES: Final = frozenset({SESSION_CREATED, SESSION_UPDATED, ITEM_ADDED, ITEM_DONE})
+#: Acknowledgements of the relay's own seeds that a resumed client never sees.
+SEED_ACK_TYPES: Final = frozenset({ITEM_ADDED, ITEM_DONE})
+#: ``event_id`` prefix of the relay's own seed events, found again in the model's errors.
+SEED_EVENT_ID_PREFIX: Final = "relay_seed_"
+SEED_ERROR_MARK: Final = b'"relay_seed_'
+#: Events where the conversation's turn taking changes; only their type is read.
+TURN_TAKING_EVENT_TYPES: Final[frozenset[str]] = frozenset(
+    {
+        SPEECH_STARTED,
+        SPEECH_STOPPED,
+        INPUT_COMMITTED,
+        TRANSCRIPTION_COMPLETED,
+        TRANSCRIPTION_FAILED,
+        RESPONSE_CREATED,
+        RESPONSE_DONE,
+    }
+)
+#: Recorded events whose content is read (parsed once, checked, bounded).
+PARSED_EVENT_TYPES: Final[frozenset[str]] = frozenset(
+    {
+        INPUT_COMMITTED,
+        TRANSCRIPTION_COMPLETED,
+        OUTPUT_AUDIO_TRANSCRIPT_DONE,
+        OUTPUT_TEXT_DONE,
+        RESPONSE_DONE,
+    }
+)
+#: The only upstream event types the session hands to its record (the parsed ones, plus
+#: the turn-taking ones); :func:`recorded_type` finds them without decoding anything.
+RECORDED_EVENT_TYPES: Final[frozenset[str]] = PARSED_EVENT_TYPES | TURN_TAKING_EVENT_TYPES
+#: The model's most frequent events, never recorded: skipped before :func:`recorded_type`.
+UNRECORDED_HEADS: Final = (
+    b'{"type":"response.output_audio.delta"',
+    b'{"type":"response.output_audio_transcript.delta"',
+)
 
 _PREFIXES: Final = (b'{"type":"', b'{"type": "')
 #: The key as it appears in JSON; base64 audio and escaped strings never contain it.
@@ -122,3 +195,36 @@ def server_event_type(raw: bytes) -> str | None:
         return raw[start:end].decode()
     except UnicodeDecodeError:
         return None
+
+
+#: Bytes of a frame :func:`recorded_type` looks at: the top-level ``type`` of a server
+#: event comes first, or after a short ``event_id``.
+TYPE_PEEK_BYTES: Final = 160
+_TYPE_FIRST: Final = b'{"type":"'
+_LONGEST_RECORDED_TYPE: Final = max(len(t) for t in RECORDED_EVENT_TYPES)
+_RECORDED_TYPE_BYTES: Final[dict[bytes, str]] = {t.encode(): t for t in RECORDED_EVENT_TYPES}
+
+
+def recorded_type(payload: bytes) -> str | None:
+    """The type of an upstream event if it is one of :data:`RECORDED_EVENT_TYPES`, else None.
+
+    The upstream path's filter: it looks at the first :data:`TYPE_PEEK_BYTES` bytes only
+    and decodes nothing, so an audio delta costs one bounded ``find``. A false match (the
+    text appearing inside another value) is harmless: the record checks the parsed type.
+    """
+    if payload.startswith(_TYPE_FIRST):  # what OpenAI and our simulator send
+        start = len(_TYPE_FIRST)
+    else:
+        at = payload.find(TYPE_KEY, 0, TYPE_PEEK_BYTES)
+        if at < 0:
+            return None
+        start = at + len(TYPE_KEY)
+        while start < TYPE_PEEK_BYTES and payload[start : start + 1] in (b" ", b":"):
+            start += 1
+        if payload[start : start + 1] != b'"':
+            return None
+        start += 1
+    end = payload.find(b'"', start, start + _LONGEST_RECORDED_TYPE + 1)
+    if end < 0:
+        return None
+    return _RECORDED_TYPE_BYTES.get(payload[start:end])

@@ -33,6 +33,9 @@ COUNTERS: Final = (
     "SessionsResumed",
     "ReattachOverflows",
     "Rollovers",
+    # Sessions moved to another task while this one leaves; clients cut for abuse.
+    "SessionsHandedOver",
+    "ClientsCut",
 )
 #: Session-record counters, sampled from the recorder (cumulative) and emitted per interval.
 RECORD_COUNTERS: Final = ("RecordsWritten", "RecordsDropped", "RecordWriteFailures")

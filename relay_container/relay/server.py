@@ -39,12 +39,13 @@ from relay import pages, wire
 from relay.admission import Admission
 from relay.agent import AgentConfig, load_agent_config
 from relay.auth import authenticate, select_subprotocol
+from relay.client_events import ClientEvents
 from relay.config import RelayConfig
 from relay.errors import DrainingError, ForbiddenError, RelayError
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
 from relay.protection import TaskProtection
-from relay.records import Recorder, open_recorder
+from relay.record_writer import Recorder, open_recorder
 from relay.session import DRAIN_REASON, RelaySession, SessionContext
 
 logger = logging.getLogger(__name__)
@@ -97,23 +98,11 @@ class Relay:
             records=self._record_counts,
         )
         self.context = SessionContext(
-            upstream_url=config.upstream_url,
-            api_key=config.openai_api_key,
-            metrics=self.metrics,
-            policy=SessionPolicy(self.agent.locked_fields),
+            config=config,
+            events=ClientEvents(SessionPolicy(self.agent.locked_fields)),
             agent_update=self.agent.session_update(),
-            max_frame_bytes=config.max_frame_bytes,
-            max_upstream_frame_bytes=config.max_upstream_frame_bytes,
-            pre_upstream_queue_bytes=config.pre_upstream_queue_bytes,
-            ping_interval=config.ping_interval,
-            ping_timeout=config.ping_timeout,
-            open_timeout=config.open_timeout,
-            close_timeout=config.close_timeout,
-            max_session_seconds=config.max_session_seconds,
+            metrics=self.metrics,
             recorder=self.recorder,
-            reattach_seconds=config.reattach_seconds,
-            reattach_buffer_bytes=config.reattach_buffer_bytes,
-            rollover_seconds=config.rollover_seconds,
         )
         self.static_dir: Path = config.static_dir
         self.draining = False
@@ -176,9 +165,13 @@ class Relay:
         )
         for session in list(self.sessions):
             session.holdable = False
-            if session.detached:
-                session.shutdown()
-        # 2. Live sessions continue until they end or the deadline passes.
+        # 2. Live sessions move to another task at their next turn boundary (the page
+        # reconnects on 1001 and resumes from the table there), or end by themselves.
+        margin = max(0.75 * deadline, deadline - self.config.close_timeout - 1.0)
+        handover = min(self.config.handover_seconds, margin)
+        for session in list(self.sessions):
+            if not session.finished:
+                session.leave(handover)
         try:
             async with asyncio.timeout(deadline):
                 await self._idle.wait()

@@ -21,14 +21,7 @@ from openai.types.realtime import (
 from websockets.asyncio.client import ClientConnection, connect
 
 from relay.conversation import (
-    INPUT_COMMITTED,
     MAX_TURN_CHARS,
-    RESPONSE_CREATED,
-    RESPONSE_DONE,
-    SPEECH_STARTED,
-    SPEECH_STOPPED,
-    TRANSCRIPTION_COMPLETED,
-    TRANSCRIPTION_FAILED,
     Turn,
     TurnTaking,
     TurnWindow,
@@ -38,7 +31,17 @@ from relay.conversation import (
     seed_events,
     turn_from_item,
 )
-from relay.records import SessionRecorder, dynamodb_client, recorded_type
+from relay.events import (
+    INPUT_COMMITTED,
+    RESPONSE_CREATED,
+    RESPONSE_DONE,
+    SPEECH_STARTED,
+    SPEECH_STOPPED,
+    TRANSCRIPTION_COMPLETED,
+    TRANSCRIPTION_FAILED,
+    recorded_type,
+)
+from relay.record_writer import SessionRecorder, dynamodb_client
 from relay.simulator import SimulatorOptions, listening_url, serve_simulator
 from storage import schema
 from tests.conftest import TIMEOUT, free_port

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import TIMEOUT, free_port
@@ -64,7 +65,7 @@ class RelayProcess:
 
 @pytest.fixture
 async def relay_process(fake_upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[RelayProcess]:
-    """A relay subprocess in front of the scripted upstream, DRAIN_SECONDS=2."""
+    """A relay subprocess in front of the scripted upstream, DRAIN_SECONDS=4."""
     port = free_port()
     log = tmp_path / "relay.log"
     env = environ_for_subprocess(
@@ -73,7 +74,7 @@ async def relay_process(fake_upstream: FakeUpstream, tmp_path: Path) -> AsyncIte
         OPENAI_REALTIME_URL=fake_upstream.url,
         OPENAI_API_KEY=UPSTREAM_KEY,
         RELAY_TOKEN_SECRET=SECRET,
-        DRAIN_SECONDS="2",
+        DRAIN_SECONDS="4",
         LOG_LEVEL="DEBUG",
     )
     with log.open("wb") as out:
@@ -93,13 +94,36 @@ async def relay_process(fake_upstream: FakeUpstream, tmp_path: Path) -> AsyncIte
             await proc.wait()
 
 
-async def test_sigterm_drains_then_closes_1001_and_exits_0(
+async def speaking_script(ws: ServerConnection, upstream: FakeUpstream) -> None:
+    """The default script, plus server VAD: an append starts speech, a commit stops it."""
+    with contextlib.suppress(ConnectionClosed):
+        await ws.send(json.dumps({"type": "session.created", "session": {"type": "realtime"}}))
+        async for message in ws:
+            assert isinstance(message, str)
+            upstream.received.append(message)
+            kind = json.loads(message).get("type")
+            if kind == "session.update":
+                await ws.send(json.dumps({"type": "session.updated", "session": {}}))
+            elif kind == "input_audio_buffer.append":
+                await ws.send(json.dumps({"type": "input_audio_buffer.speech_started"}))
+            elif kind == "input_audio_buffer.commit":
+                await ws.send(json.dumps({"type": "input_audio_buffer.speech_stopped"}))
+            elif kind == "response.create":
+                await ws.send(json.dumps({"type": "response.output_audio.delta", "delta": "AA"}))
+                await ws.send(json.dumps({"type": "response.done", "response": {}}))
+
+
+async def test_sigterm_hands_a_session_over_at_its_next_turn_boundary(
     relay_process: RelayProcess, fake_upstream: FakeUpstream
 ) -> None:
-    """During drain: /healthz 503, new sessions 503, live audio flows, then 1001 and exit 0."""
+    """During drain: /healthz 503, new sessions 503; a live session mid-turn keeps flowing,
+    and is told to reconnect (1001) once its turn ends; then the relay exits 0."""
+    fake_upstream.script = speaking_script
     headers = {"Authorization": f"Bearer {mint('bot-live')}"}
     async with connect(relay_process.url, additional_headers=headers) as live:
-        await recv_until(live, "session.updated")
+        await recv_until(live, "session.created")
+        await live.send(append_event(seed=2))  # someone starts speaking
+        await recv_until(live, "input_audio_buffer.speech_started")
         relay_process.proc.send_signal(signal.SIGTERM)
 
         # 1. Health turns 503 at once, so the balancer stops routing here.
@@ -111,17 +135,19 @@ async def test_sigterm_drains_then_closes_1001_and_exits_0(
             ):
                 pass
         assert refused.value.response.status_code == 503
-        # 3. The live session still flows both ways.
+        # 3. The live session, mid-turn, still flows both ways.
         before = len(fake_upstream.received)
         await live.send(append_event(seed=3))
         await eventually(lambda: len(fake_upstream.received) > before)
         await live.send(json.dumps({"type": "response.create"}))
         assert (await recv_until(live, "response.done"))[-1]["type"] == "response.done"
-        # 4. At the deadline: close 1001 with a reason the page can act on.
+        # 4. The turn ends: close 1001 with a reason the page acts on (it reconnects).
+        await live.send(json.dumps({"type": "input_audio_buffer.commit"}))
         async with asyncio.timeout(TIMEOUT):
             await live.wait_closed()
         with pytest.raises(ConnectionClosed) as closed:
-            await live.recv()
+            while True:  # what arrived before the close, then the close
+                await live.recv()
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1001
     assert closed.value.rcvd.reason == "relay draining: reconnect"
@@ -130,8 +156,31 @@ async def test_sigterm_drains_then_closes_1001_and_exits_0(
     log = relay_process.log.read_text()
     assert '"message": "relay draining"' in log
     assert '"message": "session closed"' in log
+    assert '"closed_at_deadline": 0' in log  # moved at its turn boundary, not cut
     for value in SENSITIVE:
         assert value not in log
+
+
+async def test_sigterm_hands_over_a_never_ending_turn_at_its_deadline(
+    relay_process: RelayProcess, fake_upstream: FakeUpstream
+) -> None:
+    """Someone who never stops talking cannot hold the task: 1001 at the handover deadline."""
+    fake_upstream.script = speaking_script
+    headers = {"Authorization": f"Bearer {mint('bot-talker')}"}
+    async with connect(relay_process.url, additional_headers=headers) as live:
+        await recv_until(live, "session.created")
+        await live.send(append_event(seed=4))
+        await recv_until(live, "input_audio_buffer.speech_started")
+        relay_process.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(TIMEOUT):
+            await live.wait_closed()
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:  # what arrived before the close, then the close
+                await live.recv()
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1001, "relay draining: reconnect")
+    async with asyncio.timeout(TIMEOUT):
+        assert await relay_process.proc.wait() == 0
 
 
 async def test_sigterm_without_sessions_exits_at_once(relay_process: RelayProcess) -> None:

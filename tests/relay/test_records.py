@@ -22,17 +22,15 @@ import boto3
 import pytest
 
 from relay.conversation import MAX_TURN_CHARS, TRUNCATION_MARK
-from relay.records import (
-    MAX_RECORDED_EVENT_BYTES,
-    RECORDED_EVENT_TYPES,
-    ConnectionRecord,
+from relay.events import RECORDED_EVENT_TYPES, recorded_type
+from relay.record_items import MAX_RECORDED_EVENT_BYTES, ConnectionRecord
+from relay.record_writer import (
     NullRecorder,
     Recorder,
     RecorderStats,
     RetryPolicy,
     SessionRecorder,
     open_recorder,
-    recorded_type,
 )
 from storage import schema
 from storage.items import plain
@@ -481,7 +479,7 @@ async def test_hanging_storage_never_blocks_the_session(
     blackhole: Blackhole, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Storage that never answers: calls return at once, overflow is counted, flush gives up."""
-    caplog.set_level(logging.WARNING, logger="relay.records")
+    caplog.set_level(logging.WARNING, logger="relay.record_writer")
     endpoint = await blackhole.start()
     rec = SessionRecorder(
         "t",
@@ -518,7 +516,7 @@ async def test_storage_outage_is_counted_logged_and_survived(
 ) -> None:
     """Storage stopped mid-session: calls stay instant, failures are counted and logged,
     nothing raises, and records flow again once storage is back."""
-    caplog.set_level(logging.WARNING, logger="relay.records")
+    caplog.set_level(logging.WARNING, logger="relay.record_writer")
     await asyncio.to_thread(create_table, own_moto.endpoint, "records")
     rec = SessionRecorder(
         "records",
@@ -571,7 +569,7 @@ async def test_missing_table_is_dropped_without_retries(
     dynamodb_endpoint: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A table that does not exist is a permanent failure: counted and logged, not retried."""
-    caplog.set_level(logging.WARNING, logger="relay.records")
+    caplog.set_level(logging.WARNING, logger="relay.record_writer")
     async with SessionRecorder(
         "no-such-table", region="us-east-1", endpoint_url=dynamodb_endpoint, retry=FAST_RETRY
     ) as rec:

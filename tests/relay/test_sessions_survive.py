@@ -30,7 +30,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from relay.records import RetryPolicy, SessionRecorder, dynamodb_client
+from relay.record_writer import RetryPolicy, SessionRecorder, dynamodb_client
 from relay.server import Relay
 from relay.session import RelaySession
 from relay.simulator import SimulatorOptions, listening_url, serve_simulator
@@ -335,7 +335,7 @@ async def test_abrupt_disconnect_reattaches_to_the_same_upstream_session(
     session = only_session(relay)
     await eventually(lambda: session.detached)
     go[0].set()  # 20 deltas while nobody is attached: buffered
-    await eventually(lambda: len(session._held) == 20)
+    await eventually(lambda: session.core.held_frames == 20)
 
     async with open_client(relay, token) as ws:  # same subject, limit 1: not counted twice
         first = [await recv_json(ws) for _ in range(20)]

@@ -1,50 +1,30 @@
-"""Session records: the relay's only DynamoDB writer, kept off the audio path.
+"""The session records' writer: a bounded queue drained in batches to DynamoDB, off the audio path.
 
-What is written (shapes from ``storage.items``, keys from ``storage.schema``):
-
-- ``SESSION#<id>`` / ``CONN#<started_at>#<connection_id>`` (``Connection``): model, start,
-  end, close codes, and the usage of every ``response.done`` summed per connection;
-- ``SESSION#<id>`` / ``TURN#<at_ms>#<seq>`` (``Turn``): final transcripts in order —
-  ``conversation.item.input_audio_transcription.completed`` → ``user``,
-  ``response.output_audio_transcript.done`` (or ``response.output_text.done`` in a text
-  session) → ``assistant``. A user turn is stamped with the time its audio was committed
-  (``input_audio_buffer.committed``), not the time its transcript arrived, because the
-  transcription runs asynchronously and may finish after the agent has answered.
-- every item carries ``expires_at`` = now + ``retention_days``.
-
-How the relay uses it (all calls from the session are synchronous, O(1), never block,
-never raise on bad input)::
+Sessions hand records (``relay.record_items``) to :meth:`SessionRecorder.connection_started`'s
+record, which puts them into one bounded queue with ``put_nowait``; when it is full the
+record is dropped and counted, never waited for. One writer task drains the queue in
+batches (``BatchWriteItem`` of up to 25 turns, one ``UpdateItem`` per connection summary,
+coalesced per batch), running boto3 in a worker thread with short botocore timeouts and
+no botocore retries; it retries a failed write itself with exponential backoff and full
+jitter for a bounded number of attempts, then drops and counts it, and logs a
+rate-limited warning::
 
     recorder = open_recorder(config.table_name, region=..., retention_days=...)
     recorder.start()                                   # owns one writer task
     record = recorder.connection_started(session_id=sub, connection_id=cid, model=model)
-    # upstream pump, for each text frame; recorded_type() is the cheap filter:
-    if (event_type := recorded_type(payload)) is not None:
-        record.on_upstream_event(event_type, payload)
-    record.connection_ended(close_code=1000, close_reason="", upstream_close_code=1000)
+    ...                                                # the session feeds the record
     await recorder.flush(timeout)                      # drain: push out what is queued
     await recorder.aclose()
     recorder.stats()                                   # counters for metrics and logs
 
-Properties: session calls only ``put_nowait`` into one bounded queue; when it is full the
-record is dropped and counted, never waited for. One writer task drains the queue in
-batches (``BatchWriteItem`` of up to 25 turns, one ``UpdateItem`` per connection
-summary, coalesced per batch), running boto3 in a worker thread with short botocore
-timeouts and no botocore retries; it retries a failed write itself with exponential
-backoff and full jitter for a bounded number of attempts, then drops and counts it, and
-logs a rate-limited warning. A connection summary is rewritten whole (``SET`` of every
-known attribute) at start, at most every ``usage_interval`` seconds while responses
-complete, and at the end, so any later write repairs a lost earlier one.
-
 What can be lost: on ``kill -9``, whatever is queued or in flight (with a healthy table,
 the records of the last few tens of milliseconds; at most ``queue_size`` records plus one
-batch) and up to ``usage_interval`` seconds of usage; during a storage outage, whatever
-overflows the queue or exhausts its attempts (counted in :class:`RecorderStats`).
+batch); during a storage outage, whatever overflows the queue or exhausts its attempts
+(counted in :class:`RecorderStats`).
 
 It refuses to read the table except to load a conversation for resume
-(:meth:`SessionRecorder.load_turns`, delegating to ``relay.conversation``), to parse any
-event type outside :data:`RECORDED_EVENT_TYPES`, and to read the environment: the table,
-region and endpoint are arguments (boto3 itself still honours
+(:meth:`SessionRecorder.load_turns`, delegating to ``relay.conversation``), and to read
+the environment: the table, region and endpoint are arguments (boto3 itself still honours
 ``AWS_ENDPOINT_URL_DYNAMODB`` when ``endpoint_url`` is ``None``).
 """
 
@@ -53,15 +33,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-import json
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeGuard
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 
 import boto3
 from boto3.dynamodb.types import TypeSerializer
@@ -69,7 +48,15 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from relay import conversation
-from relay.conversation import TURN_TAKING_EVENT_TYPES, Turn, TurnTaking, TurnWindow
+from relay.conversation import Turn
+from relay.record_items import (
+    SEQ_MODULUS,
+    ConnectionRecord,
+    PutTurn,
+    RecordCounters,
+    RecordOp,
+    discard,
+)
 from storage import items, schema
 
 if TYPE_CHECKING:
@@ -77,59 +64,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# GA server events the recorder reads (openai-python types/realtime/*_event.py).
-INPUT_COMMITTED: Final = "input_audio_buffer.committed"
-INPUT_TRANSCRIPTION_COMPLETED: Final = "conversation.item.input_audio_transcription.completed"
-OUTPUT_AUDIO_TRANSCRIPT_DONE: Final = "response.output_audio_transcript.done"
-OUTPUT_TEXT_DONE: Final = "response.output_text.done"
-RESPONSE_DONE: Final = "response.done"
-
-#: Recorded events whose content is read (parsed once, checked, bounded).
-PARSED_EVENT_TYPES: Final[frozenset[str]] = frozenset(
-    {
-        INPUT_COMMITTED,
-        INPUT_TRANSCRIPTION_COMPLETED,
-        OUTPUT_AUDIO_TRANSCRIPT_DONE,
-        OUTPUT_TEXT_DONE,
-        RESPONSE_DONE,
-    }
-)
-#: The only upstream event types worth handing to :meth:`ConnectionRecord.on_upstream_event`
-#: (the parsed ones, plus the turn-taking ones, whose type is all that is used); the
-#: session filters with :func:`recorded_type`, so audio frames are never parsed here.
-RECORDED_EVENT_TYPES: Final[frozenset[str]] = PARSED_EVENT_TYPES | TURN_TAKING_EVENT_TYPES
-#: Bytes of a frame :func:`recorded_type` looks at: the top-level ``type`` of a server
-#: event comes first, or after a short ``event_id``.
-TYPE_PEEK_BYTES: Final = 160
-_TYPE_KEY: Final = b'"type"'
-_TYPE_FIRST: Final = b'{"type":"'
-_LONGEST_RECORDED_TYPE: Final = max(len(t) for t in RECORDED_EVENT_TYPES)
-_RECORDED_TYPE_BYTES: Final[dict[bytes, str]] = {t.encode(): t for t in RECORDED_EVENT_TYPES}
-
-#: Recorded events larger than this are not parsed (ignored and counted): a real
-#: ``response.done`` carries transcripts but no audio and stays far below it.
-MAX_RECORDED_EVENT_BYTES: Final = 1024 * 1024
-#: ``response.done`` usage fields summed per connection: stored name → path in ``usage``.
-USAGE_FIELDS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
-    ("total_tokens", ("total_tokens",)),
-    ("input_tokens", ("input_tokens",)),
-    ("output_tokens", ("output_tokens",)),
-    ("input_text_tokens", ("input_token_details", "text_tokens")),
-    ("input_audio_tokens", ("input_token_details", "audio_tokens")),
-    ("input_image_tokens", ("input_token_details", "image_tokens")),
-    ("input_cached_tokens", ("input_token_details", "cached_tokens")),
-    ("output_text_tokens", ("output_token_details", "text_tokens")),
-    ("output_audio_tokens", ("output_token_details", "audio_tokens")),
-)
-#: A single response's token count above this is not believed (and not summed).
-MAX_TOKENS_PER_RESPONSE: Final = 10**9
-#: Close reasons are at most 123 bytes on the wire (RFC 6455 §5.5.1).
-MAX_CLOSE_REASON_CHARS: Final = 123
-#: Commit times remembered per connection while waiting for their transcripts.
-MAX_PENDING_COMMITS: Final = 64
-#: Turn sequence numbers wrap here (``schema.turn_sk`` pads to six digits); they only
-#: break ties between turns of one session stamped in the same millisecond.
-SEQ_MODULUS: Final = 1_000_000
 #: Most records taken from the queue for one write cycle.
 MAX_OPS_PER_CYCLE: Final = 100
 BATCH_WRITE_LIMIT: Final = 25
@@ -192,268 +126,6 @@ class RecorderStats:
             + self.dropped_on_close
             + self.dropped_after_close
         )
-
-
-@dataclass(slots=True)
-class _Counters:
-    enqueued: int = 0
-    written: int = 0
-    failed_attempts: int = 0
-    dropped_queue_full: int = 0
-    dropped_write_failed: int = 0
-    dropped_on_close: int = 0
-    dropped_after_close: int = 0
-    ignored_events: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _PutTurn:
-    item: items.Turn
-
-
-@dataclass(frozen=True, slots=True)
-class _UpdateConnection:
-    pk: str
-    sk: str
-    values: dict[str, Any]
-
-
-_Op = _PutTurn | _UpdateConnection
-_Sink = Callable[[_Op], None]
-
-
-# One connection
-
-
-class ConnectionRecord:
-    """What one relay connection records: its summary, its turns, its usage.
-
-    Made by :meth:`SessionRecorder.connection_started`. Every method is synchronous and
-    cheap: it parses at most one recorded event and hands records to the recorder's
-    queue. It stays usable after :meth:`connection_ended` (events that arrive late, for
-    example while a re-attach grace period holds the upstream open, are still recorded).
-    ``conversation`` keeps the newest turns in memory (seeded with ``history``) for a
-    rollover to replay without reading the table, and ``turn_taking`` tells it when the
-    conversation is between turns.
-    """
-
-    __slots__ = (
-        "_commits",
-        "_counters",
-        "_ended",
-        "_next_seq",
-        "_responses",
-        "_retention_seconds",
-        "_sink",
-        "_usage",
-        "_usage_interval",
-        "_usage_written_at",
-        "connection_id",
-        "conversation",
-        "model",
-        "session_id",
-        "started_at",
-        "turn_taking",
-    )
-
-    def __init__(
-        self,
-        *,
-        session_id: str,
-        connection_id: str,
-        model: str,
-        started_at: datetime,
-        history: Iterable[Turn],
-        sink: _Sink,
-        counters: _Counters,
-        next_seq: Callable[[], int],
-        retention_seconds: int,
-        usage_interval: float,
-    ) -> None:
-        """Record the connection's start (see :meth:`SessionRecorder.connection_started`)."""
-        self.session_id = session_id
-        self.connection_id = connection_id
-        self.model = model
-        self.started_at = _iso(started_at)
-        self.conversation = TurnWindow(history)
-        self.turn_taking = TurnTaking()
-        self._sink = sink
-        self._counters = counters
-        self._next_seq = next_seq
-        self._retention_seconds = retention_seconds
-        self._usage_interval = usage_interval
-        self._commits: dict[str, tuple[int, int]] = {}
-        self._usage: dict[str, int] = {}
-        self._responses = 0
-        self._usage_written_at = -math.inf
-        self._ended: dict[str, Any] = {}
-        self._write_summary()
-
-    # Session-facing API
-
-    def on_upstream_event(self, event_type: str, raw: str | bytes) -> None:
-        """Record what an upstream event of a type in :data:`RECORDED_EVENT_TYPES` carries.
-
-        Other types return at once. Malformed, mistyped or oversized events are ignored
-        and counted (``ignored_events``); nothing here raises on event content.
-        """
-        if event_type not in PARSED_EVENT_TYPES:
-            self.turn_taking.observe(event_type)  # nothing to read in these
-            return
-        if len(raw) > MAX_RECORDED_EVENT_BYTES:
-            self._counters.ignored_events += 1
-            return
-        try:
-            event = json.loads(raw)
-        except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
-            self._counters.ignored_events += 1
-            return
-        if not isinstance(event, dict) or event.get("type") != event_type:
-            self._counters.ignored_events += 1
-            return
-        self.turn_taking.observe(event_type)
-        now_ms = _now_ms()
-        if event_type == INPUT_COMMITTED:
-            self._remember_commit(event.get("item_id"), now_ms)
-        elif event_type == INPUT_TRANSCRIPTION_COMPLETED:
-            item_id = event.get("item_id")
-            commit = self._commits.pop(item_id, None) if isinstance(item_id, str) else None
-            self._add_turn("user", event.get("transcript"), commit or (now_ms, None), item_id)
-        elif event_type == OUTPUT_AUDIO_TRANSCRIPT_DONE:
-            self._add_turn(
-                "assistant", event.get("transcript"), (now_ms, None), event.get("item_id")
-            )
-        elif event_type == OUTPUT_TEXT_DONE:
-            self._add_turn("assistant", event.get("text"), (now_ms, None), event.get("item_id"))
-        else:
-            self._add_response(event.get("response"))
-
-    def connection_ended(
-        self,
-        *,
-        close_code: int | None,
-        close_reason: str = "",
-        upstream_close_code: int | None = None,
-        ended_at: datetime | None = None,
-    ) -> None:
-        """Record how the connection ended; the first call wins, later ones are ignored."""
-        if self._ended:
-            return
-        ended: dict[str, Any] = {"ended_at": _iso(ended_at)}
-        if _is_int(close_code):
-            ended["close_code"] = close_code
-        if isinstance(close_reason, str) and close_reason:
-            ended["close_reason"] = conversation.clean_text(close_reason, MAX_CLOSE_REASON_CHARS)
-        if _is_int(upstream_close_code):
-            ended["upstream_close_code"] = upstream_close_code
-        self._ended = ended
-        self._write_summary()
-
-    @property
-    def usage(self) -> dict[str, int]:
-        """Usage summed over this connection's ``response.done`` events so far."""
-        return dict(self._usage)
-
-    # Private
-
-    def _remember_commit(self, item_id: object, now_ms: int) -> None:
-        if not isinstance(item_id, str) or len(item_id) > conversation.MAX_ITEM_ID_CHARS:
-            self._counters.ignored_events += 1
-            return
-        # The turn's place is taken now, so it sorts before the answer it triggers even
-        # when its transcript arrives after that answer.
-        self._commits[item_id] = (now_ms, self._next_seq())
-        if len(self._commits) > MAX_PENDING_COMMITS:  # transcripts that never came
-            del self._commits[next(iter(self._commits))]
-
-    def _add_turn(
-        self, role: str, text: object, place: tuple[int, int | None], item_id: object
-    ) -> None:
-        if not isinstance(text, str):
-            self._counters.ignored_events += 1
-            return
-        at_ms, seq = place
-        turn = conversation.make_turn(role, text, _iso_ms(at_ms), item_id)
-        if turn is None:  # nothing was said (an empty transcript is normal)
-            return
-        self.conversation.append(turn)
-        item: items.Turn = {
-            "pk": schema.session_pk(self.session_id),
-            "sk": schema.turn_sk(at_ms, self._next_seq() if seq is None else seq),
-            "session_id": self.session_id,
-            "role": turn.role,
-            "text": turn.text,
-            "at": turn.at,
-            "expires_at": self._expires_at(),
-        }
-        if turn.item_id is not None:
-            item["item_id"] = turn.item_id
-        self._sink(_PutTurn(item))
-
-    def _add_response(self, response: object) -> None:
-        if not isinstance(response, dict):
-            self._counters.ignored_events += 1
-            return
-        self._responses += 1
-        usage = response.get("usage")
-        if isinstance(usage, dict):
-            for name, path in USAGE_FIELDS:
-                value = _dig(usage, path)
-                if _is_int(value) and 0 <= value <= MAX_TOKENS_PER_RESPONSE:
-                    self._usage[name] = self._usage.get(name, 0) + value
-        # After the end no later write would carry it, so late usage goes out at once.
-        if self._ended or time.monotonic() - self._usage_written_at >= self._usage_interval:
-            self._write_summary()
-
-    def _write_summary(self) -> None:
-        values: dict[str, Any] = {
-            "session_id": self.session_id,
-            "connection_id": self.connection_id,
-            "started_at": self.started_at,
-            "model": self.model,
-            "expires_at": self._expires_at(),
-        }
-        if self._responses:
-            values["responses"] = self._responses
-            values["usage"] = dict(self._usage)
-            self._usage_written_at = time.monotonic()
-        values.update(self._ended)
-        self._sink(
-            _UpdateConnection(
-                pk=schema.session_pk(self.session_id),
-                sk=schema.connection_sk(self.started_at, self.connection_id),
-                values=values,
-            )
-        )
-
-    def _expires_at(self) -> int:
-        return int(time.time()) + self._retention_seconds
-
-
-def recorded_type(payload: bytes) -> str | None:
-    """The type of an upstream event if it is one of :data:`RECORDED_EVENT_TYPES`, else None.
-
-    The upstream pump's filter: it looks at the first :data:`TYPE_PEEK_BYTES` bytes only
-    and decodes nothing, so an audio delta costs one bounded ``find``. A false match (the
-    text appearing inside another value) is harmless: :meth:`ConnectionRecord.on_upstream_event`
-    checks the parsed type.
-    """
-    if payload.startswith(_TYPE_FIRST):  # what OpenAI and our simulator send
-        start = len(_TYPE_FIRST)
-    else:
-        at = payload.find(_TYPE_KEY, 0, TYPE_PEEK_BYTES)
-        if at < 0:
-            return None
-        start = at + len(_TYPE_KEY)
-        while start < TYPE_PEEK_BYTES and payload[start : start + 1] in (b" ", b":"):
-            start += 1
-        if payload[start : start + 1] != b'"':
-            return None
-        start += 1
-    end = payload.find(b'"', start, start + _LONGEST_RECORDED_TYPE + 1)
-    if end < 0:
-        return None
-    return _RECORDED_TYPE_BYTES.get(payload[start:end])
 
 
 # The recorders
@@ -571,14 +243,14 @@ class SessionRecorder:
         self._region = region
         self._endpoint_url = endpoint_url
         self._retention_seconds = retention_days * 86_400
-        self._queue: asyncio.Queue[_Op] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[RecordOp] = asyncio.Queue(maxsize=queue_size)
         self._retry = retry
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._usage_interval = usage_interval
         self._warn_interval = warn_interval
         self._warned_at = -math.inf
-        self._counters = _Counters()
+        self._counters = RecordCounters()
         self._in_flight = 0
         self._seq = itertools.count()
         self._serializer = TypeSerializer()
@@ -715,7 +387,7 @@ class SessionRecorder:
 
     # Queue (the only part the audio path touches)
 
-    def _enqueue(self, op: _Op) -> None:
+    def _enqueue(self, op: RecordOp) -> None:
         if self._closed:
             self._counters.dropped_after_close += 1
             return
@@ -752,11 +424,11 @@ class SessionRecorder:
                 for _ in ops:
                     self._queue.task_done()
 
-    async def _write(self, ops: list[_Op]) -> None:
+    async def _write(self, ops: list[RecordOp]) -> None:
         turns: list[items.Turn] = []
         updates: dict[tuple[str, str], tuple[dict[str, Any], int]] = {}
         for op in ops:
-            if isinstance(op, _PutTurn):
+            if isinstance(op, PutTurn):
                 turns.append(op.item)
             else:
                 values, count = updates.get((op.pk, op.sk), ({}, 0))
@@ -873,7 +545,7 @@ class NullRecorder:
 
     def __init__(self) -> None:
         """No state but the counters."""
-        self._counters = _Counters()
+        self._counters = RecordCounters()
         self._seq = itertools.count()
 
     def start(self) -> None:
@@ -898,7 +570,7 @@ class NullRecorder:
             model=model,
             started_at=started_at or datetime.now(UTC),
             history=history,
-            sink=_discard,
+            sink=discard,
             counters=self._counters,
             next_seq=lambda: next(self._seq) % SEQ_MODULUS,
             retention_seconds=0,
@@ -924,41 +596,6 @@ class NullRecorder:
 
 
 # Private helpers
-
-
-def _discard(op: _Op) -> None:
-    del op
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _dig(mapping: dict[str, Any], path: tuple[str, ...]) -> object:
-    value: object = mapping
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _iso_ms(epoch_ms: int) -> str:
-    """Fixed-width ISO 8601 UTC with milliseconds, so lexical order is time order."""
-    stamp = datetime.fromtimestamp(epoch_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{epoch_ms % 1000:03d}Z"
-
-
-def _iso(moment: datetime | None) -> str:
-    if moment is None:
-        return _iso_ms(_now_ms())
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return _iso_ms(int(moment.timestamp() * 1000))
 
 
 def _error_code(error: Exception | None) -> str | None:

@@ -1,0 +1,591 @@
+"""SessionCore: one relayed Realtime session as a state machine, sans I/O.
+
+Bytes and time in; bytes for each leg and effects out (``relay.effects``). The core owns
+both WebSocket legs after their opening handshakes. ``relay.core_legs.LegCore`` holds the
+legs' states (one enum per leg), closing handshakes, faults and keepalive; this module adds
+what moves between them: forwarding (client events checked by ``ClientEvents``, model
+events passed through unchanged and recorded by the connection's ``ConnectionRecord``),
+the bounded queue before the model is ready, and the collaborators it asks: ``SeedAcks``
+(resume), ``HoldBuffer`` (re-attach), ``Rollover`` / ``RetiringLeg`` (rollover).
+
+The shell (``relay.session``) calls an input for every socket event and timer and carries
+out what it returns; an input that cannot happen in the current state raises
+``TransitionError``. The core never reads a clock, logs or touches a socket. On the
+per-message path an input returns plain bytes (no effect object, no JSON decode).
+
+Leaving (migration): :meth:`SessionCore.leave` asks the session to move to another task
+at its next turn boundary (a :class:`~relay.effects.Handover`), or at a deadline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Final
+
+from websockets.frames import CloseCode
+
+from relay import wire
+from relay.client_events import is_plain_append
+from relay.conversation import Turn, TurnTaking, seed_events
+from relay.core_legs import C_CLOSED, C_CLOSING, C_DETACHED, C_OPEN, LegCore
+from relay.effects import (
+    CLIENT,
+    Abort,
+    Close,
+    Dial,
+    Effect,
+    Handover,
+    Promote,
+    Reading,
+    TransitionError,
+    Write,
+)
+from relay.errors import QueueOverflowError, SessionTooLongError, UpstreamError
+from relay.events import (
+    INPUT_AUDIO_APPEND,
+    ITEM_TRUNCATE,
+    RESPONSE_CREATED,
+    SESSION_UPDATE,
+    UNRECORDED_HEADS,
+    recorded_type,
+)
+from relay.rollover import RetiringLeg
+
+#: The reason of a 1001 that tells the page to reconnect at once (drain or handover).
+DRAIN_REASON: Final = "relay draining: reconnect"
+#: A rollover waits at most this long for a pause between turns, then switches anyway.
+ROLLOVER_MAX_WAIT_SECONDS: Final = 120.0
+
+_TEXT: Final = wire.TEXT
+_BINARY: Final = wire.BINARY
+_CONT: Final = wire.CONT
+_PING: Final = wire.PING
+_PONG: Final = wire.PONG
+_encode: Final = wire.encode
+
+
+class SessionCore(LegCore):
+    """One session's two legs and what happens between them."""
+
+    # Read-only views
+
+    @property
+    def detached(self) -> bool:
+        """The client vanished and may re-attach."""
+        return self.client_state is C_DETACHED
+
+    @property
+    def held_frames(self) -> int:
+        """Model frames held for a detached client."""
+        return self._hold.frames
+
+    @property
+    def upstream_close_code(self) -> int | None:
+        """The close code the current model session ended with, if it ended."""
+        return self.up.close_code
+
+    # Inputs: lifecycle
+
+    def start(self, now: float) -> list[Effect]:
+        """The 101 went out: dial the model, arm the session's timers."""
+        self._now = now
+        self._deadlines.set("expire", now + self.config.max_session_seconds)
+        self._deadlines.set("ping_client", now + self.config.ping_interval)
+        self._fx.append(Dial(self.up.leg, load_history=self._resume))
+        return self._take()
+
+    def shutdown(self, code: int, reason: str, now: float) -> list[Effect]:
+        """Close both legs; the client gets ``code`` and ``reason`` (a detached one, nothing)."""
+        self._now = now
+        self.holdable = False
+        if self.client_state is C_DETACHED:
+            self._hold.clear()
+        self._close_client(code, reason)
+        self._close_upstream(CloseCode.NORMAL_CLOSURE, "client session ended")
+        self._maybe_finish()
+        return self._take()
+
+    def stop_holding(self, now: float) -> list[Effect]:
+        """Drain: nobody may re-attach any more; a detached session ends now."""
+        self._now = now
+        self.holdable = False
+        if self.client_state is C_DETACHED:
+            self._hold_expired("the relay is draining")
+        return self._take()
+
+    def leave(self, now: float, within: float) -> list[Effect]:
+        """This task is leaving: hand the session over at its next turn boundary, or at
+        ``now + within`` at the latest."""
+        self._now = now
+        self.holdable = False
+        self.leaving = True
+        if self.client_state is C_DETACHED:
+            self._hold_expired("the relay is leaving")
+        elif self.client_state is C_OPEN:
+            self._deadlines.set("leave", now + within)
+            self._maybe_hand_over()
+        return self._take()
+
+    def tick(self, now: float) -> list[Effect]:
+        """The timer fired: do what is due."""
+        self._now = now
+        self._deadlines.armed = math.inf
+        for name in self._deadlines.pop_due(now):
+            if self.finished:
+                break
+            self._due(name, now)
+        return self._take()
+
+    # Inputs: the client leg
+
+    def client_data(self, data: bytes, now: float) -> bytes | list[Effect]:
+        """Client bytes. Returns the bytes for the current upstream leg when that is all."""
+        self._now = now
+        reader = self._reader
+        if reader is None:
+            return b""
+        try:
+            frames, _ = reader.feed(data)
+        except wire.FrameError as exc:
+            self._fail_framing(exc.close_code, str(exc))
+            return self._take()
+        out: list[bytes] = []
+        for opcode, fin, payload in frames:
+            if opcode <= _BINARY:
+                if opcode == _CONT:
+                    if self._fragments is None:
+                        self._fail_framing(
+                            CloseCode.PROTOCOL_ERROR, "unexpected continuation frame"
+                        )
+                        break
+                    self._fragment_size += len(payload)
+                    if self._fragment_size > self.config.max_frame_bytes:
+                        limit = self.config.max_frame_bytes
+                        self._fail_framing(
+                            CloseCode.MESSAGE_TOO_BIG,
+                            f"message over the relay's limit of {limit} bytes",
+                        )
+                        break
+                    self._fragments.append(payload)
+                    if fin:
+                        message = b"".join(self._fragments)
+                        self._fragments = None
+                        self._client_message(self._fragment_opcode, message, out)
+                elif self._fragments is not None:
+                    self._fail_framing(CloseCode.PROTOCOL_ERROR, "expected a continuation frame")
+                    break
+                elif fin:
+                    self._client_message(opcode, payload, out)
+                else:
+                    self._fragments = [payload]
+                    self._fragment_opcode = opcode
+                    self._fragment_size = len(payload)
+            elif opcode == _PING:
+                if self.client_state is C_OPEN:
+                    self._to_client(_encode(_PONG, payload, mask=False))
+            elif opcode == _PONG:
+                if payload == self._ping_payload:  # unsolicited pongs prove nothing
+                    self._ping_sent = None
+            else:
+                self._forward(out)
+                out = []
+                self._client_close_received(payload)
+                break
+        if out:
+            if not self._fx and self.up.is_open:
+                return out[0] if len(out) == 1 else b"".join(out)
+            self._forward(out)
+        return self._take() if self._fx else b""
+
+    def client_lost(self, now: float) -> list[Effect]:
+        """The client's TCP connection ended: hold the model for a re-attach, or end it too."""
+        self._now = now
+        if self.client_state is C_CLOSED or self.client_state is C_DETACHED:
+            raise TransitionError(f"client lost while {self.client_state.value}")
+        vanished = self.close_code is None
+        if vanished:
+            self.close_code = CloseCode.ABNORMAL_CLOSURE
+            self.close_reason = "client disconnected"
+        self._reader = None
+        self._deadlines.clear("client_close")
+        self._deadlines.clear("client_stalled")
+        if vanished and self.holdable and not self.up.is_closed and not self.finished:
+            self._detach()
+            return self._take()
+        self.client_state = C_CLOSED
+        self._close_upstream(CloseCode.GOING_AWAY, "client went away")
+        self._maybe_finish()
+        return self._take()
+
+    def client_writable(self, writable: bool, now: float) -> list[Effect]:
+        """The client's socket buffer filled (False) or drained (True)."""
+        self._now = now
+        self._client_blocked = not writable
+        if writable:
+            self._blocked_bytes = 0
+            self._deadlines.clear("client_stalled")
+        else:
+            self._deadlines.set("client_stalled", now + self.config.ping_timeout)
+        # The client reads slower than the model talks: stop reading the model meanwhile.
+        self.up.reads_paused = not writable
+        if not self.up.is_closed:
+            self._fx.append(Reading(self.up.leg, writable))
+        return self._take()
+
+    def reattach(self, now: float) -> list[Effect]:
+        """A new client socket for this detached session: held frames first, then live."""
+        self._now = now
+        if self.client_state is not C_DETACHED or self.finished:
+            raise TransitionError(f"re-attach while the client is {self.client_state.value}")
+        detached_ms = round((now - self.detached_at) * 1000)
+        self.client_state = C_OPEN
+        self.reattached += 1
+        self._deadlines.clear("hold")
+        if self._deadlines.get("ping_client") is None:
+            self._deadlines.set("ping_client", now + self.config.ping_interval)
+        self._reader = self._client_reader()
+        self._fragments = None
+        self._ping_sent = None
+        self._client_blocked = False
+        self._blocked_bytes = 0
+        self.close_code, self.close_reason = None, ""
+        if self._client_reads_paused:
+            self._fx.append(Reading(CLIENT, False))
+        old = self.record
+        self.record = self._new_record(old.conversation.turns())
+        self.record.turn_taking = old.turn_taking
+        held = self._hold.release()
+        if held:
+            self._to_client(b"".join(held))
+            self.frames_down += len(held)
+        self._note("client reattached", buffered_frames=len(held), detached_ms=detached_ms)
+        return self._take()
+
+    # Inputs: the upstream legs
+
+    def upstream_opened(self, leg: int, history: Sequence[Turn], now: float) -> list[Effect]:
+        """Upstream leg ``leg`` finished its handshake (``history``: a resume's turns)."""
+        self._now = now
+        if leg == self._rollover.leg and self._rollover.active:
+            replayed = seed_events(self.record.conversation.turns())
+            setup = self._rollover.setup(self._agent_update, replayed, self.up.max_size)
+            self._fx.append(Write(leg, setup))
+            self._note("rollover: fresh upstream connected", seeded_turns=len(replayed))
+            return self._take()
+        if leg != self.up.leg or not self.up.is_dialing:
+            self._fx.append(Abort(leg))  # a leg nobody waits for any more
+            return self._take()
+        self.up.opened()
+        self._deadlines.set("ping_up", now + self.config.ping_interval)
+        if self.config.rollover_seconds > 0:
+            self._deadlines.set("rollover", now + self.config.rollover_seconds)
+        seeds: list[str] = []
+        if history:
+            self.record.conversation.extend(history)
+            seeds = seed_events(history)
+            self._note("session resumed", seeded_turns=len(seeds))
+        # 1. Our agent configuration first, so the client's own updates apply on top.
+        frames = [_encode(_TEXT, self._agent_update, mask=True)]
+        # 2. The conversation so far (resume); its acknowledgements are not forwarded.
+        frames.extend(_encode(_TEXT, seed.encode(), mask=True) for seed in seeds)
+        self._seeds.expect(len(seeds))
+        # 3. Then what the client sent meanwhile, in order.
+        frames.extend(self._queue)
+        self._queue, self._queue_bytes = [], 0
+        self._fx.append(Write(leg, b"".join(frames)))
+        return self._take()
+
+    def dial_failed(self, leg: int, error: UpstreamError, now: float) -> list[Effect]:
+        """Dialling upstream leg ``leg`` failed."""
+        self._now = now
+        if leg == self._rollover.leg and self._rollover.active:
+            self._standby_lost(str(error))
+        elif leg == self.up.leg and self.up.is_dialing:
+            self._upstream_failed(error)
+        return self._take()
+
+    def upstream_data(self, data: bytes, now: float) -> bytes | list[Effect]:
+        """Bytes from the current model session. Returns the client's bytes when that is all."""
+        self._now = now
+        up = self.up
+        try:
+            frames, clean = up.reader.feed(data)
+        except wire.FrameError as exc:
+            self._upstream_failed(UpstreamError(f"the model broke WebSocket framing: {exc}"))
+            return self._take()
+        if not frames:
+            return b""
+        record = self.record
+        for opcode, fin, payload in frames:
+            # A bounded look at the first bytes; audio deltas are never parsed.
+            if (
+                opcode == _TEXT
+                and fin
+                and not payload.startswith(UNRECORDED_HEADS)
+                and (kind := recorded_type(payload)) is not None
+            ):
+                record.on_upstream_event(kind, payload)
+                if kind == RESPONSE_CREATED:
+                    self._drop_truncates = False
+                elif self._rollover.ready or self.leaving:
+                    self._maybe_switch()
+                    self._maybe_hand_over()
+        if (
+            clean
+            and self.client_state is C_OPEN
+            and not self._seeds.pending
+            and not self._deferred
+            and not self._fx
+        ):
+            # Exactly complete data frames: the same bytes are valid for the client (both
+            # directions from a server are unmasked).
+            self._in_fragment = not frames[-1][1]
+            self.frames_down += len(frames)
+            self.bytes_down += len(data)
+            return data
+        self._upstream_frames(frames)
+        return self._take()
+
+    def leg_data(self, leg: int, data: bytes, now: float) -> list[Effect]:
+        """Bytes from an upstream leg that is not the current one (standby or retiring)."""
+        self._now = now
+        if leg == self._rollover.leg and self._rollover.active:
+            replies, lost = self._rollover.standby_data(data)
+            if replies:
+                self._fx.append(Write(leg, replies))
+            if lost is not None:
+                self._standby_lost(lost)
+            elif self._rollover.ready:
+                self._maybe_switch()
+        elif (retiring := self._retiring.get(leg)) is not None:
+            replies, done = retiring.feed(data)
+            if replies:
+                self._fx.append(Write(leg, replies))
+            if done:
+                self._fx.append(Close(leg))
+        return self._take()
+
+    def upstream_lost(self, leg: int, now: float) -> list[Effect]:
+        """Upstream leg ``leg``'s TCP connection ended."""
+        self._now = now
+        if leg == self.up.leg:
+            if self.up.is_open and not self.up.close_sent and self.up.close_code is None:
+                self.up.close_code = CloseCode.ABNORMAL_CLOSURE
+                self._note("upstream failed", error="lost the connection to the model")
+                self._fail(UpstreamError("lost the connection to the model"), upstream=False)
+            self.up.lost()
+            self._deadlines.clear("ping_up")
+            self._deadlines.clear(f"abort:{leg}")
+            self._maybe_finish()
+        elif leg == self._rollover.leg and self._rollover.active:
+            self._standby_lost("lost the connection to the fresh session")
+        elif self._retiring.pop(leg, None) is not None:
+            self._deadlines.clear(f"abort:{leg}")
+        return self._take()
+
+    def upstream_writable(self, writable: bool, now: float) -> list[Effect]:
+        """The model's socket buffer filled (False) or drained (True): pace the client."""
+        self._now = now
+        self._client_reads_paused = not writable
+        if self.client_state is C_OPEN or self.client_state is C_CLOSING:
+            self._fx.append(Reading(CLIENT, writable))
+        return self._take()
+
+    # Internals
+
+    def _client_message(self, opcode: int, payload: bytes, out: list[bytes]) -> None:
+        if self.client_state is not C_OPEN:
+            return
+        if opcode == _TEXT and is_plain_append(payload):
+            kind: str | None = INPUT_AUDIO_APPEND  # nearly every frame: known from its head
+            if self._replaying:
+                self._rollover.keep_append(payload, self._now)
+        else:
+            kind, payload, error = self._events.check(opcode, payload)
+            if kind is None:
+                assert error is not None
+                self._invalid_event(error)
+                return
+            if error is not None:
+                self._client_event(error)
+            if kind == ITEM_TRUNCATE and self._drop_truncates:
+                return  # it names an item of the upstream session a rollover replaced
+            if kind == SESSION_UPDATE and self._rollover.note_client_update(payload):
+                # The fresh session was set up without it: prepare it again.
+                self._drop_standby()
+                self._deadlines.set("rollover", self._now)
+        self.frames_up += 1
+        self.bytes_up += len(payload)
+        out.append(_encode(_TEXT, payload, mask=True))
+
+    def _forward(self, frames: list[bytes]) -> None:
+        """Client frames for the model: written, queued until it is ready, or dropped."""
+        if not frames:
+            return
+        up = self.up
+        if up.is_open:
+            self._fx.append(Write(up.leg, b"".join(frames)))
+        elif up.is_dialing:
+            self._queue.extend(frames)
+            self._queue_bytes += sum(len(frame) for frame in frames)
+            limit = self.config.pre_upstream_queue_bytes
+            if self._queue_bytes > limit:
+                self._note("queue overflow")
+                self._fail(
+                    QueueOverflowError(
+                        f"more than {limit} bytes arrived before the model was ready; "
+                        "wait for session.created before streaming audio"
+                    )
+                )
+
+    def _upstream_frames(self, frames: list[wire.Frame]) -> None:
+        """The model's frames the slow way: control frames, acks to swallow, a client that is
+        detached, closing or not to be interleaved with."""
+        out: list[bytes] = []
+        for opcode, fin, payload in frames:
+            if opcode <= _BINARY:
+                if opcode == _TEXT and fin and self._seeds.swallow(payload):
+                    continue
+                if self.client_state is C_DETACHED:
+                    if not self._hold.hold(opcode, fin, payload):
+                        self._note("re-attach buffer overflow")
+                        self._hold_expired("buffered more than the re-attach bound")
+                        return
+                elif self.client_state is C_OPEN:
+                    out.append(_encode(opcode, payload, mask=False, fin=fin))
+                    self.frames_down += 1
+                    self.bytes_down += len(payload)
+                    self._in_fragment = not fin
+                    if fin and self._deferred:
+                        out.extend(self._deferred)
+                        self._deferred.clear()
+            elif opcode == _PING:
+                if self.up.is_open:
+                    self._fx.append(Write(self.up.leg, _encode(_PONG, payload, mask=True)))
+            elif opcode == _PONG:
+                self.up.ping_sent = None
+            else:
+                if out:
+                    self._fx.append(Write(CLIENT, b"".join(out)))
+                    out = []
+                self._upstream_close_received(payload)
+                break
+        if out:
+            self._fx.append(Write(CLIENT, b"".join(out)))
+
+    def _due(self, name: str, now: float) -> None:
+        if name == "ping_client":
+            self._keepalive_client(now)
+        elif name == "ping_up":
+            self._keepalive_upstream(now)
+        elif name == "expire":
+            limit = self.config.max_session_seconds
+            self._fail(SessionTooLongError(f"the session reached the relay's limit of {limit:g} s"))
+        elif name == "client_close":
+            self._fx.append(Abort(CLIENT))
+        elif name == "client_stalled":
+            self._cut_client("the client stopped reading")
+        elif name == "hold":
+            self._hold_expired("no re-attach within the grace period")
+        elif name == "rollover":
+            self._start_rollover(now)
+        elif name == "rollover_force":
+            self._forced = True
+            self._maybe_switch()
+        elif name == "leave":
+            self._hand_over()
+        elif name.startswith("abort:"):
+            self._fx.append(Abort(int(name[6:])))
+
+    # Rollover
+
+    @property
+    def _rollover_wait(self) -> float:
+        """How long a prepared rollover waits for a pause between turns."""
+        return min(ROLLOVER_MAX_WAIT_SECONDS, self.config.rollover_seconds / 4)
+
+    def _start_rollover(self, now: float) -> None:
+        """Time for a fresh upstream: dial it; the switch waits for a pause between turns."""
+        if not self.up.is_open or self._rollover.active or self.leaving:
+            return
+        leg, self._next_leg = self._next_leg, self._next_leg + 1
+        self._rollover.begin(leg, now)
+        self._replaying = self.config.rollover_replay_seconds > 0
+        self._forced = False
+        self._deadlines.set("rollover_force", now + self._rollover_wait + self.config.open_timeout)
+        self._fx.append(Dial(leg))
+
+    def _standby_lost(self, reason: str) -> None:
+        """The fresh session failed: keep the current one, try again a little later."""
+        self._note("rollover failed", error=reason)
+        self._drop_standby()
+        if not self.finished:
+            self._deadlines.set("rollover", self._now + self._rollover_wait)
+
+    def _drop_standby(self) -> None:
+        if self._rollover.active:
+            self._fx.append(Abort(self._rollover.leg))
+            self._rollover.reset()
+        self._replaying = False
+        self._deadlines.clear("rollover_force")
+
+    def _maybe_switch(self) -> None:
+        rollover = self._rollover
+        if not rollover.ready or self._in_fragment:
+            return
+        if not (self._forced or self.record.turn_taking.between_turns):
+            return
+        up = self.up
+        if not up.is_open:
+            self._drop_standby()
+            return
+        # The old session is retired with what its reader holds; the fresh one takes over.
+        old, new = up.leg, rollover.leg
+        self._retiring[old] = RetiringLeg(up.reader)
+        self._fx.append(
+            Write(
+                old, _encode(wire.CLOSE, wire.close_payload(1000, "session rolled over"), mask=True)
+            )
+        )
+        self._deadlines.set(f"abort:{old}", self._now + self.config.close_timeout)
+        assert rollover.reader is not None
+        up.promote(new, rollover.reader)
+        self._fx.append(Promote(new))
+        replay = rollover.replay(self._now)
+        if replay:
+            self._fx.append(Write(new, replay))
+        if up.reads_paused:
+            self._fx.append(Reading(new, False))
+        if self._client_reads_paused and self.client_state is C_OPEN:
+            self._client_reads_paused = False  # it was the old session that was slow
+            self._fx.append(Reading(CLIENT, True))
+        if self._forced:
+            self.record.turn_taking = TurnTaking()  # what was in progress ended with it
+        self._drop_truncates = True
+        self.rollovers += 1
+        self._note(
+            "rollover: switched to the fresh upstream",
+            forced=self._forced,
+            waited_ms=round((self._now - rollover.started_at) * 1000),
+            refused_setup_events=rollover.refusals,
+            replayed_bytes=len(replay),
+        )
+        rollover.reset()
+        self._replaying = self._forced = False
+        self._deadlines.clear("rollover_force")
+        self._deadlines.set("rollover", self._now + self.config.rollover_seconds)
+
+    # Leaving
+
+    def _maybe_hand_over(self) -> None:
+        if self.leaving and not self._in_fragment and self.record.turn_taking.between_turns:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Ask the shell to close the client with "reconnect" once the records are out."""
+        if not self.leaving or self.client_state is not C_OPEN:
+            return
+        self.leaving = False  # once
+        self._deadlines.clear("leave")
+        self._fx.append(Handover(CloseCode.GOING_AWAY, DRAIN_REASON))
