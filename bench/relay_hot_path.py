@@ -1,7 +1,7 @@
 """The relay's own Python per audio round trip, without sockets: a profile-friendly figure.
 
 Owns: timing the two callbacks every relayed round trip runs — the client's append
-through ``RelaySession.data_received`` and the model's delta through the upstream
+through ``RelaySession.data_received`` (the shell, then its ``SessionCore``) and the model's delta through the upstream
 protocol's ``data_received`` — on a real ``RelaySession`` whose transports only count
 writes. The kernel and the event loop are left out on purpose: what is left is the code
 this repository controls, measured in CPU time (``time.process_time``) so a busy shared
@@ -29,7 +29,9 @@ from relay import wire
 from relay.admission import Admission
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
-from relay.records import NullRecorder
+from relay.client_events import ClientEvents
+from relay.config import RelayConfig
+from relay.record_writer import NullRecorder
 from relay.session import RelaySession, SessionContext
 from relay.tokens import Claims
 from relay.upstream import UpstreamConnection
@@ -54,23 +56,25 @@ class CountingTransport:
         pass
 
 
-def open_session() -> tuple[RelaySession, CountingTransport, CountingTransport]:
-    """A session past both handshakes, as the server and the dialler leave it."""
+async def open_session() -> tuple[RelaySession, CountingTransport, CountingTransport]:
+    """A session past both handshakes, reached through its public inputs: started on a
+    counting client transport, its dial answered with a counting upstream connection."""
+    upstream_transport = CountingTransport()
+
+    async def dial(**_: Any) -> UpstreamConnection:
+        # The dialler's state once the model's 101 is in: a transport and a settled future.
+        connection = UpstreamConnection(ClientProtocol(parse_uri("ws://127.0.0.1:9/")), b"")
+        connection.transport = upstream_transport  # type: ignore[assignment]
+        connection.opened.set_result(None)
+        return connection
+
     context = SessionContext(
-        upstream_url="ws://127.0.0.1:9/v1/realtime",
-        api_key="",
-        metrics=Metrics(namespace="n", service="s", active_sessions=lambda: 0),
-        policy=SessionPolicy(()),
+        config=RelayConfig(token_secret="b" * 32, rollover_seconds=0),
+        events=ClientEvents(SessionPolicy(())),
         agent_update=b"{}",
-        max_frame_bytes=2**20,
-        max_upstream_frame_bytes=2**20,
-        pre_upstream_queue_bytes=2**16,
-        ping_interval=20,
-        ping_timeout=20,
-        open_timeout=10,
-        close_timeout=5,
-        max_session_seconds=3600,
+        metrics=Metrics(namespace="n", service="s", active_sessions=lambda: 0),
         recorder=NullRecorder(),
+        dial=dial,
     )
     session = RelaySession(
         context,
@@ -80,14 +84,13 @@ def open_session() -> tuple[RelaySession, CountingTransport, CountingTransport]:
         on_finished=lambda _: None,
     )
     client = CountingTransport()
-    upstream_transport = CountingTransport()
-    session._client = client  # type: ignore[assignment]
-    # The dialler's state once the model's 101 is in: a transport and a settled future.
-    protocol = ClientProtocol(parse_uri("ws://127.0.0.1:9/v1/realtime"))
-    connection = UpstreamConnection(protocol, b"")
-    connection.transport = upstream_transport  # type: ignore[assignment]
-    connection.opened.set_result(None)
-    session._upstream_opened(connection, [])
+    session.start(client, b"")  # type: ignore[arg-type]
+    for _ in range(100):  # the dial task runs on the next turns of the loop
+        if session.core.up.is_open:
+            break
+        await asyncio.sleep(0)
+    if not session.core.up.is_open:
+        raise RuntimeError("the session never opened its upstream leg")
     return session, upstream_transport, client
 
 
@@ -107,7 +110,7 @@ def frames() -> tuple[bytes, bytes]:
 
 async def measure(round_trips: int) -> float:
     """µs of CPU per round trip over ``round_trips`` iterations."""
-    session, upstream, _ = open_session()
+    session, upstream, _ = await open_session()
     append, delta = frames()
     client_in = session.data_received
     model_in = upstream.protocol.data_received  # what the event loop calls
@@ -119,7 +122,7 @@ async def measure(round_trips: int) -> float:
         client_in(append)
         model_in(delta)
     elapsed = time.process_time() - start
-    if session.frames_up < round_trips or session.frames_down < round_trips:
+    if session.core.frames_up < round_trips or session.core.frames_down < round_trips:
         raise RuntimeError("the session did not relay every frame: the figure would be wrong")
     return 1e6 * elapsed / round_trips
 

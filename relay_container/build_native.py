@@ -1,8 +1,10 @@
 """Compile the relay's per-message modules with mypyc: what the image ships, what CI tests.
 
 Owns: the list of compiled modules and how they are built. Every relayed message runs
-``wire`` (framing), ``session`` (the two legs' callbacks) and ``metrics`` (the delay
-histogram); compiled, they execute about half the instructions per audio round trip
+``wire`` (framing), ``session`` (the shell's socket callbacks), ``core`` / ``core_legs`` /
+``upstream_leg`` / ``client_events`` / ``effects`` (the session core), ``events`` (the
+type sniffers) and ``metrics`` (the delay histogram); compiled, they execute about half
+the instructions per audio round trip
 (bench/README.md, "Relay"). Everything else stays interpreted. The sources are the same
 files: the build copies the ``relay`` package (and ``storage``, which it imports) into
 ``--out``, compiles there, and leaves the extension modules beside the sources, where
@@ -29,7 +31,17 @@ from typing import Final
 
 SOURCE: Final = Path(__file__).resolve().parent
 #: Compiled, relative to the output directory; order does not matter.
-MODULES: Final = ("relay/wire.py", "relay/session.py", "relay/metrics.py")
+MODULES: Final = (
+    "relay/wire.py",
+    "relay/session.py",
+    "relay/core.py",
+    "relay/core_legs.py",
+    "relay/upstream_leg.py",
+    "relay/client_events.py",
+    "relay/effects.py",
+    "relay/events.py",
+    "relay/metrics.py",
+)
 #: mypyc runs mypy first; without a config file its defaults apply, and a dependency
 #: without type information (boto3 without stubs in the image) is treated as Any.
 MYPYC_FLAGS: Final = ("--ignore-missing-imports", "--no-incremental")

@@ -38,10 +38,14 @@ from relay.effects import (
     Handover,
     Promote,
     Reading,
-    TransitionError,
     Write,
 )
-from relay.errors import QueueOverflowError, SessionTooLongError, UpstreamError
+from relay.errors import (
+    QueueOverflowError,
+    SessionTooLongError,
+    TransitionError,
+    UpstreamError,
+)
 from relay.events import (
     INPUT_AUDIO_APPEND,
     ITEM_TRUNCATE,

@@ -95,10 +95,6 @@ class Finished:
     """Both legs are closed: release the session's resources."""
 
 
-class TransitionError(RuntimeError):
-    """An input that cannot happen in the session's current state (a bug in the caller)."""
-
-
 Effect = Write | Close | Abort | Dial | Reading | Promote | Timer | Happened | Handover | Finished
 
 

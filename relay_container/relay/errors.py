@@ -141,3 +141,7 @@ class ClientAbuseError(RelayError):
     close_code = CloseCode.POLICY_VIOLATION
     error_type = "invalid_request_error"
     error_code = "relay_client_abuse"
+
+
+class TransitionError(RuntimeError):
+    """An input the session core cannot take in its current state (a bug in the caller)."""

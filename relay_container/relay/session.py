@@ -21,7 +21,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -76,6 +76,9 @@ _COUNTED: Final = {
 _WARNINGS: Final = frozenset({"upstream failed", "rollover failed", "client cut"})
 
 
+Dialer = Callable[..., Awaitable[UpstreamConnection]]
+
+
 @dataclass(frozen=True, slots=True)
 class SessionContext:
     """What every session of a process shares: the configuration, passed whole."""
@@ -86,6 +89,8 @@ class SessionContext:
     agent_update: bytes
     metrics: Metrics
     recorder: Recorder
+    #: Opens an upstream connection (a seam: benchmarks and tests may hand over their own).
+    dial: Dialer = open_upstream
 
 
 class RelaySession(asyncio.Protocol):
@@ -333,7 +338,7 @@ class RelaySession(asyncio.Protocol):
         history: Sequence[Turn] = ()
         try:
             async with asyncio.timeout(config.open_timeout):
-                connection = await open_upstream(
+                connection = await self.context.dial(
                     url=config.upstream_url, model=self.model, api_key=config.openai_api_key
                 )
             if history_task is not None:

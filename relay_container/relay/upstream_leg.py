@@ -12,7 +12,7 @@ import enum
 from typing import Final
 
 from relay import wire
-from relay.effects import TransitionError
+from relay.errors import TransitionError
 
 
 class UpstreamState(enum.Enum):

@@ -17,7 +17,17 @@ from types import ModuleType
 
 import pytest
 
-from relay import metrics, session, wire
+from relay import (
+    client_events,
+    core,
+    core_legs,
+    effects,
+    events,
+    metrics,
+    session,
+    upstream_leg,
+    wire,
+)
 from relay.server import Relay
 from tests.conftest import TIMEOUT
 from tests.relay.conftest import SECRET, environ_for_subprocess
@@ -25,7 +35,11 @@ from tests.relay.conftest import SECRET, environ_for_subprocess
 EXPECT_COMPILED = os.environ.get("RELAY_EXPECT_COMPILED") == "1"
 
 
-@pytest.mark.parametrize("module", [wire, session, metrics], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module",
+    [wire, session, core, core_legs, upstream_leg, client_events, effects, events, metrics],
+    ids=lambda m: m.__name__,
+)
 def test_the_per_message_modules_are_the_build_this_pass_expects(module: ModuleType) -> None:
     """Each module build_native compiles is an extension exactly when this pass expects it."""
     suffix = Path(module.__file__ or "").suffix
