@@ -1,11 +1,12 @@
 """The relay's own Python per audio round trip, without sockets: a profile-friendly figure.
 
 Owns: timing the two callbacks every relayed round trip runs — the client's append
-through ``RelaySession.data_received`` (the shell, then its ``SessionCore``) and the model's delta through the upstream
-protocol's ``data_received`` — on a real ``RelaySession`` whose transports only count
-writes. The kernel and the event loop are left out on purpose: what is left is the code
-this repository controls, measured in CPU time (``time.process_time``) so a busy shared
-machine slows it down less than it does wall-clock figures. ``bench/relay_load.py`` gives
+through ``RelaySession.data_received`` (the shell, then its ``SessionCore``) and the
+model's delta through the upstream protocol's ``data_received`` — on a real
+``RelaySession`` whose transports only count writes. The kernel and the event loop are
+left out on purpose: what is left is the code this repository controls, measured in CPU
+time (``time.process_time``) so a busy shared machine slows it down less than it does
+wall-clock figures. ``bench/relay_load.py`` gives
 the end-to-end numbers.
 
 Run: ``python -m bench.relay_hot_path [--round-trips 200000] [--repeat 5]``; prints the
@@ -27,10 +28,10 @@ from websockets.uri import parse_uri
 
 from relay import wire
 from relay.admission import Admission
-from relay.metrics import Metrics
-from relay.policy import SessionPolicy
 from relay.client_events import ClientEvents
 from relay.config import RelayConfig
+from relay.metrics import Metrics
+from relay.policy import SessionPolicy
 from relay.record_writer import NullRecorder
 from relay.session import RelaySession, SessionContext
 from relay.tokens import Claims
