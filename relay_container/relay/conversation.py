@@ -7,15 +7,14 @@ agent said (``assistant``). This module owns
   which clean text from anywhere (an upstream event, a stored item) into one;
 - :class:`TurnWindow` and :func:`keep_newest`, the bounded "newest turns" rule shared by
   the live window a connection keeps and by :func:`load_turns`;
-- :func:`load_turns`, the read of ``SESSION#<id>`` / ``TURN#…`` items (newest kept, in
-  order, bounded in count and bytes);
 - :func:`seed_events`, GA ``conversation.item.create`` events that recreate the
   conversation in a fresh upstream session (resume on another task, rollover before the
   maximum session length), bounded in total size;
 - :class:`TurnTaking`, where the conversation stands (someone speaking, an answer in
   progress, a transcript still to come), so a rollover switches sessions between turns.
 
-It refuses to write anything (``relay.records`` is the only writer) and to seed audio:
+It does no I/O (``relay.history`` reads the stored turns, ``relay.record_writer`` writes
+them) and refuses to seed audio:
 the GA API cannot take assistant audio items, so every turn is replayed as text
 (user → ``input_text``, assistant → ``output_text``; openai-python
 ``types/realtime/realtime_conversation_item_{user,assistant}_message_param.py``).
@@ -23,17 +22,12 @@ the GA API cannot take assistant audio items, so every turn is replayed as text
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
-
-from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import Any, Final, Literal
 
 from relay.events import (
     INPUT_COMMITTED,
@@ -44,13 +38,6 @@ from relay.events import (
     TRANSCRIPTION_COMPLETED,
     TRANSCRIPTION_FAILED,
 )
-from storage import schema
-from storage.items import plain
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-
-logger = logging.getLogger(__name__)
 
 Role = Literal["user", "assistant"]
 ROLES: Final[frozenset[str]] = frozenset({"user", "assistant"})
@@ -281,80 +268,3 @@ def seed_events(
         total += size
     kept.reverse()
     return kept
-
-
-# Loading
-
-
-async def load_turns(
-    session_id: str,
-    *,
-    client: DynamoDBClient,
-    table_name: str,
-    max_turns: int = MAX_HISTORY_TURNS,
-    max_bytes: int = MAX_HISTORY_BYTES,
-    timeout: float = LOAD_TIMEOUT_SECONDS,  # noqa: ASYNC109 - a bound that answers, never raises
-) -> list[Turn]:
-    """The newest turns of ``session_id`` from the table, oldest first, within both bounds.
-
-    Reads ``SESSION#<id>`` items whose sort key begins with ``TURN#`` newest first, in a
-    worker thread (boto3 blocks), and stops at the bounds. Malformed items are skipped.
-    Storage failing or answering late is not an error for the caller: it is logged once
-    and the conversation starts afresh (``[]``), so a resume never fails on the table.
-    """
-    try:
-        async with asyncio.timeout(timeout):
-            return await asyncio.to_thread(
-                _query_newest, client, table_name, session_id, max_turns, max_bytes
-            )
-    except (BotoCoreError, ClientError, TimeoutError) as error:
-        logger.warning(
-            "conversation load failed; resuming without history",
-            extra={"session_id": session_id, "error": type(error).__name__},
-        )
-        return []
-
-
-def _query_newest(
-    client: DynamoDBClient, table_name: str, session_id: str, max_turns: int, max_bytes: int
-) -> list[Turn]:
-    deserializer = TypeDeserializer()
-    newest_first: list[Turn] = []
-    total = 0
-    request: dict[str, Any] = {
-        "TableName": table_name,
-        "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
-        "ProjectionExpression": "#role, #text, #at, #item_id",
-        "ExpressionAttributeNames": {
-            "#pk": schema.PARTITION_KEY,
-            "#sk": schema.SORT_KEY,
-            "#role": "role",
-            "#text": "text",
-            "#at": "at",
-            "#item_id": "item_id",
-        },
-        "ExpressionAttributeValues": {
-            ":pk": {"S": schema.session_pk(session_id)},
-            ":prefix": {"S": schema.TURN_PREFIX},
-        },
-        "ScanIndexForward": False,
-        "Limit": max(1, min(max_turns, 100)),
-    }
-    for _ in range(MAX_QUERY_PAGES):
-        page = client.query(**request)
-        for raw in page.get("Items", []):
-            item = plain({key: deserializer.deserialize(value) for key, value in raw.items()})
-            turn = turn_from_item(item)
-            if turn is None:
-                continue
-            if len(newest_first) >= max_turns or total + turn.size > max_bytes:
-                newest_first.reverse()
-                return newest_first
-            newest_first.append(turn)
-            total += turn.size
-        last_key = page.get("LastEvaluatedKey")
-        if not last_key:
-            break
-        request["ExclusiveStartKey"] = last_key
-    newest_first.reverse()
-    return newest_first

@@ -23,7 +23,7 @@ batch); during a storage outage, whatever overflows the queue or exhausts its at
 (counted in :class:`RecorderStats`).
 
 It refuses to read the table except to load a conversation for resume
-(:meth:`SessionRecorder.load_turns`, delegating to ``relay.conversation``), and to read
+(:meth:`SessionRecorder.load_turns`, delegating to ``relay.history``), and to read
 the environment: the table, region and endpoint are arguments (boto3 itself still honours
 ``AWS_ENDPOINT_URL_DYNAMODB`` when ``endpoint_url`` is ``None``).
 """
@@ -47,7 +47,7 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from relay import conversation
+from relay import conversation, history
 from relay.conversation import Turn
 from relay.record_items import (
     SEQ_MODULUS,
@@ -349,7 +349,7 @@ class SessionRecorder:
         Flushes first (for at most ``timeout``), so turns this task queued are part of
         what is read; the read then has ``timeout`` of its own, so the whole call takes at
         most twice that. Storage failures give ``[]`` and a warning
-        (see ``conversation.load_turns``).
+        (see ``history.load_turns``).
         """
         await self.flush(timeout)
         try:
@@ -360,7 +360,7 @@ class SessionRecorder:
                 extra={"session_id": session_id, "error": type(error).__name__},
             )
             return []
-        return await conversation.load_turns(
+        return await history.load_turns(
             session_id,
             client=client,
             table_name=self.table_name,

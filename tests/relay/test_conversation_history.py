@@ -26,7 +26,6 @@ from relay.conversation import (
     TurnTaking,
     TurnWindow,
     keep_newest,
-    load_turns,
     make_turn,
     seed_events,
     turn_from_item,
@@ -41,6 +40,7 @@ from relay.events import (
     TRANSCRIPTION_FAILED,
     recorded_type,
 )
+from relay.history import load_turns
 from relay.record_writer import SessionRecorder, dynamodb_client
 from relay.simulator import SimulatorOptions, listening_url, serve_simulator
 from storage import schema
