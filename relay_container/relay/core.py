@@ -282,8 +282,7 @@ class SessionCore(LegCore):
             return self._take()
         self.up.opened()
         self._deadlines.set("ping_up", now + self.config.ping_interval)
-        if self.config.rollover_seconds > 0:
-            self._deadlines.set("rollover", now + self.config.rollover_seconds)
+        self._arm_rollover(now)
         seeds: list[str] = []
         if history:
             self.record.conversation.extend(history)
@@ -492,6 +491,9 @@ class SessionCore(LegCore):
             self._cut_client("the client stopped reading")
         elif name == "hold":
             self._hold_expired("no re-attach within the grace period")
+        elif name == "replay":
+            self._replaying = True
+            self._rollover.start_keeping()
         elif name == "rollover":
             self._start_rollover(now)
         elif name == "rollover_force":
@@ -515,7 +517,6 @@ class SessionCore(LegCore):
             return
         leg, self._next_leg = self._next_leg, self._next_leg + 1
         self._rollover.begin(leg, now)
-        self._replaying = self.config.rollover_replay_seconds > 0
         self._forced = False
         self._deadlines.set("rollover_force", now + self._rollover_wait + self.config.open_timeout)
         self._fx.append(Dial(leg))
@@ -531,7 +532,6 @@ class SessionCore(LegCore):
         if self._rollover.active:
             self._fx.append(Abort(self._rollover.leg))
             self._rollover.reset()
-        self._replaying = False
         self._deadlines.clear("rollover_force")
 
     def _maybe_switch(self) -> None:
@@ -578,7 +578,16 @@ class SessionCore(LegCore):
         rollover.reset()
         self._replaying = self._forced = False
         self._deadlines.clear("rollover_force")
-        self._deadlines.set("rollover", self._now + self.config.rollover_seconds)
+        self._arm_rollover(self._now)
+
+    def _arm_rollover(self, now: float) -> None:
+        """The next rollover, and the start of its audio replay ``replay_seconds`` before."""
+        if self.config.rollover_seconds <= 0:
+            return
+        at = now + self.config.rollover_seconds
+        self._deadlines.set("rollover", at)
+        if self.config.rollover_replay_seconds > 0:
+            self._deadlines.set("replay", max(now, at - self.config.rollover_replay_seconds))
 
     # Leaving
 

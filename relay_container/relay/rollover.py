@@ -11,12 +11,12 @@ and the switch; this module owns the pieces it asks, all sans-I/O:
   until every acknowledgement has arrived (``session.created``, one ``session.updated``
   per update, ``conversation.item.added`` and ``.done`` per seed, or an ``error`` in place
   of one), so the client never sees a second ``session.created``.
-- The audio replay: while a rollover is under way the client's most recent appends are
-  kept (``replay_seconds`` of them), and replayed to the fresh session at the switch. A
-  voice detector reports ``speech_started`` some hundreds of milliseconds after speech
-  begins, so a switch "between turns" may fall just after someone started talking; the
-  replay gives the fresh session those opening words instead of leaving them with the old
-  session, which is then closed.
+- The audio replay: from ``replay_seconds`` before a rollover is due until its switch, the
+  client's most recent appends are kept (``replay_seconds`` of them), and replayed to the
+  fresh session at the switch. A voice detector reports ``speech_started`` some hundreds
+  of milliseconds after speech begins, so a switch "between turns" may fall just after
+  someone started talking; the replay gives the fresh session those opening words instead
+  of leaving them with the old session, which is then closed.
 - :class:`RetiringLeg`: the replaced session, closed with 1000; what it still sends is
   dropped, its pings answered, its close handshake completed.
 """
@@ -89,7 +89,6 @@ class Rollover:
         self.leg = leg
         self.started_at = now
         self.refusals = 0
-        self._appends.clear()
 
     def setup(self, agent_update: bytes, seeds: Sequence[str], max_frame_bytes: int) -> bytes:
         """The standby is open: the frames to send it, in order (it now counts their answers)."""
@@ -133,6 +132,10 @@ class Rollover:
         """Every set-up event was answered: the session may switch."""
         return self.state is StandbyState.READY
 
+    def start_keeping(self) -> None:
+        """Keep the client's appends from now on (the rollover is ``replay_seconds`` away)."""
+        self._appends.clear()
+
     def keep_append(self, payload: bytes, now: float) -> None:
         """A client append forwarded at ``now``: kept for the replay while a rollover runs."""
         appends = self._appends
@@ -151,12 +154,11 @@ class Rollover:
         )
 
     def reset(self) -> None:
-        """Back to idle (switched, or abandoned); the client updates are kept."""
+        """Back to idle (switched, or abandoned); the client updates and appends are kept."""
         self.state = StandbyState.IDLE
         self.leg = 0
         self.reader = None
         self.expected_acks = 0
-        self._appends.clear()
 
 
 class RetiringLeg:
