@@ -1,11 +1,16 @@
 """The CLI's view of the table: records a bot it created, reads bots, events and sessions back.
 
 Owns every DynamoDB call the CLI makes, through ``storage.schema`` keys and
-``storage.items`` shapes. The one write (``record_created``) touches only the fields the
-CLI knows, with ``if_not_exists`` on creation time and index keys: the webhook store may
-already have written status to the same ``BOT#<id>/STATE`` item, and must never be clobbered.
+``storage.items`` shapes. The one write (``record_created``) is
+``storage.items.bot_created_update``: it touches only the fields the CLI knows, with
+``if_not_exists`` on creation time and index keys, because the webhook store may already
+have written status to the same ``BOT#<id>/STATE`` item, which must never be clobbered.
 Reads are queries (state + ``EVT#`` history, ``SESSION#`` connections and turns, the
 ``by_day`` index for recent bots), never scans.
+
+It goes through boto3's resource layer (a ``Table``), which serializes the same plain
+values the other writers hand to ``TypeSerializer``; the request itself is rendered by
+``storage.updates``, as theirs are.
 """
 
 from __future__ import annotations
@@ -13,13 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from boto3.dynamodb.conditions import Key
 
 from cli.errors import AwsError
 from cli.stack import AWS_FAILURES, describe_aws_error
-from storage import schema
+from storage import items, schema
 from storage.items import plain
 
 if TYPE_CHECKING:
@@ -29,11 +34,6 @@ if TYPE_CHECKING:
 DEFAULT_LOOKBACK_DAYS: Final = 30
 #: Bound on items read for one bot's history, connections or turns.
 MAX_ITEMS_PER_COLLECTION: Final = 2000
-
-
-def iso_now(now: datetime) -> str:
-    """Fixed-width ISO 8601 UTC with milliseconds, so lexical order is time order."""
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,35 +76,18 @@ class BotRecords:
 
     def record_created(self, bot: CreatedBot) -> None:
         """Write what we know about a new bot without touching the status the webhooks own."""
-        created_at = iso_now(bot.created_at)
-        day = bot.created_at.astimezone(UTC).date().isoformat()
+        update = items.bot_created_update(
+            {
+                "bot_id": bot.bot_id,
+                "session_id": bot.session_id,
+                "region": bot.region,
+                "meeting_url": bot.meeting_url,
+                "bot_name": bot.bot_name,
+            },
+            bot.created_at,
+        )
         try:
-            self._table.update_item(
-                Key={
-                    schema.PARTITION_KEY: schema.bot_pk(bot.bot_id),
-                    schema.SORT_KEY: schema.STATE_SK,
-                },
-                UpdateExpression=(
-                    "SET bot_id = :bot_id, session_id = :session_id, #region = :region, "
-                    "meeting_url = :meeting_url, bot_name = :bot_name, "
-                    "created_at = if_not_exists(created_at, :created_at), "
-                    f"{schema.BY_DAY_PARTITION_KEY} = if_not_exists("
-                    f"{schema.BY_DAY_PARTITION_KEY}, :gsi1pk), "
-                    f"{schema.BY_DAY_SORT_KEY} = if_not_exists({schema.BY_DAY_SORT_KEY}, :gsi1sk)"
-                ),
-                # "region" is not reserved today; the name keeps the expression future-proof.
-                ExpressionAttributeNames={"#region": "region"},
-                ExpressionAttributeValues={
-                    ":bot_id": bot.bot_id,
-                    ":session_id": bot.session_id,
-                    ":region": bot.region,
-                    ":meeting_url": bot.meeting_url,
-                    ":bot_name": bot.bot_name,
-                    ":created_at": created_at,
-                    ":gsi1pk": schema.by_day_pk(day),
-                    ":gsi1sk": schema.by_day_sk(created_at, bot.bot_id),
-                },
-            )
+            self._table.update_item(**cast("dict[str, Any]", update.request()))
         except AWS_FAILURES as exc:
             raise AwsError(f"cannot record bot {bot.bot_id} ({describe_aws_error(exc)})") from None
 

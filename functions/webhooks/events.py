@@ -73,9 +73,7 @@ def _printable(value: str) -> str:
 
 
 #: An event name, status code or sub-code: short printable text, stored and shown as is.
-Label = Annotated[
-    str, StringConstraints(max_length=MAX_LABEL_CHARS), AfterValidator(_printable)
-]
+Label = Annotated[str, StringConstraints(max_length=MAX_LABEL_CHARS), AfterValidator(_printable)]
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -137,7 +137,9 @@ def test_tolerates_variations(event: dict[str, object]):
 def test_naive_and_offset_times_normalise_to_the_same_utc_instant():
     """'18:45:09' (taken as UTC) and '20:45:09+02:00' order as the same moment."""
     naive = parse_event(body_of(payload("bot.done", updated_at="2026-11-29T18:45:09")), RECEIVED)
-    offset = parse_event(body_of(payload("bot.done", updated_at="2026-11-29T20:45:09+02:00")), RECEIVED)
+    offset = parse_event(
+        body_of(payload("bot.done", updated_at="2026-11-29T20:45:09+02:00")), RECEIVED
+    )
     assert isinstance(naive, BotStatusEvent)
     assert isinstance(offset, BotStatusEvent)
     assert (
