@@ -114,7 +114,7 @@ def head_of(headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-# Signed bodies that once answered 500 (issue 12, item 8) and their relatives
+# Signed bodies that once answered 500, and their relatives
 
 
 def _with(name: str, change: Callable[[dict[str, Any]], None], **ids: str) -> bytes:
