@@ -8,9 +8,11 @@ have written status to the same ``BOT#<id>/STATE`` item, which must never be clo
 Reads are queries (state + ``EVT#`` history, ``SESSION#`` connections and turns, the
 ``by_day`` index for recent bots), never scans.
 
-It goes through boto3's resource layer (a ``Table``), which serializes the same plain
-values the other writers hand to ``TypeSerializer``; the request itself is rendered by
-``storage.updates``, as theirs are.
+The one difference from the other writers' style: the CLI is handed a boto3 ``Table``
+(resource layer), whose client serializes plain values itself, so the request rendered
+by ``storage.updates`` goes out as is instead of through ``TypeSerializer``; the request
+is the same. (Its ``meta.client`` cannot be used low-level: the resource layer hooks it
+to serialize again.)
 """
 
 from __future__ import annotations
@@ -133,22 +135,22 @@ class BotRecords:
     # Private
 
     def _day(self, day: str, limit: int) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+        found: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "IndexName": schema.BY_DAY_INDEX,
             "KeyConditionExpression": Key(schema.BY_DAY_PARTITION_KEY).eq(schema.by_day_pk(day)),
             "ScanIndexForward": False,
         }
         try:
-            while len(items) < limit:
-                answer = self._table.query(Limit=limit - len(items), **kwargs)
-                items.extend(plain(i) for i in answer.get("Items", []))
+            while len(found) < limit:
+                answer = self._table.query(Limit=limit - len(found), **kwargs)
+                found.extend(plain(i) for i in answer.get("Items", []))
                 if "LastEvaluatedKey" not in answer:
                     break
                 kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
         except AWS_FAILURES as exc:
             raise AwsError(f"cannot list bots ({describe_aws_error(exc)})") from None
-        return items
+        return found
 
     def _query_prefix(self, pk: str, prefix: str) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {

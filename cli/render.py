@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from storage import schema
+from storage import schema, times
 
 KEY_ATTRIBUTES: Final = frozenset(
     {schema.PARTITION_KEY, schema.SORT_KEY, schema.BY_DAY_PARTITION_KEY, schema.BY_DAY_SORT_KEY}
@@ -57,14 +57,10 @@ def one_line(value: object) -> str:
 
 
 def parse_time(value: object) -> datetime | None:
-    """An ISO 8601 string (``Z`` or offset; naive means UTC) as an aware datetime."""
+    """A stored time (any width the table ever held; naive means UTC) as an aware datetime."""
     if not isinstance(value, str) or not value:
         return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return times.parse_time(value)
 
 
 def relative(value: object, now: datetime) -> str:

@@ -25,9 +25,11 @@ item                  writer                       how
                                                    are the throughput, no condition is needed)
 ====================  ===========================  ================================================
 
-Every writer uses the low-level client, renders partial writes with
-:meth:`storage.updates.Update.request` and serializes plain Python values with boto3's
-``TypeSerializer``. The ``BotState`` item has two writers that never clobber each other:
+Every writer renders partial writes with :meth:`storage.updates.Update.request` (the
+same expression, every attribute behind a placeholder) and sends plain Python values:
+the webhook store and the relay through the low-level client and boto3's
+``TypeSerializer``; the CLI through the ``Table`` resource its command layer hands it,
+whose client serializes the same values itself. The ``BotState`` item has two writers that never clobber each other:
 each SETs only its own attributes, and the shared ones (``created_at``, the ``by_day``
 keys, ``session_id``) only where absent.
 
