@@ -253,3 +253,48 @@ def test_missing_table_is_a_server_error(dynamodb_endpoint: str):
         missing.record_delivery_once(record("bot.done", "b"))
     assert caught.value.status_code == 500
     assert "ResourceNotFound" in caught.value.message
+
+
+@pytest.mark.parametrize("encoding", [None, "zlib+base64"], ids=["text", "compressed"])
+def test_duplicates_of_deliveries_stored_before_digests_are_judged_by_their_body(
+    store: WebhookStore, table: Table, encoding: str | None
+):
+    """An item written before body_sha256 existed is compared by its body: same → duplicate."""
+    import base64
+    import zlib
+
+    bot = str(uuid.uuid4())
+    rec = record("bot.call_ended", bot, webhook_id=f"msg_{uuid.uuid4().hex}")
+    stored = (
+        rec.body.decode()
+        if encoding is None
+        else base64.b64encode(zlib.compress(rec.body)).decode()
+    )
+    old_item = {
+        "pk": {"S": schema.delivery_pk(rec.webhook_id)},
+        "sk": {"S": schema.DELIVERY_SK},
+        "webhook_id": {"S": rec.webhook_id},
+        "received_at": {"S": "2026-11-29T18:50:00.000000Z"},
+        "body": {"S": stored},
+    }
+    if encoding is not None:
+        old_item["body_encoding"] = {"S": encoding}
+    table.client.put_item(TableName=table.name, Item=old_item)
+
+    assert deliver(store, rec) is Stored.DUPLICATE
+    other = record("bot.joining_call", bot, webhook_id=rec.webhook_id)
+    assert deliver(store, other) is Stored.CONFLICT
+    state = table.state(bot)
+    assert state is not None
+    assert state["status"] == "call_ended"  # the duplicate's repair path ran, the conflict did not
+    assert table.history(bot) == []  # neither wrote history: the id was taken
+
+
+def test_conflicting_body_under_a_stored_id_writes_nothing(store: WebhookStore, table: Table):
+    """A second body under a stored id leaves the delivery, history and state as they were."""
+    bot = str(uuid.uuid4())
+    first = record("bot.in_call_recording", bot, webhook_id="msg_reused")
+    assert deliver(store, first) is Stored.NEW
+    before = (table.delivery("msg_reused"), table.history(bot), table.state(bot))
+    assert deliver(store, record("bot.done", bot, webhook_id="msg_reused")) is Stored.CONFLICT
+    assert (table.delivery("msg_reused"), table.history(bot), table.state(bot)) == before
