@@ -52,12 +52,16 @@ class CreatedBot:
 
 @dataclass(frozen=True, slots=True)
 class BotDetails:
-    """One bot as ``bot show`` presents it; items are plain dicts (numbers as int/float)."""
+    """One bot as ``bot show`` presents it, in the shapes of ``storage.items``.
 
-    state: dict[str, Any]
-    events: list[dict[str, Any]] = field(default_factory=list)
-    connections: list[dict[str, Any]] = field(default_factory=list)
-    turns: list[dict[str, Any]] = field(default_factory=list)
+    The shapes say which attributes to expect; items come from a table any version of any
+    writer may have written, so readers still ``.get()`` what is optional.
+    """
+
+    state: items.BotState
+    events: list[items.BotEvent] = field(default_factory=list)
+    connections: list[items.Connection] = field(default_factory=list)
+    turns: list[items.Turn] = field(default_factory=list)
 
 
 class BotRecords:
@@ -93,7 +97,7 @@ class BotRecords:
         except AWS_FAILURES as exc:
             raise AwsError(f"cannot record bot {bot.bot_id} ({describe_aws_error(exc)})") from None
 
-    def state(self, bot_id: str) -> dict[str, Any] | None:
+    def state(self, bot_id: str) -> items.BotState | None:
         """The bot's ``STATE`` item, or ``None`` if we never saw it."""
         try:
             answer = self._table.get_item(
@@ -102,28 +106,33 @@ class BotRecords:
         except AWS_FAILURES as exc:
             raise AwsError(f"cannot read bot {bot_id} ({describe_aws_error(exc)})") from None
         item = answer.get("Item")
-        return plain(item) if item else None
+        return cast("items.BotState", plain(item)) if item else None
 
     def details(self, bot_id: str) -> BotDetails | None:
         """State, event history, relay connections and transcript of one bot."""
         state = self.state(bot_id)
         if state is None:
             return None
-        events = list(self._query_prefix(schema.bot_pk(bot_id), schema.EVENT_PREFIX))
-        connections: list[dict[str, Any]] = []
-        turns: list[dict[str, Any]] = []
+        events = cast(
+            "list[items.BotEvent]",
+            list(self._query_prefix(schema.bot_pk(bot_id), schema.EVENT_PREFIX)),
+        )
+        connections: list[items.Connection] = []
+        turns: list[items.Turn] = []
         session_id = state.get("session_id")
         if isinstance(session_id, str) and session_id:
             pk = schema.session_pk(session_id)
-            connections = list(self._query_prefix(pk, schema.CONNECTION_PREFIX))
-            turns = list(self._query_prefix(pk, schema.TURN_PREFIX))
+            connections = cast(
+                "list[items.Connection]", list(self._query_prefix(pk, schema.CONNECTION_PREFIX))
+            )
+            turns = cast("list[items.Turn]", list(self._query_prefix(pk, schema.TURN_PREFIX)))
         return BotDetails(state=state, events=events, connections=connections, turns=turns)
 
     def recent(
         self, limit: int, now: datetime, lookback_days: int = DEFAULT_LOOKBACK_DAYS
-    ) -> list[dict[str, Any]]:
+    ) -> list[items.BotState]:
         """Up to ``limit`` bots, newest first, from the ``by_day`` index (no scan)."""
-        found: list[dict[str, Any]] = []
+        found: list[items.BotState] = []
         today = now.astimezone(UTC).date()
         for offset in range(lookback_days + 1):
             if len(found) >= limit:
@@ -134,8 +143,8 @@ class BotRecords:
 
     # Private
 
-    def _day(self, day: str, limit: int) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
+    def _day(self, day: str, limit: int) -> list[items.BotState]:
+        found: list[items.BotState] = []
         kwargs: dict[str, Any] = {
             "IndexName": schema.BY_DAY_INDEX,
             "KeyConditionExpression": Key(schema.BY_DAY_PARTITION_KEY).eq(schema.by_day_pk(day)),
@@ -144,7 +153,7 @@ class BotRecords:
         try:
             while len(found) < limit:
                 answer = self._table.query(Limit=limit - len(found), **kwargs)
-                found.extend(plain(i) for i in answer.get("Items", []))
+                found.extend(cast("items.BotState", plain(i)) for i in answer.get("Items", []))
                 if "LastEvaluatedKey" not in answer:
                     break
                 kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
