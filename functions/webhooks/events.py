@@ -76,16 +76,6 @@ def _printable(value: str) -> str:
 Label = Annotated[str, StringConstraints(max_length=MAX_LABEL_CHARS), AfterValidator(_printable)]
 
 
-def _as_utc(moment: datetime) -> datetime:
-    """A naive time is taken as UTC (Recall always sends ``Z``; this is tolerance).
-
-    Raises:
-        ValueError: outside years 1-9999 once in UTC (``0001-01-01T00:00:00+01:00``), which
-            pydantic reports as a validation error instead of crashing.
-    """
-    return as_utc(moment)
-
-
 class ObjectRef(BaseModel):
     """``data.bot`` / ``data.recording`` / ``data.transcript`` / …: an id and metadata."""
 
@@ -112,7 +102,9 @@ class StatusData(BaseModel):
     @field_validator("updated_at", mode="after")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        return _as_utc(value)
+        # Naive is taken as UTC (Recall sends Z). ValueError, not OverflowError, for a time
+        # outside years 1-9999 in UTC, so pydantic reports it instead of crashing.
+        return as_utc(value)
 
 
 class Timestamp(BaseModel):
@@ -126,7 +118,7 @@ class Timestamp(BaseModel):
     @field_validator("absolute", mode="after")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _as_utc(value)
+        return None if value is None else as_utc(value)
 
 
 class Participant(BaseModel):
