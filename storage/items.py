@@ -29,9 +29,11 @@ Every writer renders partial writes with :meth:`storage.updates.Update.request` 
 same expression, every attribute behind a placeholder) and sends plain Python values:
 the webhook store and the relay through the low-level client and boto3's
 ``TypeSerializer``; the CLI through the ``Table`` resource its command layer hands it,
-whose client serializes the same values itself. The ``BotState`` item has two writers that never clobber each other:
-each SETs only its own attributes, and the shared ones (``created_at``, the ``by_day``
-keys, ``session_id``) only where absent.
+whose client serializes the same values itself.
+
+The ``BotState`` item has two writers that never clobber each other: each SETs only its
+own attributes, and the shared ones (``created_at``, the ``by_day`` keys,
+``session_id``) only where absent.
 
 Values are plain Python (``str``, ``int``, ``bool``, ``None``, ``dict``): ``int``, not
 ``float`` (DynamoDB numbers come back as ``Decimal``, which :func:`plain` turns back into
