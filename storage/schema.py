@@ -27,7 +27,7 @@ time order. ``expires_at`` (epoch seconds) is the TTL attribute: raw deliveries,
 history, connections and turns expire; bot state does not.
 
 Ids inside keys (bot, session, webhook and connection ids) must pass :func:`is_valid_id`:
-at most :data:`MAX_ID_CHARS` printable characters without whitespace, so a key stays far
+at most :data:`MAX_ID_BYTES` bytes of printable UTF-8 without whitespace, so a key stays far
 inside DynamoDB's limits (2048 bytes for a partition key, 1024 for a sort key) and no key
 carries a control or bidi character into a terminal or a log.
 """
@@ -57,20 +57,22 @@ DELIVERY_SK: Final = "DELIVERY"
 EVENT_PREFIX: Final = "EVT#"
 CONNECTION_PREFIX: Final = "CONN#"
 TURN_PREFIX: Final = "TURN#"
-#: Longest id accepted inside a key (Recall's bot ids are 36-character UUIDs).
-MAX_ID_CHARS: Final = 256
+#: Longest id accepted inside a key, in UTF-8 bytes (Recall's bot ids are 36-byte UUIDs);
+#: in bytes because DynamoDB limits keys in bytes (1024 for a sort key such as ``gsi1sk``).
+MAX_ID_BYTES: Final = 256
 
 
 def is_valid_id(value: str) -> bool:
-    """Whether ``value`` may be part of a key: 1-256 printable characters, no whitespace.
+    """Whether ``value`` may be part of a key: 1-256 bytes of printable text, no whitespace.
 
     ``str.isprintable`` is false for control characters (C0, C1, DEL), format characters
     (bidi overrides and isolates, zero-width ones) and lone surrogates.
     """
     return (
-        0 < len(value) <= MAX_ID_CHARS
-        and value.isprintable()
+        0 < len(value) <= MAX_ID_BYTES
+        and value.isprintable()  # before encoding: a lone surrogate cannot be encoded
         and not any(c.isspace() for c in value)
+        and len(value.encode()) <= MAX_ID_BYTES
     )
 
 

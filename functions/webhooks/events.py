@@ -378,7 +378,7 @@ def _check_keys(event: RecallEvent) -> None:
     bot = event.envelope.data.bot
     if bot is not None and bot.id and not schema.is_valid_id(bot.id):
         raise PayloadError(
-            f"data.bot.id is not a valid id (1-{schema.MAX_ID_CHARS} printable characters, "
+            f"data.bot.id is not a valid id (1-{schema.MAX_ID_BYTES} bytes of printable text, "
             "no whitespace)"
         )
     session_id = event.session_id

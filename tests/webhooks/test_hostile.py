@@ -251,11 +251,11 @@ def test_lone_surrogate_in_chat_is_shown_replaced_in_the_timeline(receiver: Rece
 
 @pytest.mark.parametrize(
     "bot_id",
-    ["bot\x1b[2J", "bot\u202eevil", "bot\x00", "b" * 2100, "bot id"],
-    ids=["escape", "bidi-override", "nul", "over-2kb", "space"],
+    ["bot\x1b[2J", "bot\u202eevil", "bot\x00", "b" * 2100, "😀" * 100, "bot id"],
+    ids=["escape", "bidi-override", "nul", "over-2kb", "400-bytes-of-emoji", "space"],
 )
 def test_bot_id_that_cannot_be_a_key_is_refused_and_kept_raw(receiver: Receiver, bot_id: str):
-    """A status for a bot id with control/bidi characters or over 256 chars makes no bot."""
+    """A status for a bot id with control/bidi characters or over 256 bytes makes no bot."""
     event = payload("bot.in_call_recording", bot_id=bot_id)
     body = body_of(event)
     headers = sign_standard(receiver.secrets[0], body)
