@@ -64,7 +64,7 @@ def healthz() -> Response[str]:
 @resolver.post("/webhooks/recall")
 def receive() -> Response[str]:
     from functions.webhooks.events import BotStatusEvent, RecallEvent, parse_event
-    from functions.webhooks.store import DeliveryRecord
+    from functions.webhooks.store import DeliveryRecord, Stored
 
     runtime = _get_runtime()
     telemetry: Telemetry = runtime["telemetry"]
@@ -82,14 +82,16 @@ def receive() -> Response[str]:
         )
         parsed: RecallEvent | None = None
         parse_error: str | None = None
+        received_at = datetime.now(UTC)
         try:
-            parsed = parse_event(body)
+            parsed = parse_event(body, received_at)
         except PayloadError as exc:
             parse_error = exc.message
-        record = DeliveryRecord(verified.webhook_id, body, datetime.now(UTC), parsed, parse_error)
-        first = runtime["store"].record_delivery_once(record)
-        if isinstance(parsed, BotStatusEvent):
+        record = DeliveryRecord(verified.webhook_id, body, received_at, parsed, parse_error)
+        stored = runtime["store"].record_delivery_once(record)
+        if isinstance(parsed, BotStatusEvent) and stored is not Stored.CONFLICT:
             runtime["store"].advance_bot_state(parsed)
+        first = stored is Stored.NEW
         outcome = Outcome.STORED if first else Outcome.DUPLICATE
         status = "stored" if first else "duplicate"
         return _json(200, {"status": status, "webhook_id": verified.webhook_id})

@@ -1,11 +1,18 @@
 """The CLI's view of the table: records a bot it created, reads bots, events and sessions back.
 
 Owns every DynamoDB call the CLI makes, through ``storage.schema`` keys and
-``storage.items`` shapes. The one write (``record_created``) touches only the fields the
-CLI knows, with ``if_not_exists`` on creation time and index keys: the webhook store may
-already have written status to the same ``BOT#<id>/STATE`` item, and must never be clobbered.
+``storage.items`` shapes. The one write (``record_created``) is
+``storage.items.bot_created_update``: it touches only the fields the CLI knows, with
+``if_not_exists`` on creation time and index keys, because the webhook store may already
+have written status to the same ``BOT#<id>/STATE`` item, which must never be clobbered.
 Reads are queries (state + ``EVT#`` history, ``SESSION#`` connections and turns, the
 ``by_day`` index for recent bots), never scans.
+
+The one difference from the other writers' style: the CLI is handed a boto3 ``Table``
+(resource layer), whose client serializes plain values itself, so the request rendered
+by ``storage.updates`` goes out as is instead of through ``TypeSerializer``; the request
+is the same. (Its ``meta.client`` cannot be used low-level: the resource layer hooks it
+to serialize again.)
 """
 
 from __future__ import annotations
@@ -13,13 +20,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from boto3.dynamodb.conditions import Key
 
 from cli.errors import AwsError
 from cli.stack import AWS_FAILURES, describe_aws_error
-from storage import schema
+from storage import items, schema
 from storage.items import plain
 
 if TYPE_CHECKING:
@@ -29,11 +36,6 @@ if TYPE_CHECKING:
 DEFAULT_LOOKBACK_DAYS: Final = 30
 #: Bound on items read for one bot's history, connections or turns.
 MAX_ITEMS_PER_COLLECTION: Final = 2000
-
-
-def iso_now(now: datetime) -> str:
-    """Fixed-width ISO 8601 UTC with milliseconds, so lexical order is time order."""
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +52,16 @@ class CreatedBot:
 
 @dataclass(frozen=True, slots=True)
 class BotDetails:
-    """One bot as ``bot show`` presents it; items are plain dicts (numbers as int/float)."""
+    """One bot as ``bot show`` presents it, in the shapes of ``storage.items``.
 
-    state: dict[str, Any]
-    events: list[dict[str, Any]] = field(default_factory=list)
-    connections: list[dict[str, Any]] = field(default_factory=list)
-    turns: list[dict[str, Any]] = field(default_factory=list)
+    The shapes say which attributes to expect; items come from a table any version of any
+    writer may have written, so readers still ``.get()`` what is optional.
+    """
+
+    state: items.BotState
+    events: list[items.BotEvent] = field(default_factory=list)
+    connections: list[items.Connection] = field(default_factory=list)
+    turns: list[items.Turn] = field(default_factory=list)
 
 
 class BotRecords:
@@ -76,39 +82,22 @@ class BotRecords:
 
     def record_created(self, bot: CreatedBot) -> None:
         """Write what we know about a new bot without touching the status the webhooks own."""
-        created_at = iso_now(bot.created_at)
-        day = bot.created_at.astimezone(UTC).date().isoformat()
+        update = items.bot_created_update(
+            {
+                "bot_id": bot.bot_id,
+                "session_id": bot.session_id,
+                "region": bot.region,
+                "meeting_url": bot.meeting_url,
+                "bot_name": bot.bot_name,
+            },
+            bot.created_at,
+        )
         try:
-            self._table.update_item(
-                Key={
-                    schema.PARTITION_KEY: schema.bot_pk(bot.bot_id),
-                    schema.SORT_KEY: schema.STATE_SK,
-                },
-                UpdateExpression=(
-                    "SET bot_id = :bot_id, session_id = :session_id, #region = :region, "
-                    "meeting_url = :meeting_url, bot_name = :bot_name, "
-                    "created_at = if_not_exists(created_at, :created_at), "
-                    f"{schema.BY_DAY_PARTITION_KEY} = if_not_exists("
-                    f"{schema.BY_DAY_PARTITION_KEY}, :gsi1pk), "
-                    f"{schema.BY_DAY_SORT_KEY} = if_not_exists({schema.BY_DAY_SORT_KEY}, :gsi1sk)"
-                ),
-                # "region" is not reserved today; the name keeps the expression future-proof.
-                ExpressionAttributeNames={"#region": "region"},
-                ExpressionAttributeValues={
-                    ":bot_id": bot.bot_id,
-                    ":session_id": bot.session_id,
-                    ":region": bot.region,
-                    ":meeting_url": bot.meeting_url,
-                    ":bot_name": bot.bot_name,
-                    ":created_at": created_at,
-                    ":gsi1pk": schema.by_day_pk(day),
-                    ":gsi1sk": schema.by_day_sk(created_at, bot.bot_id),
-                },
-            )
+            self._table.update_item(**cast("dict[str, Any]", update.request()))
         except AWS_FAILURES as exc:
             raise AwsError(f"cannot record bot {bot.bot_id} ({describe_aws_error(exc)})") from None
 
-    def state(self, bot_id: str) -> dict[str, Any] | None:
+    def state(self, bot_id: str) -> items.BotState | None:
         """The bot's ``STATE`` item, or ``None`` if we never saw it."""
         try:
             answer = self._table.get_item(
@@ -117,28 +106,33 @@ class BotRecords:
         except AWS_FAILURES as exc:
             raise AwsError(f"cannot read bot {bot_id} ({describe_aws_error(exc)})") from None
         item = answer.get("Item")
-        return plain(item) if item else None
+        return cast("items.BotState", plain(item)) if item else None
 
     def details(self, bot_id: str) -> BotDetails | None:
         """State, event history, relay connections and transcript of one bot."""
         state = self.state(bot_id)
         if state is None:
             return None
-        events = list(self._query_prefix(schema.bot_pk(bot_id), schema.EVENT_PREFIX))
-        connections: list[dict[str, Any]] = []
-        turns: list[dict[str, Any]] = []
+        events = cast(
+            "list[items.BotEvent]",
+            list(self._query_prefix(schema.bot_pk(bot_id), schema.EVENT_PREFIX)),
+        )
+        connections: list[items.Connection] = []
+        turns: list[items.Turn] = []
         session_id = state.get("session_id")
         if isinstance(session_id, str) and session_id:
             pk = schema.session_pk(session_id)
-            connections = list(self._query_prefix(pk, schema.CONNECTION_PREFIX))
-            turns = list(self._query_prefix(pk, schema.TURN_PREFIX))
+            connections = cast(
+                "list[items.Connection]", list(self._query_prefix(pk, schema.CONNECTION_PREFIX))
+            )
+            turns = cast("list[items.Turn]", list(self._query_prefix(pk, schema.TURN_PREFIX)))
         return BotDetails(state=state, events=events, connections=connections, turns=turns)
 
     def recent(
         self, limit: int, now: datetime, lookback_days: int = DEFAULT_LOOKBACK_DAYS
-    ) -> list[dict[str, Any]]:
+    ) -> list[items.BotState]:
         """Up to ``limit`` bots, newest first, from the ``by_day`` index (no scan)."""
-        found: list[dict[str, Any]] = []
+        found: list[items.BotState] = []
         today = now.astimezone(UTC).date()
         for offset in range(lookback_days + 1):
             if len(found) >= limit:
@@ -149,23 +143,23 @@ class BotRecords:
 
     # Private
 
-    def _day(self, day: str, limit: int) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def _day(self, day: str, limit: int) -> list[items.BotState]:
+        found: list[items.BotState] = []
         kwargs: dict[str, Any] = {
             "IndexName": schema.BY_DAY_INDEX,
             "KeyConditionExpression": Key(schema.BY_DAY_PARTITION_KEY).eq(schema.by_day_pk(day)),
             "ScanIndexForward": False,
         }
         try:
-            while len(items) < limit:
-                answer = self._table.query(Limit=limit - len(items), **kwargs)
-                items.extend(plain(i) for i in answer.get("Items", []))
+            while len(found) < limit:
+                answer = self._table.query(Limit=limit - len(found), **kwargs)
+                found.extend(cast("items.BotState", plain(i)) for i in answer.get("Items", []))
                 if "LastEvaluatedKey" not in answer:
                     break
                 kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
         except AWS_FAILURES as exc:
             raise AwsError(f"cannot list bots ({describe_aws_error(exc)})") from None
-        return items
+        return found
 
     def _query_prefix(self, pk: str, prefix: str) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {

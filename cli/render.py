@@ -3,32 +3,64 @@
 Pure functions from plain values to text; no I/O, no clock (``now`` is an argument).
 The JSON forms drop the table's key attributes (``pk``, ``sk``, index keys) so scripts
 see the same fields whatever the key design; keys are sorted, so output is stable.
+
+Everything shown comes from the table, and most of it from outside (chat messages,
+participant names, transcripts, Recall's codes): a terminal must never interpret it.
+Every value a human form prints passes through :func:`safe`, which shows control,
+format (bidi overrides and isolates, zero-width characters), surrogate and line-separator
+characters as visible escapes (``\x1b``, ``\u202e``), so no escape sequence can retitle
+the terminal, clear the screen, move the cursor or reorder what is read. The JSON forms
+are safe as they are: ``json.dumps`` escapes every non-ASCII and control character.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from storage import schema
+from storage import schema, times
 
 KEY_ATTRIBUTES: Final = frozenset(
     {schema.PARTITION_KEY, schema.SORT_KEY, schema.BY_DAY_PARTITION_KEY, schema.BY_DAY_SORT_KEY}
 )
 MAX_CELL_CHARS: Final = 60
+#: Unicode categories shown escaped: controls, format characters (bidi, zero-width),
+#: surrogates, private use, and the line and paragraph separators.
+ESCAPED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+#: Format characters kept as they are: the zero-width (non-)joiners build emoji and
+#: scripts, and move neither the cursor nor the reading order.
+KEPT_FORMAT_CHARACTERS: Final = frozenset({"\u200c", "\u200d"})
+
+
+def safe(text: str) -> str:
+    """``text`` with every character a terminal could act on shown as its escape.
+
+    ``"hi\x1b]0;pwned\x07"`` becomes ``"hi\\x1b]0;pwned\\x07"``; printable text,
+    including non-Latin scripts and emoji, is unchanged.
+    """
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(
+        ascii(c)[1:-1]
+        if unicodedata.category(c) in ESCAPED_CATEGORIES and c not in KEPT_FORMAT_CHARACTERS
+        else c
+        for c in text
+    )
+
+
+def one_line(value: object) -> str:
+    """``value`` as text on one line: whitespace runs become one space, then :func:`safe`."""
+    return safe(" ".join(str(value).split()))
 
 
 def parse_time(value: object) -> datetime | None:
-    """An ISO 8601 string (``Z`` or offset; naive means UTC) as an aware datetime."""
+    """A stored time (any width the table ever held; naive means UTC) as an aware datetime."""
     if not isinstance(value, str) or not value:
         return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return times.parse_time(value)
 
 
 def relative(value: object, now: datetime) -> str:
@@ -65,8 +97,7 @@ def duration(start: object, end: object) -> str:
 
 def cell(value: object) -> str:
     """One table cell on one line, bounded in width."""
-    text = "-" if value is None or value == "" else str(value)
-    text = " ".join(text.split())
+    text = "-" if value is None or value == "" else one_line(value)
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
 
 
@@ -179,7 +210,7 @@ def bot_report(
 
     parts.append(f"\nTranscript ({len(turns)})")
     for turn in turns:
-        text = " ".join(str(turn.get("text", "")).split())
+        text = one_line(turn.get("text", ""))
         parts.append(f"{relative(turn.get('at'), now):>10}  {cell(turn.get('role')):<9}  {text}")
     return "\n".join(parts)
 

@@ -21,9 +21,15 @@ The ``by_day`` index (``gsi1pk = BOTS#<yyyy-mm-dd>``, ``gsi1sk = <created_at>#<b
 lists recent bots without a scan; day buckets keep any one partition small. Only the
 ``STATE`` item carries these attributes, so the index is sparse.
 
-Timestamps in sort keys are ISO 8601 UTC strings with a fixed width (or zero-padded
-milliseconds), so lexical order is time order. ``expires_at`` (epoch seconds) is the TTL
-attribute: raw deliveries, event history and turns expire; bot state does not by default.
+Times in sort keys and in the index are written by :func:`storage.times.key_time` (one
+fixed-width UTC format), or are zero-padded integers (``turn_sk``), so lexical order is
+time order. ``expires_at`` (epoch seconds) is the TTL attribute: raw deliveries, event
+history, connections and turns expire; bot state does not.
+
+Ids inside keys (bot, session, webhook and connection ids) must pass :func:`is_valid_id`:
+at most :data:`MAX_ID_BYTES` bytes of printable UTF-8 without whitespace, so a key stays far
+inside DynamoDB's limits (2048 bytes for a partition key, 1024 for a sort key) and no key
+carries a control or bidi character into a terminal or a log.
 """
 
 from __future__ import annotations
@@ -51,6 +57,23 @@ DELIVERY_SK: Final = "DELIVERY"
 EVENT_PREFIX: Final = "EVT#"
 CONNECTION_PREFIX: Final = "CONN#"
 TURN_PREFIX: Final = "TURN#"
+#: Longest id accepted inside a key, in UTF-8 bytes (Recall's bot ids are 36-byte UUIDs);
+#: in bytes because DynamoDB limits keys in bytes (1024 for a sort key such as ``gsi1sk``).
+MAX_ID_BYTES: Final = 256
+
+
+def is_valid_id(value: str) -> bool:
+    """Whether ``value`` may be part of a key: 1-256 bytes of printable text, no whitespace.
+
+    ``str.isprintable`` is false for control characters (C0, C1, DEL), format characters
+    (bidi overrides and isolates, zero-width ones) and lone surrogates.
+    """
+    return (
+        0 < len(value) <= MAX_ID_BYTES
+        and value.isprintable()  # before encoding: a lone surrogate cannot be encoded
+        and not any(c.isspace() for c in value)
+        and len(value.encode()) <= MAX_ID_BYTES
+    )
 
 
 def bot_pk(bot_id: str) -> str:

@@ -10,6 +10,8 @@ missing/malformed/stale/future/non-matching signature       401, nothing stored
 signed, understood                                          200 ``stored`` / ``duplicate``
 signed, not understood                                      200 ``stored_unparsed`` (kept raw
                                                             with ``parse_error``)
+signed, webhook id stored before with another body          200 ``conflict``, nothing stored
+                                                            or applied
 DynamoDB unreachable, throttling or refusing                503 / 500 (Recall retries)
 ==========================================================  =================================
 
@@ -170,7 +172,9 @@ async def _receive(request: Request, resolver: RuntimeResolver) -> JSONResponse:
         )
     finally:
         telemetry.count(outcome)
-    logger.info(
+    # A reused id with another body is Recall's bug or a replay: worth a look, not a retry.
+    accepted = logger.warning if outcome is Outcome.CONFLICT else logger.info
+    accepted(
         "delivery accepted",
         extra={
             "outcome": outcome.value,
@@ -187,7 +191,7 @@ async def _handle(
     request: Request, resolver: RuntimeResolver
 ) -> tuple[JSONResponse, Outcome, str | None, str | None, str | None]:
     from functions.webhooks.events import BotStatusEvent, RecallEvent, parse_event
-    from functions.webhooks.store import DeliveryRecord
+    from functions.webhooks.store import DeliveryRecord, Stored
 
     runtime = resolver.get()
     limit = runtime.settings.max_body_bytes
@@ -205,18 +209,21 @@ async def _handle(
     event: RecallEvent | None = None
     parse_error: str | None = None
     try:
-        event = parse_event(body)
+        event = parse_event(body, received_at)
     except PayloadError as exc:
         parse_error = exc.message
     record = DeliveryRecord(verified.webhook_id, body, received_at, event, parse_error)
-    first = await run_in_threadpool(runtime.store.record_delivery_once, record)
-    if isinstance(event, BotStatusEvent):
-        # Also on a duplicate: the first attempt may have stored the delivery but failed here.
+    stored = await run_in_threadpool(runtime.store.record_delivery_once, record)
+    if isinstance(event, BotStatusEvent) and stored is not Stored.CONFLICT:
+        # Also on an identical duplicate: the first attempt may have stored it but failed here.
         await run_in_threadpool(runtime.store.advance_bot_state, event)
 
-    if parse_error is not None:
+    if stored is Stored.CONFLICT:
+        # Signed by Recall, so answered 2xx (a retry would not change it); applied nowhere.
+        status, outcome = "conflict", Outcome.CONFLICT
+    elif parse_error is not None:
         status, outcome = "stored_unparsed", Outcome.UNPARSEABLE
-    elif first:
+    elif stored is Stored.NEW:
         status, outcome = "stored", Outcome.STORED
     else:
         status, outcome = "duplicate", Outcome.DUPLICATE
@@ -262,8 +269,9 @@ def prime() -> None:
     from functions.webhooks.events import parse_event
 
     del boto3, botocore, mangum, Logger, Metrics, store
+    primed_at = datetime(2026, 1, 1, tzinfo=UTC)
     for sample in _PRIMING_BODIES:
-        parse_event(sample)
+        parse_event(sample, primed_at)
 
 
 #: One body per event model, so priming builds every validator.

@@ -3,10 +3,22 @@
 Owns understanding a verified body; it refuses to judge it: every field we do not use is
 kept (``extra="allow"``), codes and sub-codes are open strings (Recall: "do not treat
 ``data.code``/``data.sub_code`` as an enum"), and an event type we do not know is still
-an event (:class:`OtherEvent`). Only a body that is not a JSON object with an ``event``
-string, or a status event whose ``updated_at`` is not a time, is a :class:`PayloadError`.
+an event (:class:`OtherEvent`). A :class:`PayloadError` (the body is then stored raw and
+acknowledged) is raised only for what we could not store or order safely:
 
-Shapes (reference/recall.md §4, API v1.11):
+* not JSON (including JSON nested too deep to parse), not an object, no ``event`` string;
+* a status event whose ``updated_at`` is not a time;
+* an event whose own time is implausible: before :data:`EARLIEST_EVENT_TIME` or more than
+  :data:`MAX_CLOCK_AHEAD` after we received it (a time from year 9999 would freeze the
+  bot's state forever; one from year 999 would file the bot under a day nobody lists);
+* a bot id (or our session id in its metadata) that cannot be part of a key
+  (:func:`storage.schema.is_valid_id`: too long, control or bidi characters);
+* an event name, code or sub-code that is not a short printable label.
+
+Free text (transcript words, participant names, chat) is never refused: the store keeps
+it (lone surrogates replaced, see :func:`storage.items.storable_text`).
+
+Shapes (docs/recall-webhooks.md, API v1.11):
 
 * status changes (Svix): ``{"event": "bot.in_call_recording" | "recording.done" | …,
   "data": {"data": {"code", "sub_code", "updated_at"}, "bot": {"id", "metadata"}, …}}``;
@@ -24,31 +36,44 @@ schema only when the first delivery arrives.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from typing import Any, Final
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from functions.webhooks.errors import PayloadError
+from storage import schema
+from storage.items import MAX_SUMMARY_CHARS, storable_text
+from storage.times import as_utc
 
-#: Longest summary kept in a history item (transcript text, participant name).
-MAX_SUMMARY_CHARS: Final = 500
 TRANSCRIPT_EVENTS: Final = frozenset({"transcript.data", "transcript.partial_data"})
 PARTICIPANT_EVENT_PREFIX: Final = "participant_events."
+#: Recall (founded 2020) sends no earlier event time; anything before is a broken clock.
+EARLIEST_EVENT_TIME: Final = datetime(2020, 1, 1, tzinfo=UTC)
+#: How far an event's time may be ahead of our receive time (clock skew, generously).
+MAX_CLOCK_AHEAD: Final = timedelta(days=1)
+#: Longest event name, code or sub-code (Recall's are short snake_case words).
+MAX_LABEL_CHARS: Final = 256
 
 _OPEN = ConfigDict(extra="allow", defer_build=True, frozen=True)
 
 
-def iso_utc(moment: datetime) -> str:
-    """Fixed-width ISO 8601 UTC with microseconds, so lexical order is time order."""
-    return _as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _printable(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("must be printable text (no control, format or surrogate characters)")
+    return value
 
 
-def _as_utc(moment: datetime) -> datetime:
-    """A naive time is taken as UTC (Recall always sends ``Z``; this is tolerance)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+#: An event name, status code or sub-code: short printable text, stored and shown as is.
+Label = Annotated[str, StringConstraints(max_length=MAX_LABEL_CHARS), AfterValidator(_printable)]
 
 
 class ObjectRef(BaseModel):
@@ -70,14 +95,16 @@ class StatusData(BaseModel):
 
     model_config = _OPEN
 
-    code: str
-    sub_code: str | None = None
+    code: Label
+    sub_code: Label | None = None
     updated_at: datetime
 
     @field_validator("updated_at", mode="after")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        return _as_utc(value)
+        # Naive is taken as UTC (Recall sends Z). ValueError, not OverflowError, for a time
+        # outside years 1-9999 in UTC, so pydantic reports it instead of crashing.
+        return as_utc(value)
 
 
 class Timestamp(BaseModel):
@@ -91,7 +118,7 @@ class Timestamp(BaseModel):
     @field_validator("absolute", mode="after")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _as_utc(value)
+        return None if value is None else as_utc(value)
 
 
 class Participant(BaseModel):
@@ -152,7 +179,7 @@ class Envelope(BaseModel):
 
     model_config = _OPEN
 
-    event: str
+    event: Label
     data: EventBody = Field(default_factory=EventBody)
 
     @field_validator("data", mode="before")
@@ -271,7 +298,7 @@ class TranscriptEvent(RecallEvent):
         text = " ".join(w.text for w in self.transcript.words if w.text)
         speaker = self.transcript.participant.name if self.transcript.participant else None
         line = f"{speaker}: {text}" if speaker else text
-        return line[:MAX_SUMMARY_CHARS]
+        return storable_text(line, MAX_SUMMARY_CHARS)
 
 
 class ParticipantEvent(RecallEvent):
@@ -295,7 +322,7 @@ class ParticipantEvent(RecallEvent):
         name = self.detail.participant.name if self.detail.participant else None
         text = self.detail.data.get("text") if self.detail.data else None
         parts = [p for p in (name, text if isinstance(text, str) else None) if p]
-        return ": ".join(parts)[:MAX_SUMMARY_CHARS] if parts else None
+        return storable_text(": ".join(parts), MAX_SUMMARY_CHARS) if parts else None
 
 
 class OtherEvent(RecallEvent):
@@ -304,16 +331,16 @@ class OtherEvent(RecallEvent):
     __slots__ = ()
 
 
-def parse_event(body: bytes) -> RecallEvent:
-    """Understand a verified delivery body.
+def parse_event(body: bytes, received_at: datetime) -> RecallEvent:
+    """Understand a verified delivery body received at ``received_at``.
 
     Raises:
-        PayloadError: not a JSON object with an ``event`` string, or a status event whose
-            ``data.data`` is malformed. The message says what was wrong, not the content.
+        PayloadError: the body is not something we can store and order safely (see the
+            module docstring). The message says where it went wrong, never the content.
     """
     try:
         raw = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise PayloadError(f"body is not JSON ({type(exc).__name__})") from None
     if not isinstance(raw, dict):
         raise PayloadError("body is not a JSON object")
@@ -321,7 +348,14 @@ def parse_event(body: bytes) -> RecallEvent:
         envelope = Envelope.model_validate(raw)
     except ValidationError as exc:
         raise PayloadError(f"not a Recall event: {_describe(exc)}") from None
+    event = _specific(envelope)
+    _check_keys(event)
+    _check_time(event, received_at)
+    return event
 
+
+def _specific(envelope: Envelope) -> RecallEvent:
+    """The event class the envelope's name and inner data call for."""
     name = envelope.event
     inner = envelope.data.data
     try:
@@ -339,10 +373,35 @@ def parse_event(body: bytes) -> RecallEvent:
     return OtherEvent(envelope)
 
 
+def _check_keys(event: RecallEvent) -> None:
+    """Refuse ids that would become part of a key but cannot be one."""
+    bot = event.envelope.data.bot
+    if bot is not None and bot.id and not schema.is_valid_id(bot.id):
+        raise PayloadError(
+            f"data.bot.id is not a valid id (1-{schema.MAX_ID_BYTES} bytes of printable text, "
+            "no whitespace)"
+        )
+    session_id = event.session_id
+    if session_id is not None and not schema.is_valid_id(session_id):
+        raise PayloadError("data.bot.metadata.session_id is not a valid id")
+
+
+def _check_time(event: RecallEvent, received_at: datetime) -> None:
+    """Refuse an event time that would misorder the bot's state or history."""
+    occurred_at = event.occurred_at
+    if occurred_at is None:
+        return
+    if occurred_at < EARLIEST_EVENT_TIME:
+        raise PayloadError(f"the event's time is before {EARLIEST_EVENT_TIME.date()}")
+    if occurred_at > as_utc(received_at) + MAX_CLOCK_AHEAD:
+        raise PayloadError("the event's time is more than a day ahead of its delivery")
+
+
 def _describe(exc: ValidationError) -> str:
     """Where validation failed and why, without the offending values."""
     problems = [
         f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
         for error in exc.errors(include_url=False, include_input=False)[:3]
     ]
-    return "; ".join(problems)
+    # Locations can hold keys of the body: keep them encodable and short.
+    return storable_text("; ".join(problems), MAX_SUMMARY_CHARS)

@@ -3,7 +3,7 @@
 Owns the one question "did Recall send exactly these bytes, recently?". It reads no
 clock, no environment and no socket, so it is tested exhaustively with hostile inputs.
 
-The scheme (https://www.standardwebhooks.com/, Svix-compatible; reference/recall.md §3):
+The scheme (https://www.standardwebhooks.com/, Svix-compatible; docs/recall-webhooks.md):
 
 * headers ``webhook-id``, ``webhook-timestamp`` (Unix seconds), ``webhook-signature``; legacy
   workspaces send the same three as ``svix-id``/``svix-timestamp``/``svix-signature``;

@@ -14,19 +14,25 @@ pk                         sk                                    written by
 * **Idempotency.** Svix delivers at least once and keeps ``webhook-id`` across retries.
   :meth:`record_delivery_once` is one ``TransactWriteItems``: the raw ``DELIVERY`` item under
   ``attribute_not_exists(pk)`` plus the bot's ``EVT#`` history item. A redelivery fails the
-  condition, the whole transaction is cancelled, and nothing is written twice.
+  condition, the whole transaction is cancelled, and nothing is written twice. The store
+  then reads the stored item's ``body_sha256`` (or, on items written before it, the body):
+  the same bytes are a :attr:`Stored.DUPLICATE` (the receiver may re-run the state update,
+  which repairs a first attempt that failed after storing); different bytes under a used id
+  are a :attr:`Stored.CONFLICT`, and nothing about them is applied.
 * **History in order.** ``EVT#`` sort keys start with the event's own time
-  (``data.data.updated_at``, a real-time event's timestamp, else the receive time) as
-  fixed-width ISO 8601 UTC, so a ``Query`` on ``BOT#<id>`` / ``begins_with(EVT#)`` returns
-  the bot's timeline in event order whatever order the deliveries arrived in.
+  (``data.data.updated_at``, a real-time event's timestamp, else the receive time) in
+  the table's one fixed-width format (``storage.times.key_time``), so a ``Query`` on
+  ``BOT#<id>`` / ``begins_with(EVT#)`` returns the bot's timeline in event order whatever
+  order the deliveries arrived in.
 * **State never moves backwards.** :meth:`advance_bot_state` is a conditional ``UpdateItem``
-  on ``BOT#<id>`` / ``STATE``: ``attribute_not_exists(updated_at) OR updated_at < :new``.
-  A late, older event fails the condition and changes nothing. It SETs only the status
-  fields (``status``, ``sub_code``, ``event``, ``updated_at``, ``bot_id``) and, with
-  ``if_not_exists``, ``created_at``, the ``by_day`` index keys and ``session_id``: the CLI
-  writes ``region``, ``meeting_url``, ``bot_name`` and ``session_id`` on the same item
-  when it creates the bot, and they are never clobbered. The update is idempotent, so
-  the receiver runs it on duplicates too: a retry after a failed state write still lands.
+  on ``BOT#<id>`` / ``STATE`` (``storage.items.bot_status_update``):
+  ``attribute_not_exists(updated_at) OR updated_at < :new``. A late, older event fails the
+  condition and changes nothing. It SETs only the status fields (``status``,
+  ``sub_code``, ``event``, ``updated_at``, ``bot_id``) and, with ``if_not_exists``,
+  ``created_at``, the ``by_day`` index keys and ``session_id``: the CLI writes ``region``,
+  ``meeting_url``, ``bot_name`` and ``session_id`` on the same item when it creates the
+  bot, and they are never clobbered. The update is idempotent, so the receiver runs it on
+  identical duplicates too: a retry after a failed state write still lands.
 * **Expiry.** ``DELIVERY`` and ``EVT#`` items carry ``expires_at`` (receive time +
   ``EVENT_RETENTION_DAYS``); ``STATE`` does not expire.
 * **Item size.** DynamoDB items stop at 400 KB and bodies may be up to 1 MiB: a body that
@@ -43,17 +49,20 @@ leaves well inside Recall's 15 s.
 from __future__ import annotations
 
 import base64
+import hashlib
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, NotRequired, TypedDict
 
 from functions.webhooks.errors import StoreError, StoreUnavailableError
-from functions.webhooks.events import BotStatusEvent, RecallEvent, iso_utc
-from storage import schema
-from storage.items import BotEvent, Delivery
+from functions.webhooks.events import BotStatusEvent, RecallEvent
+from storage import items, schema
+from storage.times import key_time
+from storage.updates import Update
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -74,6 +83,17 @@ TRANSIENT_CODES: Final = frozenset(
         "LimitExceededException",
     }
 )
+
+
+class Stored(StrEnum):
+    """What :meth:`WebhookStore.record_delivery_once` did with a delivery."""
+
+    #: First time this webhook id was seen: the delivery and its history item were written.
+    NEW = "new"
+    #: The id was stored before with the same body bytes: nothing written.
+    DUPLICATE = "duplicate"
+    #: The id was stored before with a different body: nothing written, nothing to apply.
+    CONFLICT = "conflict"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,26 +140,24 @@ class WebhookStore:
 
     # Writes
 
-    def record_delivery_once(self, record: DeliveryRecord) -> bool:
+    def record_delivery_once(self, record: DeliveryRecord) -> Stored:
         """Store the raw delivery and its history item, unless this webhook id was stored.
 
         Returns:
-            ``True`` if this call stored it, ``False`` for a duplicate (nothing written).
+            :attr:`Stored.NEW` if this call stored it; for an id stored before,
+            :attr:`Stored.DUPLICATE` (same body) or :attr:`Stored.CONFLICT` (another body).
 
         Raises:
             StoreUnavailableError: DynamoDB is unreachable or throttling (retry later).
             StoreError: DynamoDB refused the write for another reason.
         """
-        from boto3.dynamodb.types import TypeSerializer
-
-        serializer = TypeSerializer()
         expires_at = int(record.received_at.timestamp()) + self.retention_seconds
-        delivery = self._delivery_item(record, expires_at)
+        digest = hashlib.sha256(record.body).hexdigest()
         writes: list[dict[str, Any]] = [
             {
                 "Put": {
                     "TableName": self.table_name,
-                    "Item": {k: serializer.serialize(v) for k, v in delivery.items()},
+                    "Item": _serialize(self._delivery_item(record, digest, expires_at)),
                     "ConditionExpression": "attribute_not_exists(#pk)",
                     "ExpressionAttributeNames": {"#pk": schema.PARTITION_KEY},
                 }
@@ -148,21 +166,15 @@ class WebhookStore:
         event = record.event
         if event is not None and event.bot_id is not None:
             history = self._event_item(record, event, event.bot_id, expires_at)
-            writes.append(
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": {k: serializer.serialize(v) for k, v in history.items()},
-                    }
-                }
-            )
+            writes.append({"Put": {"TableName": self.table_name, "Item": _serialize(history)}})
         try:
             self.client.transact_write_items(TransactItems=writes)  # type: ignore[arg-type]
         except _aws_errors() as exc:
-            if _is_duplicate(exc):
-                return False
-            raise _store_failure(exc, "store the delivery") from exc
-        return True
+            if not _is_duplicate(exc):
+                raise _store_failure(exc, "store the delivery") from exc
+        else:
+            return Stored.NEW
+        return Stored.DUPLICATE if self._stored_body_is(record, digest) else Stored.CONFLICT
 
     def advance_bot_state(self, event: BotStatusEvent) -> bool:
         """Move the bot's ``STATE`` to this event's status if it is newer than the stored one.
@@ -174,62 +186,21 @@ class WebhookStore:
             StoreUnavailableError: DynamoDB is unreachable or throttling (retry later).
             StoreError: DynamoDB refused the write for another reason.
         """
-        from boto3.dynamodb.types import TypeSerializer
-
         bot_id = event.bot_id
         if bot_id is None:
             return False
-        serializer = TypeSerializer()
-        updated_at = iso_utc(event.occurred_at)
-        day = updated_at[:10]
-        names = {
-            "#bot_id": "bot_id",
-            "#status": "status",
-            "#sub_code": "sub_code",
-            "#event": "event",
-            "#updated_at": "updated_at",
-            "#created_at": "created_at",
-            "#gsi1pk": schema.BY_DAY_PARTITION_KEY,
-            "#gsi1sk": schema.BY_DAY_SORT_KEY,
-        }
-        values: dict[str, Any] = {
-            ":bot_id": bot_id,
-            ":status": event.status.code,
-            ":sub_code": event.status.sub_code,
-            ":event": event.name,
-            ":updated_at": updated_at,
-            ":created_at": updated_at,
-            ":gsi1pk": schema.by_day_pk(day),
-            ":gsi1sk": schema.by_day_sk(updated_at, bot_id),
-        }
-        assignments = [
-            "#bot_id = :bot_id",
-            "#status = :status",
-            "#sub_code = :sub_code",
-            "#event = :event",
-            "#updated_at = :updated_at",
-            "#created_at = if_not_exists(#created_at, :created_at)",
-            "#gsi1pk = if_not_exists(#gsi1pk, :gsi1pk)",
-            "#gsi1sk = if_not_exists(#gsi1sk, :gsi1sk)",
-        ]
-        if event.session_id is not None:
-            names["#session_id"] = "session_id"
-            values[":session_id"] = event.session_id
-            assignments.append("#session_id = if_not_exists(#session_id, :session_id)")
+        update = items.bot_status_update(
+            {
+                "bot_id": bot_id,
+                "status": event.status.code,
+                "sub_code": event.status.sub_code,
+                "event": event.name,
+                "updated_at": key_time(event.occurred_at),
+            },
+            session_id=event.session_id,
+        )
         try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key={
-                    schema.PARTITION_KEY: {"S": schema.bot_pk(bot_id)},
-                    schema.SORT_KEY: {"S": schema.STATE_SK},
-                },
-                UpdateExpression="SET " + ", ".join(assignments),
-                ConditionExpression=(
-                    "attribute_not_exists(#updated_at) OR #updated_at < :updated_at"
-                ),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={k: serializer.serialize(v) for k, v in values.items()},
-            )
+            self._update(update)
         except _aws_errors() as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
                 return False
@@ -250,51 +221,74 @@ class WebhookStore:
                         raise _store_failure(exc, "create the DynamoDB client") from exc
         return self._client
 
-    def _delivery_item(self, record: DeliveryRecord, expires_at: int) -> Delivery:
-        item: Delivery = {
-            "pk": schema.delivery_pk(record.webhook_id),
-            "sk": schema.DELIVERY_SK,
-            "webhook_id": record.webhook_id,
-            "received_at": iso_utc(record.received_at),
-            "body": "",
-            "expires_at": expires_at,  # schema.TTL_ATTRIBUTE
+    def _update(self, update: Update) -> None:
+        request = update.request()
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": _serialize(request["Key"]),
+            "UpdateExpression": request["UpdateExpression"],
+            "ExpressionAttributeNames": request["ExpressionAttributeNames"],
+            "ExpressionAttributeValues": _serialize(request["ExpressionAttributeValues"]),
         }
+        if "ConditionExpression" in request:
+            params["ConditionExpression"] = request["ConditionExpression"]
+        self.client.update_item(**params)
+
+    def _stored_body_is(self, record: DeliveryRecord, digest: str) -> bool:
+        """Whether the delivery stored under this id has exactly these body bytes."""
+        try:
+            answer = self.client.get_item(
+                TableName=self.table_name,
+                Key=_serialize(
+                    {
+                        schema.PARTITION_KEY: schema.delivery_pk(record.webhook_id),
+                        schema.SORT_KEY: schema.DELIVERY_SK,
+                    }
+                ),
+                ConsistentRead=True,
+            )
+        except _aws_errors() as exc:
+            raise _store_failure(exc, "read the stored delivery") from exc
+        stored = answer.get("Item", {})
+        stored_digest = stored.get("body_sha256", {}).get("S")
+        if stored_digest is not None:
+            return stored_digest == digest
+        # Written before digests were kept: compare the stored body itself.
+        return _decoded_body(stored) == record.body
+
+    def _delivery_item(
+        self, record: DeliveryRecord, digest: str, expires_at: int
+    ) -> items.Delivery:
         stored = _stored_body(record.body)
-        item["body"] = stored["body"]
-        if "body_encoding" in stored:
-            item["body_encoding"] = stored["body_encoding"]
-        if "body_truncated" in stored:
-            item["body_truncated"] = stored["body_truncated"]
-        if record.event is not None:
-            item["event"] = record.event.name
-            if record.event.bot_id is not None:
-                item["bot_id"] = record.event.bot_id
-        if record.parse_error is not None:
-            item["parse_error"] = record.parse_error
-        return item
+        event = record.event
+        return items.delivery_item(
+            webhook_id=record.webhook_id,
+            received_at=record.received_at,
+            body=stored["body"],
+            body_sha256=digest,
+            expires_at=expires_at,
+            body_encoding=stored.get("body_encoding"),
+            body_truncated=stored.get("body_truncated", False),
+            event=event.name if event is not None else None,
+            bot_id=event.bot_id if event is not None else None,
+            parse_error=record.parse_error,
+        )
 
     def _event_item(
         self, record: DeliveryRecord, event: RecallEvent, bot_id: str, expires_at: int
-    ) -> BotEvent:
-        event_time = iso_utc(event.occurred_at or record.received_at)
-        item: BotEvent = {
-            "pk": schema.bot_pk(bot_id),
-            "sk": schema.event_sk(event_time, record.webhook_id),
-            "bot_id": bot_id,
-            "webhook_id": record.webhook_id,
-            "event": event.name,
-            "updated_at": event_time,
-            "received_at": iso_utc(record.received_at),
-            "expires_at": expires_at,  # schema.TTL_ATTRIBUTE
-        }
+    ) -> items.BotEvent:
         status = event.status
-        if status is not None:
-            item["status"] = status.code
-            item["sub_code"] = status.sub_code
-        summary = event.summary
-        if summary:
-            item["summary"] = summary
-        return item
+        return items.bot_event_item(
+            bot_id=bot_id,
+            webhook_id=record.webhook_id,
+            event=event.name,
+            occurred_at=event.occurred_at or record.received_at,
+            received_at=record.received_at,
+            expires_at=expires_at,
+            status=status.code if status is not None else None,
+            sub_code=status.sub_code if status is not None else None,
+            summary=event.summary,
+        )
 
 
 class _StoredBody(TypedDict):
@@ -322,6 +316,28 @@ def _stored_body(body: bytes) -> _StoredBody:
         "body_encoding": "base64",
         "body_truncated": True,
     }
+
+
+def _decoded_body(item: Mapping[str, Any]) -> bytes | None:
+    """The raw bytes of a stored ``DELIVERY`` item (low-level form); None if cut or unknown."""
+    if item.get("body_truncated", {}).get("BOOL"):
+        return None
+    body = item.get("body", {}).get("S")
+    if not isinstance(body, str):
+        return None
+    encoding = item.get("body_encoding", {}).get("S")
+    if encoding is None:
+        return body.encode("utf-8")
+    raw = base64.b64decode(body)
+    return zlib.decompress(raw) if encoding == "zlib+base64" else raw
+
+
+def _serialize(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain Python values as DynamoDB attribute values (boto3's ``TypeSerializer``)."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    return {name: serializer.serialize(value) for name, value in values.items()}
 
 
 def _aws_errors() -> tuple[type[Exception], ...]:

@@ -26,6 +26,7 @@ class Outcome(StrEnum):
 
     STORED = "stored"
     DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
     UNPARSEABLE = "unparseable"
     REJECTED = "rejected"
     TOO_LARGE = "too_large"
@@ -38,6 +39,7 @@ class Outcome(StrEnum):
 METRIC_NAMES: Final[dict[Outcome, str]] = {
     Outcome.STORED: "DeliveriesStored",
     Outcome.DUPLICATE: "DeliveriesDuplicate",
+    Outcome.CONFLICT: "DeliveriesConflicting",
     Outcome.UNPARSEABLE: "DeliveriesUnparseable",
     Outcome.REJECTED: "DeliveriesRejected",
     Outcome.TOO_LARGE: "DeliveriesTooLarge",

@@ -196,6 +196,31 @@ def test_signed_binary_body_is_kept_raw(deployed):
     assert "parse_error" in delivery
 
 
+LAMBDA_HOSTILE = [
+    "nested-1000-deep",
+    "updated-at-year-9999-west-of-utc",
+    "chat-text-lone-surrogate",
+    "bot-id-with-escape-codes",
+    "event-name-300kb",
+]
+
+
+@pytest.mark.parametrize("case", LAMBDA_HOSTILE)
+def test_signed_hostile_body_is_stored_through_api_gateway(deployed, case: str):
+    """Bodies that once crashed the handler answer 200 through Mangum and are kept raw."""
+    from tests.webhooks.test_hostile import SIGNED_HOSTILE, signed_headers, stored_body
+
+    runtime, table, secret = deployed
+    body, status = {c[0]: c[1:] for c in SIGNED_HOSTILE}[case]
+    headers = signed_headers(secret, body)
+    result = runtime.invoke(http_api_event(body, headers))
+    assert result["statusCode"] == 200, result["body"]
+    assert json.loads(result["body"])["status"] == status
+    delivery = table.delivery(headers["webhook-id"])
+    assert delivery is not None
+    assert stored_body(delivery) == body
+
+
 @pytest.mark.parametrize(
     ("case", "status"),
     [("wrong-secret", 401), ("unsigned", 401), ("oversized", 413)],

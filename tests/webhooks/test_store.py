@@ -13,7 +13,7 @@ import pytest
 
 from functions.webhooks.errors import StoreError, StoreUnavailableError
 from functions.webhooks.events import BotStatusEvent, parse_event
-from functions.webhooks.store import MAX_STORED_BODY_CHARS, DeliveryRecord, WebhookStore
+from functions.webhooks.store import MAX_STORED_BODY_CHARS, DeliveryRecord, Stored, WebhookStore
 from storage import schema
 from tests.conftest import free_port
 from tests.webhooks.conftest import Table, body_of, payload
@@ -37,23 +37,27 @@ def record(name: str, bot_id: str, webhook_id: str | None = None, **changes: str
     """A parsed delivery of a recorded payload about ``bot_id``."""
     body = body_of(payload(name, bot_id=bot_id, **changes))
     return DeliveryRecord(
-        webhook_id or f"msg_{uuid.uuid4().hex}", body, RECEIVED, parse_event(body)
+        webhook_id or f"msg_{uuid.uuid4().hex}", body, RECEIVED, parse_event(body, RECEIVED)
     )
 
 
-def deliver(store: WebhookStore, rec: DeliveryRecord) -> bool:
-    """What the receiver does with a delivery: store once, then advance (also on duplicates)."""
-    first = store.record_delivery_once(rec)
-    if isinstance(rec.event, BotStatusEvent):
+def deliver(store: WebhookStore, rec: DeliveryRecord) -> Stored:
+    """What the receiver does: store once, then advance (also on identical duplicates)."""
+    stored = store.record_delivery_once(rec)
+    if isinstance(rec.event, BotStatusEvent) and stored is not Stored.CONFLICT:
         store.advance_bot_state(rec.event)
-    return first
+    return stored
 
 
 def test_replayed_delivery_is_stored_once(store: WebhookStore, table: Table):
     """The same webhook id delivered three times leaves one delivery and one history item."""
     bot = str(uuid.uuid4())
     rec = record("bot.in_call_recording", bot, webhook_id="msg_replayed")
-    assert [deliver(store, rec) for _ in range(3)] == [True, False, False]
+    assert [deliver(store, rec) for _ in range(3)] == [
+        Stored.NEW,
+        Stored.DUPLICATE,
+        Stored.DUPLICATE,
+    ]
     assert table.count_deliveries("msg_replayed") == 1
     assert len(table.history(bot)) == 1
     assert table.size() == 3  # delivery, history, state
@@ -212,7 +216,7 @@ def test_unparseable_body_is_kept_raw(
 ):
     """A body we cannot parse is stored (within DynamoDB's item limit) with its parse error."""
     rec = DeliveryRecord(f"msg_{uuid.uuid4().hex}", body, RECEIVED, None, "body is not JSON")
-    assert store.record_delivery_once(rec) is True
+    assert store.record_delivery_once(rec) is Stored.NEW
     item = table.delivery(rec.webhook_id)
     assert item is not None
     assert item["parse_error"] == "body is not JSON"
@@ -249,3 +253,48 @@ def test_missing_table_is_a_server_error(dynamodb_endpoint: str):
         missing.record_delivery_once(record("bot.done", "b"))
     assert caught.value.status_code == 500
     assert "ResourceNotFound" in caught.value.message
+
+
+@pytest.mark.parametrize("encoding", [None, "zlib+base64"], ids=["text", "compressed"])
+def test_duplicates_of_deliveries_stored_before_digests_are_judged_by_their_body(
+    store: WebhookStore, table: Table, encoding: str | None
+):
+    """An item written before body_sha256 existed is compared by its body: same → duplicate."""
+    import base64
+    import zlib
+
+    bot = str(uuid.uuid4())
+    rec = record("bot.call_ended", bot, webhook_id=f"msg_{uuid.uuid4().hex}")
+    stored = (
+        rec.body.decode()
+        if encoding is None
+        else base64.b64encode(zlib.compress(rec.body)).decode()
+    )
+    old_item = {
+        "pk": {"S": schema.delivery_pk(rec.webhook_id)},
+        "sk": {"S": schema.DELIVERY_SK},
+        "webhook_id": {"S": rec.webhook_id},
+        "received_at": {"S": "2026-11-29T18:50:00.000000Z"},
+        "body": {"S": stored},
+    }
+    if encoding is not None:
+        old_item["body_encoding"] = {"S": encoding}
+    table.client.put_item(TableName=table.name, Item=old_item)
+
+    assert deliver(store, rec) is Stored.DUPLICATE
+    other = record("bot.joining_call", bot, webhook_id=rec.webhook_id)
+    assert deliver(store, other) is Stored.CONFLICT
+    state = table.state(bot)
+    assert state is not None
+    assert state["status"] == "call_ended"  # the duplicate's repair path ran, the conflict did not
+    assert table.history(bot) == []  # neither wrote history: the id was taken
+
+
+def test_conflicting_body_under_a_stored_id_writes_nothing(store: WebhookStore, table: Table):
+    """A second body under a stored id leaves the delivery, history and state as they were."""
+    bot = str(uuid.uuid4())
+    first = record("bot.in_call_recording", bot, webhook_id="msg_reused")
+    assert deliver(store, first) is Stored.NEW
+    before = (table.delivery("msg_reused"), table.history(bot), table.state(bot))
+    assert deliver(store, record("bot.done", bot, webhook_id="msg_reused")) is Stored.CONFLICT
+    assert (table.delivery("msg_reused"), table.history(bot), table.state(bot)) == before
