@@ -23,7 +23,7 @@ import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import numpy as np
@@ -41,11 +41,22 @@ WAV_SECONDS = 6.0
 SPEECH = "Hello agent, can you hear me?"
 
 
+#: Debian packages the browser tests run (a missing one is named with all the others).
+BROWSER_TOOLS: Final = ("chromium", "espeak-ng")
+
+
 def require_tool(name: str) -> str:
-    """The tool's path; skip locally without it, fail in CI (which must install it)."""
+    """The tool's path; skip locally without it, fail in CI (which must install it).
+
+    The message names every missing browser-test tool at once, so one install fixes all.
+    """
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (apt-get install {name}); browser tests need it"
+        missing = [tool for tool in BROWSER_TOOLS if shutil.which(tool) is None] or [name]
+        message = (
+            f"{', '.join(missing)} not installed (apt-get install {' '.join(missing)}); "
+            "the browser tests need them"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
