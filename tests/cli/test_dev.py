@@ -39,6 +39,7 @@ from relay import tokens
 from tests.cli.conftest import CLI_ENV_UNSET, RECALL_KEY, TOKEN_SECRET, run_cli
 from tests.cli.fake_recall import Answer, FakeRecall
 from tests.conftest import ROOT, TIMEOUT, free_port
+from tests.deadlines import poll
 
 BANNER_END = re.compile(r"^  voicebot webhook send-sample ")
 #: Where the runs in this module write their dev profile (never the developer's own).
@@ -343,18 +344,6 @@ def status_event(
             "bot": {"id": bot_id, "metadata": {}},
         },
     }
-
-
-def poll(check: Any, what: str) -> Any:
-    """Call ``check`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + 3 * TIMEOUT
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen in time")
-        time.sleep(0.1)
 
 
 @pytest.fixture

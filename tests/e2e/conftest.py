@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -32,6 +32,7 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from relay import tokens
 from tests.conftest import ROOT, TIMEOUT
+from tests.deadlines import poll as poll  # re-exported: the e2e tests import it here
 
 TOKEN_SECRET = "e2e-relay-token-secret-0123456789abcdef"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -239,18 +240,6 @@ def _healthy(relay: Relay) -> bool:
         return httpx.get(relay.http + "/healthz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def poll(check: Callable[[], Any], what: str, timeout: float = 3 * TIMEOUT) -> Any:
-    """Call ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import signal
 import sys
@@ -16,6 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import TIMEOUT, free_port
+from tests.deadlines import eventually, eventually_async
 from tests.relay.conftest import (
     SECRET,
     SENSITIVE,
@@ -23,7 +23,6 @@ from tests.relay.conftest import (
     FakeUpstream,
     append_event,
     environ_for_subprocess,
-    eventually,
     mint,
     recv_until,
 )
@@ -139,12 +138,3 @@ async def test_sigterm_without_sessions_exits_at_once(relay_process: RelayProces
     relay_process.proc.send_signal(signal.SIGTERM)
     async with asyncio.timeout(TIMEOUT):
         assert await relay_process.proc.wait() == 0
-
-
-async def eventually_async(probe, expected) -> None:
-    """Await ``probe()`` until it returns ``expected``, failing after TIMEOUT."""
-    async with asyncio.timeout(TIMEOUT):
-        for _ in itertools.count():
-            if await probe() == expected:
-                return
-            await asyncio.sleep(0.02)
