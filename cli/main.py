@@ -116,7 +116,12 @@ class Context:
                     aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
                 )
                 return local.table_name, resource.Table(local.table_name)
-        name = flag or self.settings.table_name or self.stack.output("TableName")
+        name = flag or self.settings.table_name
+        if not name:
+            try:
+                name = self.stack.output("TableName")
+            except AwsError as exc:
+                raise AwsError(f"{exc} (for the table alone: --table or TABLE_NAME)") from None
         try:
             return name, boto3.resource("dynamodb").Table(name)
         except AWS_FAILURES as exc:
