@@ -1,4 +1,5 @@
-# The two commands: `make dev` (the local stack) and `make test` (everything CI checks).
+# `make dev` (the local stack), `make test` (everything CI checks), `make deploy` (your AWS
+# account). `make help` lists every target with its one line.
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
@@ -6,62 +7,95 @@ BIN := $(VENV)/bin
 CDK := node_modules/.bin/cdk
 NATIVE := build/native
 RELAY_SOURCES := $(wildcard relay_container/relay/*.py storage/*.py) relay_container/build_native.py
+#: Stack name, as `cdk deploy` and `voicebot` see it.
+STACK ?= RecallVoiceAgent
+#: cdk's --require-approval: `broadening` (cdk's default) asks before IAM or security-group
+#: changes that widen access; `make deploy APPROVAL=never` for unattended runs.
+APPROVAL ?= broadening
+#: Extra cdk arguments, e.g. `make deploy ARGS="-c alarm_email=ops@example.com"`.
+ARGS ?=
+#: Extra `voicebot dev` arguments, e.g. `make dev DEV_ARGS="--relay-port 9080 -v"`.
+DEV_ARGS ?=
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
+# cdk runs the app with the project's venv (scripts/cdk-app); the PATH is for its tools.
+CDK_RUN := PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK)
 
-.PHONY: dev test lint types pytest synth deploy bench fmt clean native
+.DEFAULT_GOAL := help
+.PHONY: help dev test lint types pytest synth bootstrap deploy outputs destroy bench fmt clean native
 
+help:  ## this list
+	@echo "usage: make TARGET [ARGS='cdk arguments'] [APPROVAL=never] [DEV_ARGS='voicebot dev arguments']"
+	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) \
+	  | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+# setuptools explains its editable-install mechanism as a warning on every install; the
+# layout (relay/ under relay_container/) is deliberate, so that one message is silenced.
 $(BIN)/activate: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[infra,webhooks,relay,cli,dev,native]"
+	PYTHONWARNINGS="ignore:Editable installation" \
+	  $(BIN)/pip install -q -e ".[infra,webhooks,relay,cli,dev,native]"
 	touch $(BIN)/activate
 
 node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-dev: $(BIN)/activate  ## run the local stack: DynamoDB-compatible server, webhook app, relay, simulated model
-	$(BIN)/voicebot dev
+dev: $(BIN)/activate  ## the whole stack on this machine: local DynamoDB, webhooks, relay, simulated model
+	$(BIN)/voicebot dev $(DEV_ARGS)
 
-test: lint types pytest synth  ## what CI runs
+test: lint types pytest synth  ## everything CI runs: lint, types, pytest, offline synth
 
-lint: $(BIN)/activate
+lint: $(BIN)/activate  ## ruff format check, ruff, import contracts (for the shipped Python too)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	@# Again for the Python the Lambda and the image ship; pyupgrade's rewrites (UP) are left
+	@# out there, as they would need syntax that 3.11, the oldest supported, cannot parse.
+	$(BIN)/ruff check --target-version py314 --extend-ignore UP --quiet .
 	$(BIN)/lint-imports
 
-types: $(BIN)/activate
+types: $(BIN)/activate  ## mypy strict, for the oldest supported Python and the shipped one
 	$(BIN)/mypy
+	$(BIN)/mypy --python-version 3.14
 
-pytest: $(BIN)/activate node_modules/.installed $(NATIVE)/.built
+pytest: $(BIN)/activate node_modules/.installed $(NATIVE)/.built  ## the tests, then the relay's on its mypyc build
 	$(BIN)/pytest -m "not bench"
 	@echo "The relay's tests and the browser tests again, on its mypyc build (what the image ships):"
 	PYTHONPATH=$(CURDIR)/$(NATIVE) RELAY_EXPECT_COMPILED=1 $(BIN)/pytest -m "not bench" -q tests/relay tests/e2e
 
-native: $(NATIVE)/.built  ## the relay's per-message modules compiled with mypyc (as in the image)
+native: $(NATIVE)/.built  ## the relay's per-message modules compiled with mypyc (needs cc and Python.h)
 
 $(NATIVE)/.built: $(BIN)/activate $(RELAY_SOURCES)
 	$(BIN)/python relay_container/build_native.py --out $(NATIVE)
 	touch $@
 
-synth: $(BIN)/activate node_modules/.installed  ## offline synth (no Docker, no AWS credentials) + cdk-nag + cfn-lint
+synth: $(BIN)/activate node_modules/.installed  ## offline synth (no Docker, no AWS account) + cdk-nag + cfn-lint
 	rm -rf cdk.out
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) synth --quiet
+	$(CDK_RUN) synth --quiet
 	$(BIN)/cfn-lint cdk.out/*.template.json
 
-deploy: synth  ## needs AWS credentials and Docker (for the relay image)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) deploy --require-approval never $(ARGS)
+bootstrap: $(BIN)/activate node_modules/.installed  ## once per account and region: cdk bootstrap
+	$(CDK_RUN) bootstrap $(ARGS)
 
-bench: $(BIN)/activate node_modules/.installed $(NATIVE)/.built
+deploy: synth  ## build the relay image (Docker) and deploy the stack; outputs in cdk-outputs.json
+	$(CDK_RUN) deploy $(STACK) --require-approval $(APPROVAL) --outputs-file cdk-outputs.json $(ARGS)
+
+outputs: $(BIN)/activate  ## print the deployed stack's outputs again
+	$(BIN)/voicebot outputs --stack $(STACK)
+
+destroy: $(BIN)/activate node_modules/.installed  ## delete the stack (the table, log bucket and secrets stay: see docs/aws.md)
+	$(CDK_RUN) destroy $(STACK) $(ARGS)
+
+bench: $(BIN)/activate $(NATIVE)/.built  ## benchmarks (not part of make test); figures in bench/README.md
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.relay_hot_path
 	PYTHONPATH=$(CURDIR)/$(NATIVE) $(BIN)/python -m bench.relay_hot_path
 	$(BIN)/python -m bench.relay_load --target relay native splice
 
-fmt: $(BIN)/activate
+fmt: $(BIN)/activate  ## format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-clean:
+clean:  ## remove build and cache folders
 	rm -rf cdk.out .mypy_cache .ruff_cache .pytest_cache $(NATIVE)

@@ -5,12 +5,10 @@ Owns: the ramp. For each target (``relay`` = ``python -m relay`` from the source
 (``make native`` builds build/native first), ``splice`` = bench/splice_relay.py, the floor
 of any Python relay, ``naive`` = bench/naive_relay.py, ``direct`` = no relay at all) it
 starts a fast GA-speaking echo upstream and the target, then runs one load generator per
-step of session counts. The harness (echo upstream + load generator) is ``c``
-(bench/wsload.c, compiled once per run into the run's temporary directory; the default when
-``cc`` or ``gcc`` is on PATH) or ``node`` (bench/echo_upstream.mjs + bench/loadgen.mjs);
-both speak the same frames and report the same fields, so the tables compare. On one core
-the C pair offers about three times the sessions the Node pair does (bench/README.md, "C
-harness"). Each session authenticates with its own relay token (its own subject, so the
+step of session counts. The harness (echo upstream + load generator) is bench/wsload.c,
+compiled once per run into the run's temporary directory with ``cc`` or ``gcc``; on one core
+it offers about three times the sessions the Node harness it replaced did (bench/README.md,
+"C harness"). Each session authenticates with its own relay token (its own subject, so the
 per-subject limit is on and never hit), streams 20 ms PCM16 24 kHz appends at 50/s, and
 times each append's round trip through the echoed ``response.output_audio.delta``. The relay
 runs pinned to core 0; the echo upstream, the load generator and this script to core 1, so
@@ -26,7 +24,7 @@ and every child process is stopped in ``finally`` (also on Ctrl-C, and by the ke
 PR_SET_PDEATHSIG if this process dies).
 
 Run: ``python -m bench.relay_load [--target relay native splice naive direct] [--steps 50,100,...]
-[--step-seconds 10] [--harness c|node] [--json PATH]``.
+[--step-seconds 10] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -67,7 +65,6 @@ TARGET_MODULES: Final = {
     "splice": "bench.splice_relay",
     "naive": "bench.naive_relay",
 }
-HARNESSES: Final = ("c", "node")
 WSLOAD_SOURCE: Final = BENCH / "wsload.c"
 COMPILE_TIMEOUT: Final = 120.0
 DEFAULT_STEPS: Final = (50, 100, 200, 300, 400, 500, 600, 800)
@@ -98,11 +95,6 @@ def c_compiler() -> str | None:
     return shutil.which("cc") or shutil.which("gcc")
 
 
-def default_harness() -> str:
-    """``c`` when a C compiler is on PATH, else ``node``."""
-    return "c" if c_compiler() else "node"
-
-
 def compile_wsload(workdir: Path, source: Path = WSLOAD_SOURCE) -> Path:
     """Build bench/wsload.c (or ``source``) into ``workdir`` (strict warnings); the binary.
 
@@ -111,7 +103,7 @@ def compile_wsload(workdir: Path, source: Path = WSLOAD_SOURCE) -> Path:
     """
     compiler = c_compiler()
     if compiler is None:
-        raise BenchError("--harness c needs a C compiler (cc or gcc) on PATH")
+        raise BenchError("the load harness (bench/wsload.c) needs a C compiler (cc or gcc) on PATH")
     binary = workdir / "wsload"
     argv = [compiler, "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror"]
     argv += ["-o", str(binary), str(source)]
@@ -469,7 +461,6 @@ class BenchSettings:
     pin: bool
     quiet_wait: float
     quiet_threshold: float
-    harness: str
 
 
 def parse_args(argv: Sequence[str]) -> BenchSettings:
@@ -512,13 +503,6 @@ def parse_args(argv: Sequence[str]) -> BenchSettings:
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument(
-        "--harness",
-        choices=HARNESSES,
-        default=default_harness(),
-        help="echo upstream + load generator: c (bench/wsload.c, built per run) or node "
-        "(default: %(default)s: c when a C compiler is on PATH)",
-    )
-    parser.add_argument(
         "--quiet-wait",
         type=float,
         default=0.0,
@@ -560,7 +544,6 @@ def parse_args(argv: Sequence[str]) -> BenchSettings:
         pin=not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None,
         quiet_wait=max(0.0, args.quiet_wait),
         quiet_threshold=args.quiet_threshold,
-        harness=args.harness,
     )
 
 
@@ -576,26 +559,20 @@ class Bench:
         self.workdir = workdir
         self.secret = secrets.token_urlsafe(48)
         self.deadline = time.monotonic() + settings.max_seconds
-        self.node = shutil.which("node") or "node"
         self.relay_core = RELAY_CORE if settings.pin else None
         self.harness_core = HARNESS_CORE if settings.pin else None
         self.wsload: Path | None = None
 
     def run(self) -> list[TargetResult]:
-        if self.settings.harness == "c":
-            self.wsload = compile_wsload(self.workdir)
+        self.wsload = compile_wsload(self.workdir)
         if self.settings.pin:
             os.sched_setaffinity(0, {HARNESS_CORE})
         return [self.run_target(target) for target in self.settings.targets]
 
     def harness_argv(self, mode: str) -> list[str]:
         """The command of the echo upstream (``echo``) or the load generator (``loadgen``)."""
-        if self.wsload is not None:
-            command = [str(self.wsload), mode] + (["--port", "0"] if mode == "echo" else [])
-        elif mode == "echo":
-            command = [self.node, str(BENCH / "echo_upstream.mjs"), "--port", "0"]
-        else:
-            command = [self.node, str(BENCH / "loadgen.mjs")]
+        assert self.wsload is not None, "run() compiles the harness first"
+        command = [str(self.wsload), mode] + (["--port", "0"] if mode == "echo" else [])
         return [*_pin(self.harness_core), *command]
 
     # Lifecycle of one target
@@ -999,11 +976,6 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    node = "missing"
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        node = subprocess.run(
-            ["node", "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout.strip()
     compiler = c_compiler()
     cc_version = "missing"
     if compiler is not None:
@@ -1015,18 +987,15 @@ def machine() -> dict[str, Any]:
         "nproc": os.cpu_count(),
         "cpu_model": model,
         "python": platform.python_version(),
-        "node": node,
         "cc": cc_version,
         "loadavg": os.getloadavg(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
-def harness_text(harness: str, info: dict[str, Any]) -> str:
+def harness_text(info: dict[str, Any]) -> str:
     """Which echo upstream + load generator ran, for the printed header."""
-    if harness == "c":
-        return f"c (bench/wsload.c built with {info['cc']})"
-    return f"node (bench/echo_upstream.mjs + bench/loadgen.mjs, Node {info['node']})"
+    return f"c (bench/wsload.c built with {info['cc']})"
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -1060,11 +1029,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     pinning = "relay on core 0, load generator + echo upstream on core 1" if settings.pin else "off"
     print(
         f"machine: {info['nproc']} cpus ({info['cpu_model']}), Python {info['python']}, "
-        f"Node {info['node']}, load {info['loadavg'][0]:.2f} at start, "
+        f"load {info['loadavg'][0]:.2f} at start, "
         f"{info['loadavg_end'][0]:.2f} at end, {info['date']}",
         file=out,
     )
-    print(f"harness: {harness_text(settings.harness, info)}", file=out)
+    print(f"harness: {harness_text(info)}", file=out)
     print(
         f"pinning: {pinning}; {settings.step_seconds:g} s per step, "
         f"first {settings.warmup_seconds:g} s excluded from latency",
@@ -1084,7 +1053,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(settings.markdown_path).write_text(markdown(results, added))
     if settings.json_path:
         document = {
-            "harness": settings.harness,
+            "harness": "c",
             "machine": info,
             "settings": asdict(settings),
             "targets": [r.as_json() for r in results],

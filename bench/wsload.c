@@ -1,33 +1,32 @@
 /* wsload: the relay benchmark's load generator and echo upstream in one C11 file.
  *
- * Owns: the two harness processes of bench/relay_load.py, rewritten so one core can offer
- * far more sessions than the Node pair (bench/loadgen.mjs + bench/echo_upstream.mjs, on
- * bench/wsraw.mjs) it replaces. Each mode is a drop-in for its Node counterpart: the same
- * frames on the wire, the same lines on stdout. libc + Linux only (epoll, timerfd,
+ * Owns: the two harness processes of bench/relay_load.py, written in C so that one core can
+ * offer about three times the sessions the Node harness it replaced did (bench/README.md,
+ * "C harness"); it speaks the same frames and prints the same lines. libc + Linux only (epoll, timerfd,
  * signalfd, nonblocking sockets, CLOCK_MONOTONIC); one epoll loop per process; no threads.
  * Loopback benchmarking only; never product code. Built at run time by relay_load.py:
  *     cc -O2 -std=c11 -Wall -Wextra -Werror -o WORKDIR/wsload bench/wsload.c
  *
  * wsload echo [--host 127.0.0.1] [--port 0]
- *   What echo_upstream.mjs does: on each WebSocket at /v1/realtime, `session.created`;
+ *   On each WebSocket at /v1/realtime, `session.created`;
  *   `session.updated` per `session.update` (default session object with the client's
  *   `session` members spread over it); one `response.output_audio.delta` (1,280 base64
- *   characters) per `input_audio_buffer.append`, carrying the append's `event_id` (first
- *   200 UTF-16 units, as String.slice); a JSON `error` event (code invalid_json) for a text
+ *   characters) per `input_audio_buffer.append`, carrying the append's `event_id` (its first
+ *   200 characters, JSON-escaped again); a JSON `error` event (code invalid_json) for a text
  *   frame that is not JSON; ping -> pong; the close handshake. GET /healthz answers 200
  *   "ok\n", any other plain request 404, a bad upgrade 400. Prints exactly one line
  *   `echo upstream listening on ws://HOST:PORT/v1/realtime` and exits on SIGTERM/SIGINT or
- *   when stdin reaches EOF. Accepts masked frames with any key (and unmasked ones, as
- *   wsraw.mjs does) up to 1 MiB; a larger frame is refused with close 1009, a fragmented
- *   message with 1003 (wsraw.mjs reassembles; nothing in the bench fragments).
- *   Where it differs from Node, deliberately: plain HTTP answers close the connection
+ *   when stdin reaches EOF. Accepts masked frames with any key (and unmasked ones)
+ *   up to 1 MiB; a larger frame is refused with close 1009, a fragmented message with 1003
+ *   (nothing in the bench fragments).
+ *   Deliberate limits: plain HTTP answers close the connection
  *   (no keep-alive); a request head must arrive within 10 s and 16 KiB (else 408/431);
  *   JSON copied from the client into session.updated keeps the client's spelling of
- *   strings and numbers (whitespace removed), where JSON.stringify would re-spell them;
- *   a connection whose unsent output passes 8 MiB is dropped (Node buffers without bound).
+ *   strings and numbers (whitespace removed), never re-spelled;
+ *   a connection whose unsent output passes 8 MiB is dropped.
  *
  * wsload loadgen
- *   What loadgen.mjs does, same pacing and the same JSON lines on stdout:
+ *   Paced sessions, reported as JSON lines on stdout:
  *   {"event":"connected",...} {"event":"streaming"} {"event":"stopped"} {"event":"result",...}
  *   Input on stdin is NOT JSON (relay_load.py writes it): one `key value` per line,
  *       url ws://127.0.0.1:8080/v1/realtime
@@ -41,7 +40,7 @@
  *       token <relay token>        (none, or one per session, in session order)
  *   Each session sends `Authorization: Bearer <token>` when tokens are given, checks the
  *   101 and Sec-WebSocket-Accept (SHA-1 below), waits for session.created, then sends one
- *   masked (all-zero key, as wsraw.mjs) input_audio_buffer.append every 20 ms in its slot.
+ *   masked (all-zero key: cheap, and any key is valid) input_audio_buffer.append every 20 ms in its slot.
  *
  * Event loop rules kept here: every fd is nonblocking; sockets are registered once,
  * edge-triggered, for EPOLLIN | EPOLLOUT (a level-triggered socket is polled again on the
@@ -84,10 +83,10 @@
 #define MAX_HEAD_BYTES (16u << 10)       /* HTTP request/response head */
 #define READ_CHUNK 16384u                /* initial per-socket read buffer */
 #define ECHO_MAX_BACKLOG (8u << 20)      /* echo: unsent bytes before a socket is dropped */
-#define LOADGEN_STALL_BACKLOG (256u << 10) /* loadgen: skip the append above this (loadgen.mjs) */
+#define LOADGEN_STALL_BACKLOG (256u << 10) /* loadgen: skip the append above this */
 #define LOADGEN_MAX_BACKLOG (512u << 10) /* loadgen: hard bound (control frames on top) */
 #define HEAD_TIMEOUT_US 10000000LL
-#define CLOSE_WAIT_US 2000000LL          /* wsraw.mjs CLOSE_WAIT_MS */
+#define CLOSE_WAIT_US 2000000LL          /* how long a close handshake may take */
 #define PERIOD_MS 20
 #define MAX_EVENT_ID 200
 #define MAX_SAMPLES 4000000u
@@ -816,7 +815,7 @@ static void send_frame(Conn *c, int opcode, const void *payload, size_t len) {
     send_parts(c, opcode, parts, lens, 1);
 }
 
-/* Start the close handshake (wsraw.mjs close()): our close frame, then a bounded wait. */
+/* Start the close handshake: our close frame, then a bounded wait. */
 static void conn_close(Conn *c, uint16_t code, const char *reason) {
     if (c->fd < 0 || c->close_sent) return;
     uint8_t payload[125];
@@ -830,7 +829,7 @@ static void conn_close(Conn *c, uint16_t code, const char *reason) {
     c->deadline_us = now_us() + CLOSE_WAIT_US;
 }
 
-/* wsraw.mjs fail(): close frame with a code, then drop the socket. */
+/* Fail a connection: close frame with a code, then drop the socket. */
 static void conn_fail(Conn *c, uint16_t code, const char *reason) {
     conn_close(c, code, reason);
     conn_destroy(c);
@@ -1225,7 +1224,7 @@ static void echo_session_updated(Conn *c, const Member *session) {
     free(out.p);
 }
 
-/* echo_upstream.mjs answerParsed(): anything that is not a hot-path append. */
+/* Anything that is not a hot-path append: parsed, then answered by type. */
 static void echo_parsed(Conn *c, const uint8_t *p, size_t len) {
     const uint8_t *e = p + len;
     if (!json_valid(p, e)) {
@@ -1252,7 +1251,11 @@ static void echo_parsed(Conn *c, const uint8_t *p, size_t len) {
             const Member *id = member_named(m, n, "event_id");
             Str decoded = {0};
             if (id && *id->val == '"') json_decode_string(id->val, id->val_end, MAX_EVENT_ID, &decoded);
-            echo_delta(c, decoded.p ? decoded.p : "", decoded.len);
+            /* escaped again, so an id with a quote or a control character stays valid JSON */
+            Str escaped = {0};
+            str_json_string(&escaped, decoded.p ? decoded.p : "", decoded.len);
+            echo_delta(c, escaped.p + 1, escaped.len - 2); /* between the quotes */
+            free(escaped.p);
             free(decoded.p);
         }
         /* every other client event is accepted silently: the bench needs nothing else */
@@ -1261,12 +1264,14 @@ static void echo_parsed(Conn *c, const uint8_t *p, size_t len) {
 }
 
 static void echo_message(Conn *c, int opcode, uint8_t *payload, size_t len) {
-    if (opcode != OP_TEXT) return; /* binary: ignored, as echo_upstream.mjs does */
+    if (opcode != OP_TEXT) return; /* binary: ignored (the bench sends none) */
     size_t plen = sizeof APPEND_PREFIX - 1;
     if (len > plen && memcmp(payload, APPEND_PREFIX, plen) == 0) {
         const uint8_t *start = payload + plen;
         const uint8_t *end = memchr(start, '"', len - plen);
-        if (end && end > start && end - start <= MAX_EVENT_ID) {
+        /* an id with an escape in it takes the parsed path (a raw copy could end in `\`) */
+        if (end && end > start && end - start <= MAX_EVENT_ID &&
+            !memchr(start, '\\', (size_t)(end - start))) {
             echo_delta(c, start, (size_t)(end - start));
             return;
         }
@@ -1412,7 +1417,7 @@ static int echo_main(int argc, char **argv) {
     bool stdin_eof = false;
     {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &stdin_h};
-        /* a regular file or /dev/null cannot be polled: Node would read it to its end */
+        /* a regular file or /dev/null cannot be polled: read it to its end */
         if (epoll_ctl(g_epoll, EPOLL_CTL_ADD, STDIN_FILENO, &ev) < 0) stdin_eof = true;
     }
     Str line = {0};
@@ -1553,7 +1558,7 @@ static double sine(double x) {
 }
 
 static void loadgen_init_audio(void) {
-    /* 480 samples of a 440 Hz tone, as loadgen.mjs builds it */
+    /* 480 samples (20 ms at 24 kHz) of a 440 Hz tone */
     uint8_t pcm[960];
     const double pi = 3.14159265358979323846;
     for (int i = 0; i < 480; i++) {
@@ -1575,7 +1580,7 @@ static void count_close(uint16_t code) {
 static int g_connect_failures;
 static char *g_first_failure;
 
-/* Mark a session's opening done (loadgen.mjs finish()); a failure drops its socket. */
+/* Mark a session's opening done; a failure drops its socket. */
 static void session_settle(Conn *s, bool ok, const char *reason) {
     if (s->settled) return;
     s->settled = true;
@@ -1729,7 +1734,7 @@ static void on_head(Conn *c) {
         loadgen_head(c);
 }
 
-/* Node's spelling of a connect error ("connect ECONNREFUSED 127.0.0.1:1"). */
+/* A connect error spelled as relay_load.py reports it ("connect ECONNREFUSED 127.0.0.1:1"). */
 static const char *errno_name(int err) {
     switch (err) {
     case ECONNREFUSED: return "ECONNREFUSED";

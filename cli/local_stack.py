@@ -6,7 +6,11 @@ table created from ``storage.schema``), the webhook app under uvicorn with a gen
 ``whsec_`` secret, the simulated Realtime model (unless an OpenAI key is given), and the
 relay pointing at it with a generated token secret. Each is awaited with a deadline; a
 child that dies is reported with the last lines of its output. Stopping sends SIGTERM to
-every group, then SIGKILL after a grace period, so no process is left behind.
+every group, then SIGKILL after a grace period, so no process is left behind; on Linux each
+child also gets SIGTERM from the kernel if ``voicebot dev`` itself dies without stopping it
+(``PR_SET_PDEATHSIG``), so even a ``kill -9`` leaves no orphan holding a port. A port that
+is taken at start is reported with the process holding it (from ``/proc``), since that is
+usually a stack left running by an earlier run.
 It does not print the stack's banner (the command does) and never logs a secret.
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import importlib.util
 import os
 import re
@@ -52,7 +57,7 @@ REPOSITORY_AGENT_CONFIG: Final = (
 )
 #: Lines of each child's output kept to explain an early death.
 TAIL_LINES: Final = 30
-#: What the simulator prints once it accepts connections (ARCHITECTURE/common contract).
+#: What the simulator prints once it accepts connections (its documented ready line).
 SIMULATOR_READY: Final = re.compile(r"simulator listening on (ws://\S+)")
 #: Fake credentials for the local server, so no child can reach a real account.
 LOCAL_AWS_ENV: Final[Mapping[str, str]] = {
@@ -102,7 +107,6 @@ class DevEndpoints:
     dynamodb_url: str
     table_name: str
     webhook_url: str
-    webhook_health_url: str
     webhook_secret: str
     relay_http_url: str
     relay_ws_url: str
@@ -112,6 +116,29 @@ class DevEndpoints:
 
 class Interrupted(Exception):  # a control-flow signal, not an error shown to users
     """Stopping was requested while the stack was starting."""
+
+
+#: prctl(2) option: the signal a child gets when the thread that forked it exits.
+PR_SET_PDEATHSIG: Final = 1
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks Linux to SIGTERM the child when we die (else ``None``).
+
+    The libc handle is looked up here, before any fork, so the function the child runs
+    between fork and exec is one foreign call that takes no Python-level lock.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_death_signal() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+    return set_death_signal
 
 
 class Child:
@@ -136,6 +163,8 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: a terminal Ctrl-C reaches only us
+            # Created on the main thread, which lives as long as `voicebot dev` does.
+            preexec_fn=_parent_death_signal(),
         )
         self.pid = self.popen.pid
         assert self.popen.stdout is not None
@@ -245,9 +274,61 @@ def check_ports(ports: Mapping[str, int]) -> None:
             try:
                 sock.bind((HOST, port))
             except OSError:
+                owner = port_owner(port)
+                held = f" by pid {owner[0]} ({owner[1]})" if owner else ""
+                stop = f"stop it (kill {owner[0]}) or " if owner else ""
                 raise LocalStackError(
-                    f"port {port} on {HOST} is already in use; pick another with {flag}"
+                    f"port {port} on {HOST} is already in use{held}; {stop}pick another with {flag}"
                 ) from None
+
+
+#: Longest command line shown for a process holding a port.
+MAX_COMMAND_CHARS: Final = 80
+
+
+def port_owner(port: int, proc: Path = Path("/proc")) -> tuple[int, str] | None:
+    """The pid and command line of a process of ours listening on TCP ``port`` (Linux).
+
+    ``None`` where ``/proc`` cannot tell (another user's process, another OS).
+    """
+    inodes: set[str] = set()
+    for table in ("net/tcp", "net/tcp6"):
+        try:
+            rows = (proc / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            # local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the inode.
+            if len(fields) > 9 and fields[3] == "0A":
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port:
+                    inodes.add(fields[9])
+    if not inodes:
+        return None
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(_link(fd) in wanted for fd in (entry / "fd").iterdir()):
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                command = " ".join(" ".join(a.decode(errors="replace").split()) for a in argv)
+                command = command.strip()
+                if len(command) > MAX_COMMAND_CHARS:
+                    command = command[: MAX_COMMAND_CHARS - 1] + "…"
+                return int(entry.name), command or "?"
+        except OSError:
+            continue
+    return None
+
+
+def _link(path: Path) -> str | None:
+    """Where a ``/proc/PID/fd`` entry points; ``None`` if it closed meanwhile."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def create_table(client: DynamoDBClient, name: str) -> None:
@@ -371,7 +452,6 @@ class LocalStack:
             dynamodb_url=dynamodb_url,
             table_name=config.table_name,
             webhook_url=f"{webhook_base}/webhooks/recall",
-            webhook_health_url=f"{webhook_base}/healthz",
             webhook_secret=webhook_secret,
             relay_http_url=f"{relay_base}/",
             relay_ws_url=f"ws://{HOST}:{config.relay_port}/v1/realtime",

@@ -9,13 +9,15 @@ purpose is to print them (``token mint``, ``dev``), never in errors.
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 import click
 
-from cli import render
+from cli import dev_profile, render
 from cli.bot_records import BotRecords, CreatedBot
 from cli.bot_request import (
     BotSpec,
@@ -33,11 +35,13 @@ from cli.bot_request import (
     with_token,
     without_token,
 )
+from cli.dev_profile import DevProfile
 from cli.errors import AwsError, CliError, ConfigError, LocalStackError
 from cli.local_stack import (
     DEFAULT_DYNAMODB_PORT,
     DEFAULT_RELAY_PORT,
     DEFAULT_WEBHOOK_PORT,
+    LOCAL_AWS_ENV,
     DevConfig,
     DevEndpoints,
     Interrupted,
@@ -46,7 +50,7 @@ from cli.local_stack import (
 from cli.recall_api import REGION_BASE_URLS, RecallClient, base_url
 from cli.sample_webhook import send, signed_sample
 from cli.settings import Settings, load
-from cli.stack import Stack
+from cli.stack import AWS_FAILURES, Stack, describe_aws_error
 from relay import tokens
 
 if TYPE_CHECKING:
@@ -75,6 +79,8 @@ class Context:
 
     settings: Settings
     stack_name: str
+    #: ``--stack`` or ``VOICEBOT_STACK`` named the stack: the dev profile is not used.
+    stack_named: bool = False
     _stacks: dict[str, Stack] = field(default_factory=dict)
 
     @property
@@ -82,10 +88,44 @@ class Context:
         """The deployed stack named ``stack_name`` (no AWS call until an output is needed)."""
         return self._stacks.setdefault(self.stack_name, Stack(self.stack_name))
 
+    def local(self) -> DevProfile | None:
+        """The running ``voicebot dev`` stack, unless a stack or table was named."""
+        if self.stack_named or self.settings.table_name:
+            return None
+        return dev_profile.read(self.settings.dev_profile)
+
     def table(self, flag: str | None) -> tuple[str, Table]:
-        """The table by ``--table``, ``TABLE_NAME`` or the stack's ``TableName`` output."""
-        name = flag or self.settings.table_name or self.stack.output("TableName")
-        return name, boto3.resource("dynamodb").Table(name)
+        """The table by ``--table``, ``TABLE_NAME``, the running dev stack, or the stack's output.
+
+        With no flag and a ``voicebot dev`` stack running, that stack's local table is used
+        (said on stderr, so a script's stdout stays clean).
+        """
+        if not flag:
+            local = self.local()
+            if local is not None:
+                click.echo(
+                    f"(the local stack of voicebot dev, pid {local.pid}; "
+                    "--stack or --table reads a deployed one)",
+                    err=True,
+                )
+                resource = boto3.resource(
+                    "dynamodb",
+                    endpoint_url=local.dynamodb_url,
+                    region_name=local.region,
+                    aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
+                    aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+                )
+                return local.table_name, resource.Table(local.table_name)
+        name = flag or self.settings.table_name
+        if not name:
+            try:
+                name = self.stack.output("TableName")
+            except AwsError as exc:
+                raise AwsError(f"{exc} (for the table alone: --table or TABLE_NAME)") from None
+        try:
+            return name, boto3.resource("dynamodb").Table(name)
+        except AWS_FAILURES as exc:
+            raise AwsError(f"cannot use table {name} ({describe_aws_error(exc)})") from None
 
     def token_secret(self) -> str:
         """``RELAY_TOKEN_SECRET``, or the stack's relay token secret; checked for length."""
@@ -143,6 +183,7 @@ def use_stack(ctx: Context, stack_name: str | None) -> None:
     """Point ``ctx`` at ``--stack`` when given (before any output is read)."""
     if stack_name:
         ctx.stack_name = stack_name
+        ctx.stack_named = True
 
 
 def table_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -165,7 +206,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Stable JSON 
 def voicebot(ctx: click.Context) -> None:
     """Give a Recall.ai meeting bot a real-time voice: create bots, watch them, run locally."""
     settings = ctx.obj if isinstance(ctx.obj, Settings) else load()
-    ctx.obj = Context(settings=settings, stack_name=settings.stack_name)
+    ctx.obj = Context(
+        settings=settings, stack_name=settings.stack_name, stack_named=settings.stack_from_env
+    )
 
 
 # bot
@@ -214,7 +257,8 @@ def check_meeting_url(_ctx: click.Context, _param: click.Parameter, value: str) 
 @click.option(
     "--recall-key-secret-arn",
     default=None,
-    help="Read the Recall API key from this Secrets Manager secret [env RECALL_API_KEY].",
+    help="Read the Recall API key from this Secrets Manager secret "
+    "[env RECALL_API_KEY_SECRET_ARN; or the key itself in RECALL_API_KEY].",
 )
 @stack_option
 @json_option
@@ -429,6 +473,65 @@ def bots(
     click.echo(render.bots_table(found, now))
 
 
+@voicebot.command("transcript")
+@click.argument("bot_id")
+@table_option
+@stack_option
+@json_option
+@pass_context
+def transcript(
+    ctx: Context, bot_id: str, table: str | None, stack_name: str | None, as_json: bool
+) -> None:
+    """Show what was said with a bot, turn by turn, in full.
+
+    BOT_ID is a bot id, or the agent page's id that `voicebot dev` prints (dev-…).
+    """
+    use_stack(ctx, stack_name)
+    name, table_resource = ctx.table(table)
+    details = BotRecords(table_resource).details(bot_id)
+    if details is None:
+        raise CliError(f"no bot {bot_id} in table {name}")
+    if as_json:
+        click.echo(render.to_json([render.public(t) for t in details.turns]))
+        return
+    if not details.turns:
+        click.echo(f"no turns recorded for {bot_id} yet")
+        return
+    click.echo(transcript_text(details.turns))
+
+
+def transcript_text(turns: list[dict[str, Any]]) -> str:
+    """One line per turn: UTC time, who spoke, and everything they said."""
+    lines = []
+    for turn in turns:
+        when = render.parse_time(turn.get("at"))
+        stamp = when.strftime("%H:%M:%S") if when else "--:--:--"
+        text = " ".join(str(turn.get("text", "")).split())
+        lines.append(f"{stamp}  {turn.get('role', '?')!s:<9}  {text}")
+    return "\n".join(lines)
+
+
+# stack
+
+
+@voicebot.command("outputs")
+@stack_option
+@json_option
+@pass_context
+def outputs(ctx: Context, stack_name: str | None, as_json: bool) -> None:
+    """Print the deployed stack's outputs: URLs, table and the secrets' ARNs."""
+    use_stack(ctx, stack_name)
+    values = ctx.stack.outputs()
+    if not values:
+        raise CliError(f"stack {ctx.stack_name!r} has no outputs (is it still deploying?)")
+    if as_json:
+        click.echo(render.to_json(values))
+        return
+    width = max(len(key) for key in values)
+    # Whole values, never shortened: they are pasted into other commands.
+    click.echo("\n".join(f"{key.ljust(width)}  {values[key]}" for key in sorted(values)))
+
+
 # token
 
 
@@ -501,15 +604,23 @@ def webhook_send_sample(
 # dev
 
 
+#: Signals that stop ``voicebot dev`` in order: Ctrl-C, `kill`, and a closed terminal.
+STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: How often the dev command checks its children and its stdout, seconds.
+WATCH_INTERVAL: Final = 0.25
+#: Who the agent page's conversation is, in the table (``bots`` lists it with this name).
+DEV_PAGE_NAME: Final = "agent page (voicebot dev)"
+
+
 @contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set ``stop`` instead of raising, for an orderly shutdown."""
+    """SIGINT, SIGTERM and SIGHUP set ``stop`` instead of raising, for an orderly shutdown."""
     handlers = {}
 
     def request_stop(_signum: int, _frame: object) -> None:
         stop.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         handlers[signum] = signal.signal(signum, request_stop)
     try:
         yield
@@ -518,16 +629,25 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def dev_banner(endpoints: DevEndpoints, page_token: str) -> str:
+def stdout_closed() -> bool:
+    """Whether our stdout's reader is gone (a closed pipe, as `| tee` after Ctrl-C, or a hung-up
+    terminal): then nobody sees the stack any more, so it stops.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False  # not a real file (tests run the command in-process): nothing to watch
+    poller = select.poll()
+    poller.register(fd, 0)  # POLLERR and POLLHUP are always reported
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def dev_banner(endpoints: DevEndpoints, page_token: str, page_session: str) -> str:
     """What ``voicebot dev`` prints once everything answers."""
     model = (
         f"simulated ({endpoints.model_url})" if endpoints.model_url else "OpenAI (OPENAI_API_KEY)"
     )
     page = with_token(endpoints.relay_http_url, page_token)
-    aws = (
-        f"AWS_ENDPOINT_URL_DYNAMODB={endpoints.dynamodb_url} AWS_ACCESS_KEY_ID=dev "
-        "AWS_SECRET_ACCESS_KEY=dev AWS_DEFAULT_REGION=us-east-1"
-    )
     lines = [
         "voicebot dev: the local stack is up (Ctrl-C stops it)",
         "",
@@ -538,13 +658,39 @@ def dev_banner(endpoints: DevEndpoints, page_token: str) -> str:
         f"  webhook secret:  {endpoints.webhook_secret}",
         f"  DynamoDB:        {endpoints.dynamodb_url} (table {endpoints.table_name})",
         "",
+        "Open the agent page, allow the microphone, then speak and pause: the model answers",
+        "when you stop talking (the simulated one after 0.5 s of quiet, or after 8 s of talk).",
+        "",
+        "Watch it from another terminal; while this runs, voicebot needs no flags:",
+        "  voicebot bots",
+        f"  voicebot transcript {page_session}",
+        f"  voicebot bot show {page_session}",
         "Send a signed sample webhook:",
         f"  voicebot webhook send-sample {endpoints.webhook_url} "
         f"--secret {endpoints.webhook_secret}",
-        "Then watch it:",
-        f"  {aws} voicebot bots --table {endpoints.table_name}",
     ]
     return "\n".join(lines)
+
+
+def record_page_session(endpoints: DevEndpoints, page_session: str) -> None:
+    """Record the agent page's session as a bot, so ``bots`` and ``bot show`` find it."""
+    resource = boto3.resource(
+        "dynamodb",
+        endpoint_url=endpoints.dynamodb_url,
+        region_name=LOCAL_AWS_ENV["AWS_REGION"],
+        aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+    BotRecords(resource.Table(endpoints.table_name)).record_created(
+        CreatedBot(
+            bot_id=page_session,
+            session_id=page_session,
+            region="local",
+            meeting_url=endpoints.relay_http_url,
+            bot_name=DEV_PAGE_NAME,
+            created_at=datetime.now(UTC),
+        )
+    )
 
 
 @voicebot.command("dev")
@@ -591,27 +737,54 @@ def dev(
     stop = threading.Event()
 
     def progress(line: str) -> None:
-        click.echo(line, err=True)
+        # A closed terminal or pipe must not turn the orderly stop into a traceback.
+        with suppress(OSError):
+            click.echo(line, err=True)
 
     stack = LocalStack(config, stop, progress)
+    profile_path = ctx.settings.dev_profile
     with stop_on_signals(stop):
         started = time.monotonic()
         try:
             endpoints = stack.start()
             progress(f"ready in {time.monotonic() - started:.1f} s")
-            page_token = tokens.mint(
-                endpoints.relay_token_secret, f"dev-{uuid.uuid4().hex[:12]}", DEV_TOKEN_TTL
+            page_session = f"dev-{uuid.uuid4().hex[:12]}"
+            page_token = tokens.mint(endpoints.relay_token_secret, page_session, DEV_TOKEN_TTL)
+            record_page_session(endpoints, page_session)
+            dev_profile.write(
+                profile_path,
+                DevProfile(
+                    pid=os.getpid(),
+                    table_name=endpoints.table_name,
+                    dynamodb_url=endpoints.dynamodb_url,
+                    region=LOCAL_AWS_ENV["AWS_REGION"],
+                    relay_url=endpoints.relay_http_url,
+                    webhook_url=endpoints.webhook_url,
+                    page_session=page_session,
+                ),
             )
-            click.echo(dev_banner(endpoints, page_token))
+            click.echo(dev_banner(endpoints, page_token, page_session))
             sys.stdout.flush()
-            while not stop.wait(0.25):
+            while not stop.wait(WATCH_INTERVAL):
                 dead = stack.first_dead()
                 if dead is not None:
                     raise LocalStackError(dead.death_report())
+                if stdout_closed():
+                    progress("stdout closed: stopping")
+                    break
         except Interrupted:
             pass
+        except OSError as exc:
+            # Our stdout went away mid-banner (a pipe closed): stop quietly, as on Ctrl-C.
+            if not isinstance(exc, BrokenPipeError):
+                raise LocalStackError(f"cannot run the local stack ({exc})") from None
+        except AWS_FAILURES as exc:
+            raise LocalStackError(
+                f"cannot record the agent page's session ({describe_aws_error(exc)})"
+            ) from None
         finally:
             progress("stopping…")
+            dev_profile.remove(profile_path, os.getpid())
             stack.stop()
             progress("stopped")
 

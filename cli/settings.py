@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Final
+
+from cli.dev_profile import default_path
 
 DEFAULT_REGION: Final = "us-west-2"
 DEFAULT_STACK_NAME: Final = "RecallVoiceAgent"
@@ -29,7 +32,11 @@ class Settings:
     relay_token_secret: str | None = None
     webhook_secret: str | None = None
     stack_name: str = DEFAULT_STACK_NAME
+    #: Whether VOICEBOT_STACK named the stack (then the dev profile is not used).
+    stack_from_env: bool = False
     table_name: str | None = None
+    #: Where ``voicebot dev`` writes, and the other commands read, the local stack's profile.
+    dev_profile: Path = field(default_factory=lambda: default_path(Path.home(), None))
     openai_api_key: str | None = None
     #: The whole environment, passed on to the local stack's child processes.
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -50,7 +57,11 @@ class Settings:
             relay_token_secret=environ.get("RELAY_TOKEN_SECRET") or None,
             webhook_secret=get("RECALL_WEBHOOK_SECRET"),
             stack_name=get("VOICEBOT_STACK") or DEFAULT_STACK_NAME,
+            stack_from_env=get("VOICEBOT_STACK") is not None,
             table_name=get("TABLE_NAME"),
+            dev_profile=Path(profile)
+            if (profile := get("VOICEBOT_DEV_PROFILE"))
+            else default_path(Path(get("HOME") or Path.home()), get("XDG_STATE_HOME")),
             openai_api_key=get("OPENAI_API_KEY"),
             environ=MappingProxyType(dict(environ)),
         )

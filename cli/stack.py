@@ -22,16 +22,6 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-OUTPUT_KEYS: Final = (
-    "WebhookUrl",
-    "RelayUrl",
-    "AgentPageUrl",
-    "TableName",
-    "WebhookSecretArn",
-    "OpenAIKeySecretArn",
-    "RelayTokenSecretArn",
-)
-
 #: What each output stands in for on the command line, for the error message.
 FLAG_FOR_OUTPUT: Final[Mapping[str, str]] = {
     "AgentPageUrl": "--page-url",
@@ -49,6 +39,13 @@ AWS_FAILURES: Final = (
 
 def describe_aws_error(exc: Exception) -> str:
     """A one-line account of an AWS failure (no request ids, no tracebacks)."""
+    if isinstance(exc, botocore.exceptions.NoRegionError):
+        return (
+            "no AWS region: set AWS_REGION (or a profile's region), "
+            "or run `voicebot dev` for the local stack"
+        )
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return "no AWS credentials: set AWS_PROFILE or run `aws configure` (or `aws sso login`)"
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
         code = error.get("Code", "Error")

@@ -7,7 +7,7 @@ modality. Run it as ``python -m relay.simulator --host 127.0.0.1 --port 0``; whe
 prints exactly one line, ``simulator listening on ws://HOST:PORT/v1/realtime``, and it exits
 0 on SIGTERM/SIGINT. Tests may instead ``await serve_simulator(host, port, options)``.
 
-What it does, in GA shapes (see shared/reference/openai-realtime.md §2):
+What it does, in GA shapes (docs/openai-realtime.md §2):
 
 - Handshake: WebSocket path ``/v1/realtime`` (``?model=`` recorded), HTTP 401 without
   ``Authorization: Bearer …`` (or the browser subprotocol ``openai-insecure-api-key.…``),
@@ -22,7 +22,11 @@ What it does, in GA shapes (see shared/reference/openai-realtime.md §2):
   answered with ``session.updated`` carrying the whole merged session.
 - Server VAD from the energy of appended PCM16 24 kHz audio (20 ms frames, threshold in
   dBFS): ``input_audio_buffer.speech_started`` / ``speech_stopped`` after
-  ``silence_duration_ms`` of quiet, ``input_audio_buffer.committed``, the user item
+  ``silence_duration_ms`` of quiet, or once a turn has lasted ``max_turn_ms`` (8 s) with no
+  pause (a looping clip, a noisy room: a real VAD ends such turns too, and the user of
+  `make dev` must hear an answer). Sound that runs on unbroken past such a cut is the same
+  sound, not a new speaker: it starts no turn, and so interrupts nothing, until it pauses or
+  the answer is over. Then ``input_audio_buffer.committed``, the user item
   (``conversation.item.added`` / ``.done``), input transcription events when
   ``audio.input.transcription`` is set (text: ``(heard 1.4 s of speech)``), then, if
   ``create_response``, a response. Speech during a response cancels it when
@@ -104,19 +108,6 @@ BETA_CLOSE_CODE: Final = 4000
 BETA_MESSAGE: Final = (
     "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."
 )
-#: Session fields that only the beta shape had at the top level.
-BETA_SESSION_FIELDS: Final = frozenset(
-    {
-        "modalities",
-        "voice",
-        "input_audio_format",
-        "output_audio_format",
-        "input_audio_transcription",
-        "turn_detection",
-        "temperature",
-        "max_response_output_tokens",
-    }
-)
 GA_SESSION_FIELDS: Final = frozenset(
     {
         "type",
@@ -165,6 +156,8 @@ class SimulatorOptions:
     api_key: str | None = None
     max_recorded_seconds: float = 60.0
     voice: str = "marin"
+    #: A turn with no pause ends after this long (0: only silence ends a turn).
+    max_turn_ms: int = 8_000
 
 
 @dataclass(slots=True)
@@ -411,6 +404,8 @@ class SimulatedSession:
         self.quiet_ms = 0.0
         self.speech_item: str | None = None
         self.speech_start_ms = 0.0
+        # After a turn cut at max_turn_ms, the same unbroken sound is not a new turn.
+        self.cut_continues = False
         # The one response in flight, its cancel signal and its record.
         self.response_task: asyncio.Task[None] | None = None
         self.cancel_reason: str | None = None
@@ -552,6 +547,11 @@ class SimulatedSession:
 
     async def _vad_frame(self, loud: bool, turn_detection: JsonObject) -> None:
         if self.speech_item is None:
+            if self.cut_continues:
+                # The sound that outlasted a cut turn: wait for a pause or the answer's end.
+                if loud and self.response_active:
+                    return
+                self.cut_continues = False
             self.loud_frames = self.loud_frames + 1 if loud else 0
             if self.loud_frames >= VAD_ONSET_FRAMES:
                 await self._speech_started(turn_detection)
@@ -559,6 +559,11 @@ class SimulatedSession:
         self.quiet_ms = 0.0 if loud else self.quiet_ms + VAD_FRAME_MS
         if self.quiet_ms >= int(turn_detection.get("silence_duration_ms") or 500):
             await self._speech_stopped(turn_detection)
+        elif self.options.max_turn_ms and (
+            self.audio_ms - self.speech_start_ms >= self.options.max_turn_ms
+        ):
+            await self._speech_stopped(turn_detection)
+            self.cut_continues = loud
 
     async def _speech_started(self, turn_detection: JsonObject) -> None:
         self.speech_item = _id("item")
@@ -1068,12 +1073,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pace", type=float, default=defaults.pace)
     parser.add_argument("--vad-threshold-dbfs", type=float, default=defaults.vad_threshold_dbfs)
     parser.add_argument("--api-key", default=None, help="require exactly this key")
+    parser.add_argument(
+        "--max-turn-ms",
+        type=int,
+        default=defaults.max_turn_ms,
+        help="end a turn with no pause after this long (0: only silence ends a turn)",
+    )
     args = parser.parse_args(argv)
+    if args.max_turn_ms < 0:
+        parser.error("--max-turn-ms must be 0 or more")
     options = SimulatorOptions(
         reply_ms=args.reply_ms,
         pace=args.pace,
         vad_threshold_dbfs=args.vad_threshold_dbfs,
         api_key=args.api_key,
+        max_turn_ms=args.max_turn_ms,
     )
     asyncio.run(_main(args.host, args.port, options))
 

@@ -1,4 +1,4 @@
-"""Smoke test of the relay load harness: one tiny step per target and harness, real processes."""
+"""Smoke test of the relay load harness: one tiny step per target, real processes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bench.relay_load import NATIVE_BUILD, BenchError, compile_wsload
-from tests.bench.conftest import IN_CI, needs_cc, needs_node
+from tests.bench.conftest import IN_CI, needs_cc
 from tests.conftest import ROOT, TIMEOUT
 
 NATIVE_BUILT = bool(list(NATIVE_BUILD.glob("relay/session.*.so")))
@@ -20,24 +20,22 @@ needs_native = pytest.mark.skipif(
 )
 
 
-def case(target: str, harness: str) -> Any:
-    marks = [needs_cc if harness == "c" else needs_node]
+def case(target: str) -> Any:
+    marks = [needs_cc]
     if target == "native":
         marks.append(needs_native)
-    return pytest.param(target, harness, marks=marks, id=f"{target}-{harness}")
+    return pytest.param(target, marks=marks, id=target)
 
 
 @pytest.mark.parametrize(
-    ("target", "harness"),
+    "target",
     [
-        *(case(t, h) for t in ("direct", "naive", "relay") for h in ("c", "node")),
-        case("splice", "c"),  # the floor of any Python relay
-        case("native", "c"),  # the relay as the image ships it (mypyc build)
+        *(case(t) for t in ("direct", "naive", "relay")),
+        case("splice"),  # the floor of any Python relay
+        case("native"),  # the relay as the image ships it (mypyc build)
     ],
 )
-def test_one_small_step_reports_round_trips_and_no_loss(
-    target: str, harness: str, tmp_path: Path
-) -> None:
+def test_one_small_step_reports_round_trips_and_no_loss(target: str, tmp_path: Path) -> None:
     """Five sessions for two seconds: every append comes back and the round trip is reported."""
     report = tmp_path / "report.json"
     proc = subprocess.run(
@@ -56,8 +54,6 @@ def test_one_small_step_reports_round_trips_and_no_loss(
             "0.5",
             "--max-seconds",
             "90",
-            "--harness",
-            harness,
             "--json",
             str(report),
         ],
@@ -69,7 +65,7 @@ def test_one_small_step_reports_round_trips_and_no_loss(
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     document = json.loads(report.read_text())
-    assert document["harness"] == harness
+    assert document["harness"] == "c"
     [result] = document["targets"]
     [step] = result["steps"]
     assert step["error"] is None, step["error"]
@@ -85,7 +81,7 @@ def test_one_small_step_reports_round_trips_and_no_loss(
         assert step["relay_cpu_seconds"] is not None
         assert step["relay_rss_kb"] > 0
     assert f"target: {target}" in proc.stdout
-    assert f"harness: {harness} (" in proc.stdout
+    assert "harness: c (bench/wsload.c built with " in proc.stdout
 
 
 @needs_cc

@@ -37,6 +37,8 @@ CLI_ENV_UNSET: Mapping[str, None] = dict.fromkeys(
 HERMETIC_AWS_ENV: Mapping[str, str] = {
     "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
     "AWS_MAX_ATTEMPTS": "1",
+    # A developer's own running `voicebot dev` must not answer for a test.
+    "VOICEBOT_DEV_PROFILE": "/nonexistent/voicebot-dev.json",
 }
 
 

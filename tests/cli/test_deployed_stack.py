@@ -211,3 +211,26 @@ def test_bots_on_an_empty_table_says_so(deployed):
     assert human.exit_code == 0, human.output
     assert human.stdout.strip() == "no bots in the last 2 days"
     assert json.loads(as_json.stdout) == []
+
+
+def test_outputs_prints_every_output_whole(deployed):
+    """`voicebot outputs` prints each output once, whole (ARNs are pasted, never shortened)."""
+    result = run_cli(["outputs"], deployed.env)
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(None, 1) for line in result.stdout.splitlines())
+    assert lines["TableName"] == deployed.table
+    assert lines["RelayTokenSecretArn"] == deployed.relay_secret_arn
+    assert lines["WebhookSecretArn"] == deployed.webhook_secret_arn
+    as_json = run_cli(["outputs", "--json"], deployed.env)
+    assert json.loads(as_json.stdout) == lines
+
+
+def test_no_region_says_what_to_set():
+    """On a machine with no AWS region, `bots` names AWS_REGION, `voicebot dev` and --table."""
+    no_region = {"AWS_REGION": None, "AWS_DEFAULT_REGION": None, "AWS_CONFIG_FILE": "/nonexistent"}
+    result = run_cli(["bots"], no_region)
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "no AWS region: set AWS_REGION" in line
+    assert "voicebot dev" in line
+    assert "--table" in line

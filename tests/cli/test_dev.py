@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import math
 import os
@@ -19,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -37,8 +39,11 @@ from relay import tokens
 from tests.cli.conftest import CLI_ENV_UNSET, RECALL_KEY, TOKEN_SECRET, run_cli
 from tests.cli.fake_recall import Answer, FakeRecall
 from tests.conftest import ROOT, TIMEOUT, free_port
+from tests.deadlines import poll
 
-BANNER_END = re.compile(r"^\s+AWS_ENDPOINT_URL_DYNAMODB=")
+BANNER_END = re.compile(r"^  voicebot webhook send-sample ")
+#: Where the runs in this module write their dev profile (never the developer's own).
+PROFILE_DIR = Path(tempfile.mkdtemp(prefix="voicebot-dev-test-"))
 
 
 @dataclass
@@ -47,8 +52,10 @@ class DevRun:
 
     proc: subprocess.Popen[str]
     stdout: list[str]
+    profile: Path
     stderr: list[str] = field(default_factory=list)
     banner: dict[str, str] = field(default_factory=dict)
+    watch: list[str] = field(default_factory=list)
 
     @property
     def page_url(self) -> str:
@@ -58,14 +65,29 @@ class DevRun:
     def page_token(self) -> str:
         return parse_qs(urlsplit(self.page_url).fragment)["token"][0]
 
+    @property
+    def page_session(self) -> str:
+        return str(tokens.verify(self.page_token, TOKEN_SECRET).sub)
+
+    @property
+    def ports(self) -> list[int]:
+        """The relay, webhook and DynamoDB ports, from the printed URLs."""
+        urls = [self.banner["relay"], self.banner["webhook URL"], self.banner["DynamoDB"]]
+        return [int(urlsplit(url.split()[0]).port or 0) for url in urls]
+
     def env(self) -> dict[str, str]:
         """What a second terminal needs to read the local table."""
         return {"AWS_ENDPOINT_URL_DYNAMODB": self.banner["DynamoDB"].split()[0]}
 
+    def profile_env(self) -> dict[str, str]:
+        """A second terminal with no flags and no AWS settings: only the dev profile."""
+        return {"VOICEBOT_DEV_PROFILE": str(self.profile)}
 
-def dev_env(**extra: str) -> dict[str, str]:
+
+def dev_env(profile: Path | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CLI_ENV_UNSET}
-    env.update(PYTHONUNBUFFERED="1", **extra)
+    profile = profile or PROFILE_DIR / f"{time.monotonic_ns()}.json"
+    env.update(PYTHONUNBUFFERED="1", VOICEBOT_DEV_PROFILE=str(profile), **extra)
     return env
 
 
@@ -130,45 +152,66 @@ def is_running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.fixture(scope="module")
-def dev() -> Iterator[DevRun]:
-    """`voicebot dev` on free ports, with a known relay token secret, until its banner."""
+def read_banner(
+    proc: subprocess.Popen[str], lines: queue.Queue[str | None], profile: Path, stderr: list[str]
+) -> DevRun:
+    """Read `voicebot dev`'s stdout up to the end of its banner."""
+    run = DevRun(proc=proc, stdout=[], profile=profile, stderr=stderr)
+    deadline = time.monotonic() + 6 * TIMEOUT
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            pytest.fail(f"no banner in time; stderr: {stderr[-20:]}")
+        if line is None:
+            pytest.fail(f"voicebot dev exited {proc.wait()}; stderr: {stderr[-20:]}")
+        run.stdout.append(line)
+        match = re.match(r"^  ([a-zA-Z ]+):\s+(\S.*)$", line)
+        if match:
+            run.banner[match.group(1)] = match.group(2)
+        elif line.startswith("  voicebot webhook send-sample"):
+            run.banner["send-sample"] = line.strip()
+        elif line.startswith("  voicebot "):
+            run.watch.append(line.strip())
+        if BANNER_END.match(line):
+            return run
+
+
+def stop_dev(proc: subprocess.Popen[str], signum: int = signal.SIGINT) -> None:
+    """Stop a `voicebot dev` still running, and anything it left (even if a test failed)."""
+    if proc.poll() is None:
+        pids = descendants(proc.pid)
+        proc.send_signal(signum)
+        try:
+            proc.wait(timeout=3 * TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for pid in pids:
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running_dev(**extra: str) -> Iterator[DevRun]:
+    """`voicebot dev` on free ports with a known token secret, from its banner until stopped."""
     ports = [str(free_port()) for _ in range(3)]
+    profile = PROFILE_DIR / f"{time.monotonic_ns()}.json"
     proc, lines, stderr = start_dev(
         ["--relay-port", ports[0], "--webhook-port", ports[1], "--dynamodb-port", ports[2]],
-        dev_env(RELAY_TOKEN_SECRET=TOKEN_SECRET),
+        dev_env(profile, RELAY_TOKEN_SECRET=TOKEN_SECRET, **extra),
     )
-    run = DevRun(proc=proc, stdout=[], stderr=stderr)
-    deadline = time.monotonic() + 6 * TIMEOUT
     try:
-        while True:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                pytest.fail(f"no banner in time; stderr: {stderr[-20:]}")
-            if line is None:
-                pytest.fail(f"voicebot dev exited {proc.wait()}; stderr: {stderr[-20:]}")
-            run.stdout.append(line)
-            match = re.match(r"^  ([a-zA-Z ]+):\s+(\S.*)$", line)
-            if match:
-                run.banner[match.group(1)] = match.group(2)
-            elif line.startswith("  voicebot webhook send-sample"):
-                run.banner["send-sample"] = line.strip()
-            if BANNER_END.match(line):
-                break
-        yield run
+        yield read_banner(proc, lines, profile, stderr)
     finally:
-        if proc.poll() is None:
-            pids = descendants(proc.pid)
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=3 * TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            for pid in pids:  # never leave a stray process behind, even if a test failed
-                if is_running(pid):
-                    os.kill(pid, signal.SIGKILL)
+        stop_dev(proc)
+
+
+@pytest.fixture(scope="module")
+def dev() -> Iterator[DevRun]:
+    """One `voicebot dev` for the module's read-only tests (the last one stops it)."""
+    with running_dev() as run:
+        yield run
 
 
 def test_every_printed_url_answers(dev: DevRun):
@@ -303,18 +346,6 @@ def status_event(
     }
 
 
-def poll(check: Any, what: str) -> Any:
-    """Call ``check`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + 3 * TIMEOUT
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen in time")
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def fake_recall_for(dev: DevRun) -> Iterator[FakeRecall]:
     fake = FakeRecall()
@@ -428,12 +459,23 @@ def test_unknown_bot_is_one_line(dev: DevRun):
     assert result.stderr.strip() == "error: no bot no-such-bot in table voicebot-dev"
 
 
-def test_port_in_use_is_one_line_error():
-    """A port already taken makes `voicebot dev` exit at once with one line naming the flag."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+#: A stand-in for a stack left running: a process that holds a port and says so.
+PORT_HOLDER = (
+    "import socket, sys, time\n"
+    "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+    "print(s.getsockname()[1], flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def test_port_in_use_names_the_process_holding_it():
+    """A port already taken makes `voicebot dev` exit at once, naming the process and the flag."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", PORT_HOLDER], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        port = int(holder.stdout.readline())
         result = subprocess.run(
             [
                 sys.executable,
@@ -453,11 +495,20 @@ def test_port_in_use_is_one_line_error():
             text=True,
             timeout=3 * TIMEOUT,
         )
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [
-        f"error: port {port} on 127.0.0.1 is already in use; pick another with --webhook-port"
-    ]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(
+        f"error: port {port} on 127.0.0.1 is already in use by pid {holder.pid} ("
+    )
+    assert "python" in errors[0]
+    assert "-c import socket" in errors[0]
+    assert errors[0].endswith(f"; stop it (kill {holder.pid}) or pick another with --webhook-port")
     assert "Traceback" not in result.stderr
 
 
@@ -506,6 +557,177 @@ def test_child_that_dies_is_reported_with_its_output():
     assert "RELAY_MAX_SESSIONS" in text
     assert pids
     assert [pid for pid in pids if is_running(pid)] == []
+
+
+def test_no_flags_needed_while_dev_runs(dev: DevRun):
+    """With only the dev profile, `bots`, `transcript` and `bot show` reach the local stack
+    and show the agent page's conversation."""
+    # Given a conversation on the agent page's own token (what the browser page does).
+    asyncio.run(talk(dev.banner["relay"], dev.page_token))
+    session = dev.page_session
+    assert f"voicebot transcript {session}" in dev.watch
+    assert dev.profile.stat().st_mode & 0o077 == 0  # owner-only
+
+    # Then `bots` lists it, with no --table, no AWS endpoint and no region.
+    listed = run_cli(["bots", "--json"], dev.profile_env())
+    assert listed.exit_code == 0, listed.output
+    assert session in [b["bot_id"] for b in json.loads(listed.stdout)]
+    assert "the local stack of voicebot dev" in listed.stderr
+
+    def turns() -> list[dict[str, Any]] | None:
+        result = run_cli(["transcript", session, "--json"], dev.profile_env())
+        assert result.exit_code == 0, result.output
+        found: list[dict[str, Any]] = json.loads(result.stdout)
+        return found if {t["role"] for t in found} >= {"user", "assistant"} else None
+
+    poll(turns, "the page's turns in the local table")
+    text = run_cli(["transcript", session], dev.profile_env())
+    assert re.search(r"^\d\d:\d\d:\d\d  user\s+\(heard \d", text.stdout, re.M), text.stdout
+    assert re.search(r"^\d\d:\d\d:\d\d  assistant\s+\S", text.stdout, re.M), text.stdout
+    shown = run_cli(["bot", "show", session], dev.profile_env())
+    assert shown.exit_code == 0, shown.output
+    assert re.search(r"^Relay sessions \([1-9]\d*\)$", shown.stdout, re.M), shown.stdout
+    assert "agent page (voicebot dev)" in shown.stdout
+
+
+def test_a_named_stack_is_not_the_dev_stack(dev: DevRun):
+    """--stack means the deployed stack: the dev profile does not answer for it."""
+    result = run_cli(["bots", "--stack", "SomeStack"], dev.profile_env())
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot read stack 'SomeStack'")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"{not json",
+        b"[1, 2]",
+        b'{"pid": 1}',
+        b"x" * 100_000,
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "table_name": "t",
+                "dynamodb_url": "http://198.51.100.7:8001",
+                "region": "us-east-1",
+                "relay_url": "http://127.0.0.1:1/",
+                "webhook_url": "http://127.0.0.1:2/",
+                "page_session": "dev-x",
+            }
+        ).encode(),
+    ],
+    ids=["empty", "malformed", "not-an-object", "missing-fields", "oversized", "remote-endpoint"],
+)
+def test_a_bad_profile_is_no_profile(tmp_path: Path, content: bytes):
+    """A profile that is not one `voicebot dev` wrote is ignored: the command asks for a stack."""
+    profile = tmp_path / "dev.json"
+    profile.write_bytes(content)
+    result = run_cli(["bots"], {"VOICEBOT_DEV_PROFILE": str(profile)})
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot read stack 'RecallVoiceAgent'")
+
+
+def test_a_profile_left_by_a_dead_run_is_no_profile(tmp_path: Path):
+    """A profile whose writer is gone (kill -9) never points a command at a dead stack."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    profile = tmp_path / "dev.json"
+    profile.write_text(
+        json.dumps(
+            {
+                "pid": gone.pid,
+                "table_name": "voicebot-dev",
+                "dynamodb_url": "http://127.0.0.1:9",
+                "region": "us-east-1",
+                "relay_url": "http://127.0.0.1:1/",
+                "webhook_url": "http://127.0.0.1:2/",
+                "page_session": "dev-x",
+            }
+        )
+    )
+    result = run_cli(["bots"], {"VOICEBOT_DEV_PROFILE": str(profile)})
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot read stack 'RecallVoiceAgent'")
+
+
+def ports_free(ports: list[int]) -> bool:
+    """Whether every port can be bound again (as `voicebot dev` checks at start)."""
+    for port in ports:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("signum", "orderly"),
+    [(signal.SIGHUP, True), (signal.SIGTERM, True), (signal.SIGKILL, False)],
+    ids=["SIGHUP-terminal-closed", "SIGTERM", "SIGKILL-no-cleanup-possible"],
+)
+def test_stopping_signal_leaves_no_process_and_frees_ports(signum: int, orderly: bool):
+    """A closed terminal, a kill, even a kill -9: every child exits and the ports are free."""
+    with running_dev() as run:
+        pids = descendants(run.proc.pid)
+        assert len(pids) >= 4, pids
+        assert run.profile.exists()
+
+        run.proc.send_signal(signum)
+
+        code = run.proc.wait(timeout=3 * TIMEOUT)
+        assert code == (0 if orderly else -signal.SIGKILL)
+        poll(lambda: not [pid for pid in pids if is_running(pid)], "every child to exit")
+        assert ports_free(run.ports)
+        if orderly:
+            assert not run.profile.exists()  # removed by the run that wrote it
+
+
+def test_closed_stdout_stops_the_stack():
+    """`voicebot dev | tee log` and Ctrl-C: once nobody reads its output, the stack stops."""
+    ports = [str(free_port()) for _ in range(3)]
+    profile = PROFILE_DIR / f"{time.monotonic_ns()}.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "dev",
+            "--relay-port",
+            ports[0],
+            "--webhook-port",
+            ports[1],
+            "--dynamodb-port",
+            ports[2],
+        ],
+        cwd=ROOT,
+        env=dev_env(profile),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stderr: list[str] = []
+    threading.Thread(target=collect, args=(proc.stderr, stderr), daemon=True).start()
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 6 * TIMEOUT
+        line = ""
+        while not BANNER_END.match(line):  # the whole banner, then the reader goes away
+            line = proc.stdout.readline()
+            assert line, f"voicebot dev exited early: {stderr[-20:]}"
+            assert time.monotonic() < deadline, "no banner in time"
+        pids = descendants(proc.pid)
+
+        proc.stdout.close()
+
+        assert proc.wait(timeout=3 * TIMEOUT) == 0
+        poll(lambda: not [pid for pid in pids if is_running(pid)], "every child to exit")
+        assert ports_free([int(p) for p in ports])
+        assert any("stdout closed" in line for line in stderr), stderr
+    finally:
+        stop_dev(proc)
 
 
 def test_sigint_stops_every_child(dev: DevRun):

@@ -20,10 +20,10 @@ import sys
 import threading
 import time
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import numpy as np
@@ -32,6 +32,7 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from relay import tokens
 from tests.conftest import ROOT, TIMEOUT
+from tests.deadlines import poll as poll  # re-exported: the e2e tests import it here
 
 TOKEN_SECRET = "e2e-relay-token-secret-0123456789abcdef"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -41,11 +42,22 @@ WAV_SECONDS = 6.0
 SPEECH = "Hello agent, can you hear me?"
 
 
+#: Debian packages the browser tests run (a missing one is named with all the others).
+BROWSER_TOOLS: Final = ("chromium", "espeak-ng")
+
+
 def require_tool(name: str) -> str:
-    """The tool's path; skip locally without it, fail in CI (which must install it)."""
+    """The tool's path; skip locally without it, fail in CI (which must install it).
+
+    The message names every missing browser-test tool at once, so one install fixes all.
+    """
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (apt-get install {name}); browser tests need it"
+        missing = [tool for tool in BROWSER_TOOLS if shutil.which(tool) is None] or [name]
+        message = (
+            f"{', '.join(missing)} not installed (apt-get install {' '.join(missing)}); "
+            "the browser tests need them"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -228,18 +240,6 @@ def _healthy(relay: Relay) -> bool:
         return httpx.get(relay.http + "/healthz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def poll(check: Callable[[], Any], what: str, timeout: float = 3 * TIMEOUT) -> Any:
-    """Call ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -77,6 +77,8 @@ def test_conversation_through_the_relay(stack: Stack, page: Page, meeting_audio:
     sim = stack.simulator("--reply-ms", "1500")
     relay = stack.relay(sim)
     open_page(page, relay.http, mint())
+    # The first screen says what to do (the first transcript replaces it seconds later).
+    assert tile_text(page, "heard-text") == "Speak, then pause: the agent answers when you stop."
 
     # More than a loop of the fake microphone (at the longest scale tried), a reply in full.
     poll(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import itertools
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from relay.logs import JsonFormatter
 from relay.server import Relay
 from relay.simulator import SimulatorOptions, listening_url, serve_simulator
 from tests.conftest import TIMEOUT
+from tests.deadlines import eventually as eventually  # re-exported: the relay tests import it here
 
 # asyncio debug mode for relay tests, as websockets runs its own: un-awaited coroutines,
 # callbacks from the wrong thread and slow callbacks are reported (STYLE.md).
@@ -79,15 +79,6 @@ async def recv_until(ws: ClientConnection, event_type: str) -> list[dict[str, An
         seen.append(event)
         if event["type"] == event_type:
             return seen
-
-
-async def eventually(check: Callable[[], bool]) -> None:
-    """Poll ``check`` until it holds, failing after TIMEOUT."""
-    async with asyncio.timeout(TIMEOUT):
-        for _ in itertools.count():
-            if check():
-                return
-            await asyncio.sleep(0.005)
 
 
 # Log capture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import signal
 import sys
@@ -17,6 +16,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import TIMEOUT, free_port
+from tests.deadlines import eventually, eventually_async
 from tests.relay.conftest import (
     SECRET,
     SENSITIVE,
@@ -24,7 +24,6 @@ from tests.relay.conftest import (
     FakeUpstream,
     append_event,
     environ_for_subprocess,
-    eventually,
     mint,
     recv_until,
 )
@@ -180,12 +179,3 @@ async def test_sigterm_without_sessions_exits_at_once(relay_process: RelayProces
     relay_process.proc.send_signal(signal.SIGTERM)
     async with asyncio.timeout(TIMEOUT):
         assert await relay_process.proc.wait() == 0
-
-
-async def eventually_async(probe, expected) -> None:
-    """Await ``probe()`` until it returns ``expected``, failing after TIMEOUT."""
-    async with asyncio.timeout(TIMEOUT):
-        for _ in itertools.count():
-            if await probe() == expected:
-                return
-            await asyncio.sleep(0.02)

@@ -257,6 +257,39 @@ async def test_speech_turn_gets_transcript_and_audio_reply(ga: ClientConnection,
 
 
 @pytest.mark.parametrize(
+    "sim_url",
+    [SimulatorOptions(reply_ms=600, pace=1.0, max_turn_ms=2000)],
+    indirect=True,
+    ids=["2s-turns"],
+)
+async def test_a_looping_clip_with_no_pause_is_answered(ga: ClientConnection, sim_url) -> None:
+    """Sound that never pauses still ends a turn at max_turn_ms and gets a whole answer."""
+    for _ in range(2):  # two loops of a clip with no quiet in it
+        await stream(ga, tone(2500))
+        events = await events_until(ga, "response.done")
+        types = [e["type"] for e in events]
+        # One turn, cut at 2 s, answered to the end: the unbroken sound interrupts nothing.
+        assert types.count("input_audio_buffer.speech_started") == 1
+        started = next(e for e in events if e["type"] == "input_audio_buffer.speech_started")
+        stopped = next(e for e in events if e["type"] == "input_audio_buffer.speech_stopped")
+        assert stopped["audio_end_ms"] - started["audio_start_ms"] == pytest.approx(2000, abs=60)
+        assert "input_audio_buffer.committed" in types
+        assert events[-1]["response"]["status"] == "completed"
+    stats = (await sessions(sim_url))[0]
+    assert [r["status"] for r in stats["responses"]] == ["completed", "completed"]
+    assert len(stats["speech"]) == 2
+
+
+async def test_a_turn_under_the_limit_ends_only_at_a_pause(ga: ClientConnection, sim_url) -> None:
+    """With the default 8 s limit, 3 s of unbroken sound is still one open turn."""
+    await stream(ga, tone(3000))
+    await next_event(ga, "input_audio_buffer.speech_started")
+    await stream(ga, silence(400))  # the pause ends it (300 ms of silence configured)
+    stopped = await next_event(ga, "input_audio_buffer.speech_stopped")
+    assert stopped["audio_end_ms"] == pytest.approx(3000, abs=60)
+
+
+@pytest.mark.parametrize(
     "sim_url", [SimulatorOptions(reply_ms=5000, pace=1.0)], indirect=True, ids=["slow-reply"]
 )
 async def test_barge_in_cancels_reply_and_truncate_is_confirmed(ga, sim_url) -> None:
