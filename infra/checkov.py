@@ -96,6 +96,14 @@ def skip_checkov_findings(stack: VoiceAgentStack) -> None:
         "Access-log objects are written once and expire after 90 days; versioning would only "
         "keep deleted copies of logs.",
     )
+    if not relay.settings.container_insights:
+        skip(
+            relay.cluster,
+            "CKV_AWS_65",
+            "Container Insights was switched off on purpose (-c relay_container_insights=false) "
+            "to save its ~$11/month; the service's free CPU and memory metrics and the relay's "
+            "own EMF metrics still drive scaling and alarms.",
+        )
     distribution = stack.edge.distribution
     skip(
         distribution,
