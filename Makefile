@@ -60,7 +60,7 @@ synth: $(BIN)/activate node_modules/.installed $(CHECKOV)  ## offline synth (no 
 	$(CHECKOV) --quiet --compact --framework cloudformation $$(printf -- '-f %s ' cdk.out/*.template.json)
 
 deploy: synth  ## needs AWS credentials and Docker (for the relay image)
-	$(BIN)/python -m infra.preflight $(ARGS)
+	$(BIN)/python -m infra.preflight --engine "$${CDK_DOCKER:-docker}" $(ARGS)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) deploy --require-approval never $(ARGS)
 
 bench: $(BIN)/activate node_modules/.installed $(NATIVE)/.built
