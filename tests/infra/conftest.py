@@ -31,7 +31,6 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "hosted_zone_name": "example.com",
     "alarm_email": "ops@example.com",
     "retain_data": "false",
-    "table_deletion_protection": "false",
     "webhook_snap_start": "false",
     "relay_deregistration_delay_seconds": "600",
     "relay_architecture": "x86_64",
