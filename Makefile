@@ -5,6 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CDK := node_modules/.bin/cdk
+CHECKOV := $(VENV)/checkov/bin/checkov
 NATIVE := build/native
 RELAY_SOURCES := $(wildcard relay_container/relay/*.py storage/*.py) relay_container/build_native.py
 #: Stack name, as `cdk deploy` and `voicebot` see it.
@@ -38,6 +39,13 @@ $(BIN)/activate: pyproject.toml
 	  $(BIN)/pip install -q -e ".[infra,webhooks,relay,cli,dev,native]"
 	touch $(BIN)/activate
 
+# checkov in its own environment: its pins clash with the project's (pyproject.toml `checkov`).
+$(CHECKOV): pyproject.toml | $(BIN)/activate
+	test -d $(VENV)/checkov || $(PY) -m venv $(VENV)/checkov
+	$(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['checkov']))" > $(VENV)/checkov/requirements.txt
+	$(VENV)/checkov/bin/pip install -q -r $(VENV)/checkov/requirements.txt
+	touch $@
+
 node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
@@ -59,7 +67,7 @@ types: $(BIN)/activate  ## mypy strict, for the oldest supported Python and the 
 	$(BIN)/mypy
 	$(BIN)/mypy --python-version 3.14
 
-pytest: $(BIN)/activate node_modules/.installed $(NATIVE)/.built  ## the tests, then the relay's on its mypyc build
+pytest: $(BIN)/activate node_modules/.installed $(NATIVE)/.built $(CHECKOV)  ## the tests, then the relay's on its mypyc build
 	$(BIN)/pytest -m "not bench"
 	@echo "The relay's tests and the browser tests again, on its mypyc build (what the image ships):"
 	PYTHONPATH=$(CURDIR)/$(NATIVE) RELAY_EXPECT_COMPILED=1 $(BIN)/pytest -m "not bench" -q tests/relay tests/e2e
@@ -70,15 +78,18 @@ $(NATIVE)/.built: $(BIN)/activate $(RELAY_SOURCES)
 	$(BIN)/python relay_container/build_native.py --out $(NATIVE)
 	touch $@
 
-synth: $(BIN)/activate node_modules/.installed  ## offline synth (no Docker, no AWS account) + cdk-nag + cfn-lint
+synth: $(BIN)/activate node_modules/.installed $(CHECKOV)  ## offline synth (no Docker, no AWS account) + cdk-nag + cfn-lint + checkov
 	rm -rf cdk.out
 	$(CDK_RUN) synth --quiet
 	$(BIN)/cfn-lint cdk.out/*.template.json
+	$(CHECKOV) --quiet --compact --framework cloudformation $$(printf -- '-f %s ' cdk.out/*.template.json)
 
 bootstrap: $(BIN)/activate node_modules/.installed  ## once per account and region: cdk bootstrap
 	$(CDK_RUN) bootstrap $(ARGS)
 
 deploy: synth  ## build the relay image (Docker) and deploy the stack; outputs in cdk-outputs.json
+	@# Says before the build whether this host can build the arm64 image, and how to fix it.
+	$(BIN)/python -m infra.preflight --engine "$${CDK_DOCKER:-docker}" $(ARGS)
 	$(CDK_RUN) deploy $(STACK) --require-approval $(APPROVAL) --outputs-file cdk-outputs.json $(ARGS)
 
 outputs: $(BIN)/activate  ## print the deployed stack's outputs again

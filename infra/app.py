@@ -2,7 +2,7 @@
 
 Reads settings from context, builds the stack, registers cdk-nag's AwsSolutions checks
 (an unacknowledged error fails the synth) and the acknowledgments of ``infra/nag.py``,
-then synthesizes. Nothing else happens here.
+and the checkov skips of ``infra/checkov.py``, then synthesizes. Nothing else happens here.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Final
 from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
+from infra.checkov import skip_checkov_findings
 from infra.nag import acknowledge_findings
 from infra.settings import SettingsError, StackSettings
 from infra.stack import VoiceAgentStack
@@ -27,6 +28,7 @@ def build(app: App, *, project_root: Path = PROJECT_ROOT) -> VoiceAgentStack:
     stack = VoiceAgentStack(app, settings.stack_name, settings=settings, project_root=project_root)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     acknowledge_findings(stack)
+    skip_checkov_findings(stack)
     return stack
 
 

@@ -93,11 +93,11 @@ def _acknowledge_relay(stack: VoiceAgentStack) -> None:
         "limits, drain time, table name, metrics names, log level); the OpenAI key and the "
         "token key arrive as ECS secrets from Secrets Manager, which tests/infra asserts.",
     )
-    if not stack.settings.container_insights:
+    if not stack.settings.relay.container_insights:
         _ack(
             relay.cluster,
             "AwsSolutions-ECS4",
-            "Container Insights was switched off on purpose (-c container_insights=false) to "
+            "Container Insights was switched off on purpose (-c relay_container_insights=false) to "
             "save its ~$11/month of metrics; the service's CPU and memory utilization (free "
             "ECS metrics) and the relay's own EMF metrics still drive scaling and alarms.",
         )
@@ -131,10 +131,10 @@ def _acknowledge_edge(stack: VoiceAgentStack) -> None:
         _ack(
             distribution,
             "AwsSolutions-CFR5",
-            "Without a custom domain the origin is reached over HTTP (no certificate can name "
-            "*.elb.amazonaws.com); the rule fires for any HTTP-only origin although origin "
-            "SSL protocols are TLSv1.2 only. The ALB admits only CloudFront's prefix list plus "
-            "the origin header; with -c domain_name=... the origin is HTTPS.",
+            "Without a custom domain the origin leg is HTTP (no certificate can name "
+            "*.elb.amazonaws.com), but it runs inside CloudFront's VPC-origin connection to an "
+            "internal load balancer with no public address, never over the internet; the rule "
+            "fires for any HTTP origin. With -c domain_name=... the origin leg is HTTPS.",
         )
     _ack(
         distribution,

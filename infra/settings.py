@@ -7,6 +7,10 @@ below (``-c alarm_email=ops@example.com``); values from ``-c`` arrive as strings
 ``cdk.json`` as JSON, and both are accepted. Every problem is reported at once in a
 :class:`SettingsError`, before any resource is built.
 
+Relay settings are nested (:class:`RelaySettings`, context keys ``relay_<field>``) and handed
+to the relay construct whole; the relay service maps them to the container's environment in
+one function (``relay_service.container_environment``).
+
 The stack is environment-agnostic on purpose (no account/region at synth), so ``cdk synth``
 needs no AWS credentials; nothing here reads ``CDK_DEFAULT_*``.
 """
@@ -26,8 +30,11 @@ LOG_RETENTION_DAYS: Final = frozenset(
 
 #: ECS waits at most this long between SIGTERM and SIGKILL on Fargate (stopTimeout cap).
 MAX_STOP_TIMEOUT_SECONDS: Final = 120
+#: ALB duration-based stickiness cookies last 1 s to 7 days.
+MAX_STICKINESS_SECONDS: Final = 7 * 86400
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_AZ = re.compile(r"[a-z]{2}(-[a-z]+)+-\d[a-z]")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
@@ -57,6 +64,86 @@ class CustomDomain:
     certificate_arn: str | None = None
 
 
+#: Context keys that no longer exist, with what replaced them (a stale cdk.json fails loudly).
+REMOVED_KEYS: Final = {
+    "cloudfront_prefix_list_id": "the load balancer is internal behind a CloudFront VPC origin "
+    "now; no prefix list is involved",
+    "relay_desired_count": "autoscaling owns the task count (relay_min_count..relay_max_count)",
+    "relay_stickiness_seconds": "the stickiness cookie lasts relay_max_session_seconds",
+    "relay_max_sessions_per_task": "renamed relay_max_sessions (RELAY_MAX_SESSIONS)",
+    "container_insights": "renamed relay_container_insights",
+}
+
+#: CPU architectures the relay image can be built for (Fargate's names).
+ARCHITECTURES: Final = ("arm64", "x86_64")
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """The relay service's knobs; context key ``relay_<field>`` (``-c relay_cpu=1024``).
+
+    One object from context to container: ``RelayService`` takes it whole and
+    ``container_environment`` maps the fields the relay reads to its variables.
+    """
+
+    cpu: int = 512  # CPU units; one asyncio process uses at most one vCPU
+    memory_mib: int = 1024
+    architecture: str = "arm64"  # x86_64 builds on an x86 host without emulation
+    min_count: int = 1
+    max_count: int = 4
+    sessions_per_task_target: int = 20  # scaling target: average ActiveSessions per task
+    max_sessions: int = 40  # RELAY_MAX_SESSIONS: hard admission cap per task
+    max_sessions_per_subject: int = 4  # one bot reconnecting, not a leaked token's fan-out
+    max_session_seconds: int = 4 * 3600  # also the stickiness cookie's lifetime
+    drain_seconds: int = 90  # DRAIN_SECONDS; must end before the 120 s stop timeout
+    deregistration_delay_seconds: int = 300  # a leaving task's calls move within this
+    idle_timeout_seconds: int = 300  # ALB idle timeout; the relay pings every 20 s
+    model: str = "gpt-realtime-2.1"
+    allowed_models: tuple[str, ...] = ()  # empty: only model
+    log_level: str = "INFO"
+    container_insights: bool = True  # per-task metrics (~$11/month); service CPU/memory stay
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Models a relay client may pick with ``?model=``: the default first."""
+        rest = tuple(m for m in self.allowed_models if m != self.model)
+        return (self.model, *rest)
+
+    @property
+    def stickiness_seconds(self) -> int:
+        """The ALB cookie outlives the longest session, so a late reconnect finds its task."""
+        return min(self.max_session_seconds, MAX_STICKINESS_SECONDS)
+
+    def checks(self) -> list[tuple[bool, str]]:
+        """Range and cross-field rules, each with the message naming its context key."""
+        return [
+            ((self.cpu, self.memory_mib) in _FARGATE_SIZES,
+             "relay_cpu/relay_memory_mib: a valid Fargate combination, e.g. 512/1024, 1024/2048"),
+            (self.architecture in ARCHITECTURES,
+             f"relay_architecture: one of {', '.join(ARCHITECTURES)}"),
+            (0 <= self.min_count <= self.max_count,
+             "relay counts: 0 <= relay_min_count <= relay_max_count"),
+            (self.max_count >= 1, "relay_max_count: at least 1"),
+            (1 <= self.sessions_per_task_target <= self.max_sessions,
+             "relay_sessions_per_task_target: 1..relay_max_sessions (scale out before "
+             "admission starts refusing calls)"),
+            (self.max_sessions_per_subject >= 0, "relay_max_sessions_per_subject: >= 0"),
+            (60 <= self.max_session_seconds <= MAX_STICKINESS_SECONDS,
+             f"relay_max_session_seconds: 60..{MAX_STICKINESS_SECONDS} (the stickiness "
+             "cookie must outlive a session; ALB cookies last at most 7 days)"),
+            (1 <= self.drain_seconds <= MAX_STOP_TIMEOUT_SECONDS - 10,
+             f"relay_drain_seconds: 1..{MAX_STOP_TIMEOUT_SECONDS - 10} (the drain must end "
+             f"before ECS's {MAX_STOP_TIMEOUT_SECONDS} s SIGKILL)"),
+            (60 <= self.deregistration_delay_seconds <= 3600,
+             "relay_deregistration_delay_seconds: 60..3600 (a leaving task needs time to hand "
+             "its calls over; longer only delays deploys)"),
+            (60 <= self.idle_timeout_seconds <= 4000,
+             "relay_idle_timeout_seconds: 60..4000 (well above the relay's 20 s pings)"),
+            (self.log_level in _LOG_LEVELS,
+             f"relay_log_level: one of {sorted(_LOG_LEVELS)}"),
+        ]  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class StackSettings:
     """Deploy-time settings of the whole stack; defaults are what a first deploy gets."""
@@ -67,7 +154,9 @@ class StackSettings:
 
     # Data
     retain_data: bool = True  # keep the table when the stack is deleted
-    table_deletion_protection: bool = True
+    #: None: on exactly when the table is retained, so `cdk destroy` can delete a table
+    #: that is not kept (DynamoDB refuses to delete a protected table).
+    table_deletion_protection: bool | None = None
     event_retention_days: int = 30  # raw webhook deliveries and event history (TTL)
     log_retention_days: int = 30
 
@@ -79,59 +168,46 @@ class StackSettings:
     webhook_throttle_burst: int = 100
     webhook_log_level: str = "INFO"
 
-    # Relay (Fargate)
-    relay_cpu: int = 512  # CPU units; one asyncio process uses at most one vCPU
-    relay_memory_mib: int = 1024
-    relay_desired_count: int = 1
-    relay_min_count: int = 1
-    relay_max_count: int = 4
-    relay_sessions_per_task_target: int = 20  # scaling target: average ActiveSessions per task
-    relay_max_sessions_per_task: int = 40  # RELAY_MAX_SESSIONS: hard admission cap
-    relay_max_sessions_per_subject: int = 4  # one bot reconnecting, not a leaked token's fan-out
-    relay_max_session_seconds: int = 4 * 3600
-    relay_drain_seconds: int = 90  # DRAIN_SECONDS; must end before the 120 s stop timeout
-    relay_deregistration_delay_seconds: int = 900
-    relay_idle_timeout_seconds: int = 300  # ALB idle timeout; the relay pings every 20 s
-    relay_stickiness_seconds: int = 3600
-    relay_model: str = "gpt-realtime-2.1"
-    relay_allowed_models: tuple[str, ...] = ()  # empty: only relay_model
-    relay_log_level: str = "INFO"
+    # Relay (Fargate), context keys relay_<field>
+    relay: RelaySettings = dataclasses.field(default_factory=RelaySettings)
 
     # Edge and operations
     cloudfront_price_class: str = "PriceClass_All"
-    cloudfront_prefix_list_id: str | None = None  # override for a region missing from the map
+    #: AZ names for the VPC (e.g. us-east-1a,us-east-1b) when the first two of the account
+    #: include one where CloudFront VPC origins are not offered (docs/aws.md).
+    availability_zones: tuple[str, ...] = ()
     custom_domain: CustomDomain | None = None
     alarm_email: str | None = None
-    container_insights: bool = True  # per-task metrics (~$11/month); service CPU/memory stay
 
     @classmethod
     def from_context(cls, node: ContextSource) -> StackSettings:
         """Build settings from CDK context; raise :class:`SettingsError` listing every problem."""
-        problems: list[str] = []
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name == "custom_domain":
-                continue
-            raw = node.try_get_context(f.name)
-            if raw is None:
-                continue
-            parse = _PARSERS.get(str(f.type), _parse_str)
-            try:
-                values[f.name] = parse(raw)
-            except (TypeError, ValueError) as exc:
-                problems.append(f"{f.name}: {exc}")
+        problems = [
+            f"{key}: no longer a setting: {why}"
+            for key, why in REMOVED_KEYS.items()
+            if node.try_get_context(key) is not None
+        ]
+        values = _read_fields(cls, node, "", problems, skip={"custom_domain", "relay"})
+        relay = _read_fields(RelaySettings, node, "relay_", problems, skip=set())
         domain = _custom_domain(node, problems)
         if domain is not None:
             values["custom_domain"] = domain
         if problems:
             raise SettingsError("invalid CDK context:\n  " + "\n  ".join(problems))
-        settings = cls(**values)
+        settings = cls(**values, relay=RelaySettings(**relay))
         settings.validate()
         return settings
 
+    @property
+    def deletion_protection(self) -> bool:
+        """Whether the table refuses deletion (default: exactly when it is retained)."""
+        if self.table_deletion_protection is None:
+            return self.retain_data
+        return self.table_deletion_protection
+
     def validate(self) -> None:
         """Check ranges and cross-field rules; raise :class:`SettingsError` listing all."""
-        problems = [message for ok, message in self._checks() if not ok]
+        problems = [message for ok, message in self._checks() + self.relay.checks() if not ok]
         if problems:
             raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
 
@@ -139,6 +215,9 @@ class StackSettings:
         return [
             (bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", self.stack_name)),
              "stack_name: letters, digits and hyphens, starting with a letter"),
+            (self.retain_data or not self.deletion_protection,
+             "table_deletion_protection=true with retain_data=false: `cdk destroy` would fail "
+             "on the protected table; keep the data (retain_data=true) or drop the protection"),
             (1 <= self.event_retention_days <= 3650, "event_retention_days: 1..3650"),
             (self.log_retention_days in LOG_RETENTION_DAYS,
              f"log_retention_days: one of {sorted(LOG_RETENTION_DAYS)}"),
@@ -147,41 +226,16 @@ class StackSettings:
              "webhook_timeout_seconds: 1..14 (Recall waits 15 s for an answer)"),
             (self.webhook_throttle_rate >= 1 and self.webhook_throttle_burst >= 1,
              "webhook_throttle_rate/burst: at least 1"),
-            ((self.relay_cpu, self.relay_memory_mib) in _FARGATE_SIZES,
-             "relay_cpu/relay_memory_mib: a valid Fargate combination, e.g. 512/1024, 1024/2048"),
-            (0 <= self.relay_min_count <= self.relay_desired_count <= self.relay_max_count,
-             "relay counts: 0 <= relay_min_count <= relay_desired_count <= relay_max_count"),
-            (self.relay_max_count >= 1, "relay_max_count: at least 1"),
-            (1 <= self.relay_sessions_per_task_target <= self.relay_max_sessions_per_task,
-             "relay_sessions_per_task_target: 1..relay_max_sessions_per_task (scale out "
-             "before admission starts refusing calls)"),
-            (self.relay_max_sessions_per_subject >= 0, "relay_max_sessions_per_subject: >= 0"),
-            (self.relay_max_session_seconds >= 60, "relay_max_session_seconds: at least 60"),
-            (1 <= self.relay_drain_seconds <= MAX_STOP_TIMEOUT_SECONDS - 10,
-             f"relay_drain_seconds: 1..{MAX_STOP_TIMEOUT_SECONDS - 10} (the drain must end "
-             f"before ECS's {MAX_STOP_TIMEOUT_SECONDS} s SIGKILL)"),
-            (0 <= self.relay_deregistration_delay_seconds <= 3600,
-             "relay_deregistration_delay_seconds: 0..3600"),
-            (60 <= self.relay_idle_timeout_seconds <= 4000,
-             "relay_idle_timeout_seconds: 60..4000 (well above the relay's 20 s pings)"),
-            (1 <= self.relay_stickiness_seconds <= 7 * 86400,
-             "relay_stickiness_seconds: 1..604800"),
             (self.cloudfront_price_class in {"PriceClass_All", "PriceClass_200", "PriceClass_100"},
              "cloudfront_price_class: PriceClass_All, PriceClass_200 or PriceClass_100"),
-            (self.cloudfront_prefix_list_id is None
-             or bool(re.fullmatch(r"pl-[0-9a-f]{8,17}", self.cloudfront_prefix_list_id)),
-             "cloudfront_prefix_list_id: pl-<hex>"),
+            (len(self.availability_zones) in (0, 2)
+             and all(_AZ.fullmatch(az) for az in self.availability_zones),
+             "availability_zones: two AZ names, e.g. us-east-1a,us-east-1b"),
             (self.alarm_email is None or bool(_EMAIL.match(self.alarm_email)),
              "alarm_email: an e-mail address"),
-            (self.webhook_log_level in _LOG_LEVELS and self.relay_log_level in _LOG_LEVELS,
-             f"webhook_log_level/relay_log_level: one of {sorted(_LOG_LEVELS)}"),
+            (self.webhook_log_level in _LOG_LEVELS,
+             f"webhook_log_level: one of {sorted(_LOG_LEVELS)}"),
         ]  # fmt: skip
-
-    @property
-    def relay_models(self) -> tuple[str, ...]:
-        """Models a relay client may pick with ``?model=``: the default first."""
-        rest = tuple(m for m in self.relay_allowed_models if m != self.relay_model)
-        return (self.relay_model, *rest)
 
 
 _LOG_LEVELS: Final = frozenset({"DEBUG", "INFO", "WARNING", "ERROR"})
@@ -218,6 +272,10 @@ def _parse_int(raw: object) -> int:
     return int(text)
 
 
+def _parse_optional_bool(raw: object) -> bool | None:
+    return None if str(raw).strip() == "" else _parse_bool(raw)
+
+
 def _parse_str(raw: object) -> str:
     text = str(raw).strip()
     if not text:
@@ -237,11 +295,32 @@ def _parse_str_tuple(raw: object) -> tuple[str, ...]:
 
 _PARSERS: Final[Mapping[str, Callable[[object], Any]]] = {
     "bool": _parse_bool,
+    "bool | None": _parse_optional_bool,
     "int": _parse_int,
     "str": _parse_str,
     "str | None": _parse_optional_str,
     "tuple[str, ...]": _parse_str_tuple,
 }
+
+
+def _read_fields(
+    cls: type[Any], node: ContextSource, prefix: str, problems: list[str], *, skip: set[str]
+) -> dict[str, Any]:
+    """Parse the context key ``prefix + field`` of each field of ``cls`` that is set."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        key = prefix + f.name
+        raw = node.try_get_context(key)
+        if raw is None:
+            continue
+        parse = _PARSERS.get(str(f.type), _parse_str)
+        try:
+            values[f.name] = parse(raw)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{key}: {exc}")
+    return values
 
 
 def _custom_domain(node: ContextSource, problems: list[str]) -> CustomDomain | None:

@@ -16,7 +16,7 @@ from constructs import Construct
 from infra.bundling import LocalPipBundling, lambda_code
 from infra.constructs.edge import Edge
 from infra.constructs.observability import Observability
-from infra.constructs.relay_service import ORIGIN_HEADER, OriginTls, RelayService
+from infra.constructs.relay_service import OriginTls, RelayService
 from infra.constructs.secrets import AppSecrets
 from infra.constructs.storage import Storage
 from infra.constructs.webhook_api import WebhookApi
@@ -54,6 +54,7 @@ class VoiceAgentStack(Stack):
         origin_tls = (
             OriginTls(
                 domain_name=f"{ORIGIN_SUBDOMAIN}.{domain.domain_name}",
+                viewer_domain=domain.domain_name,
                 hosted_zone_id=domain.hosted_zone_id,
                 hosted_zone_name=domain.hosted_zone_name,
             )
@@ -66,7 +67,7 @@ class VoiceAgentStack(Stack):
             "Storage",
             table_name=settings.table_name,
             retain=settings.retain_data,
-            deletion_protection=settings.table_deletion_protection,
+            deletion_protection=settings.deletion_protection,
         )
         self.secrets = AppSecrets(self, "Secrets")
 
@@ -92,38 +93,21 @@ class VoiceAgentStack(Stack):
         self.relay = RelayService(
             self,
             "Relay",
+            settings=settings.relay,
             project_root=project_root,
             openai_api_key=self.secrets.openai_api_key,
             relay_token_secret=self.secrets.relay_token,
             table_name=self.storage.table.table_name,
             metrics_service=f"{settings.stack_name}-relay",
             log_retention=log_retention,
-            cpu=settings.relay_cpu,
-            memory_mib=settings.relay_memory_mib,
-            desired_count=settings.relay_desired_count,
-            min_count=settings.relay_min_count,
-            max_count=settings.relay_max_count,
-            sessions_per_task_target=settings.relay_sessions_per_task_target,
-            max_sessions_per_task=settings.relay_max_sessions_per_task,
-            max_sessions_per_subject=settings.relay_max_sessions_per_subject,
-            max_session_seconds=settings.relay_max_session_seconds,
-            drain_seconds=settings.relay_drain_seconds,
-            deregistration_delay_seconds=settings.relay_deregistration_delay_seconds,
-            idle_timeout_seconds=settings.relay_idle_timeout_seconds,
-            stickiness_seconds=settings.relay_stickiness_seconds,
-            models=settings.relay_models,
-            log_level=settings.relay_log_level,
-            cloudfront_prefix_list_id=settings.cloudfront_prefix_list_id,
+            availability_zones=settings.availability_zones,
             origin_tls=origin_tls,
-            container_insights=settings.container_insights,
         )
         self.edge = Edge(
             self,
             "Edge",
             load_balancer=self.relay.load_balancer,
             origin_tls_domain=origin_tls.domain_name if origin_tls else None,
-            origin_header_name=ORIGIN_HEADER,
-            origin_header_value=self.relay.origin_header_value,
             price_class=settings.cloudfront_price_class,
             custom_domain=settings.custom_domain,
         )
@@ -131,7 +115,7 @@ class VoiceAgentStack(Stack):
             self,
             "Observability",
             relay=self.relay,
-            max_sessions_per_task=settings.relay_max_sessions_per_task,
+            max_sessions_per_task=settings.relay.max_sessions,
             http_api=self.webhook_api.api,
             function=self.webhook_api.function,
             table=self.storage.table,
@@ -165,7 +149,10 @@ class VoiceAgentStack(Stack):
             self,
             "AgentPageUrl",
             value=self.edge.page_url,
-            description="The agent page: the bot's output-media webpage (add ?token=...)",
+            description=(
+                "The agent page: the bot's output-media webpage; the relay token rides in "
+                "the fragment (#token=...), never the query"
+            ),
         )
         CfnOutput(
             self,

@@ -1,26 +1,28 @@
-"""Edge: CloudFront in front of the relay's load balancer: ``wss://`` and ``https://``
-without owning a domain (or on the user's own domain, from context).
+"""Edge: CloudFront in front of the relay's private load balancer: ``wss://`` and
+``https://`` without owning a domain (or on the user's own domain, from context).
 
 One behaviour serves everything (the agent page, its assets and the WebSocket), so the
 page and the socket share one hostname and the ALB's stickiness cookie is first-party:
 
 - caching disabled (``CachingDisabled``): every request reaches the relay;
 - all viewer headers, cookies and query strings forwarded (``AllViewer``): the WebSocket
-  upgrade, ``Sec-WebSocket-Protocol`` (the browser's token), ``?token=``/``?model=`` and
-  the ``AWSALB`` cookie must all pass;
+  upgrade, ``Sec-WebSocket-Protocol`` (the browser's token), ``?model=`` and the
+  ``AWSALB`` cookie must all pass;
 - all methods, viewer protocol HTTPS only (plain HTTP gets 403), modern TLS where
   CloudFront allows choosing it (only with a custom certificate: the default
   ``*.cloudfront.net`` certificate is fixed by AWS);
-- origin: without a custom domain, HTTP to the ALB's own DNS name (no certificate can
-  name ``*.elb.amazonaws.com``); with one, HTTPS (TLS 1.2+) to ``origin.<domain>``, an
-  alias of the ALB with its own certificate, so tokens and audio are encrypted end to
-  end. Either way with the origin header the ALB's listener requires (see
-  ``RelayService.origin_header_value``).
+- origin: a **CloudFront VPC origin** for the internal ALB (``origins.VpcOrigin``): the
+  origin leg runs over CloudFront's private connection into the VPC, never the internet,
+  and the ALB has no public address. Without a custom domain the leg is HTTP inside that
+  connection (no certificate can name ``*.elb.amazonaws.com``); with one it is HTTPS
+  (TLS 1.2+) to ``origin.<domain>``, so tokens and audio are encrypted end to end.
 
-CloudFront's WebSocket idle timeout (10 min, fixed) is far above the relay's 20 s pings.
-With a custom domain, the certificate is the one given by ARN (us-east-1), or a new
-DNS-validated one, which CloudFront accepts only from us-east-1: a CloudFormation rule
-stops a deploy to any other region before anything is created.
+VPC origins carry WebSockets since 2026-05-01 and exist in the Regions of
+:data:`VPC_ORIGIN_REGIONS` (docs/aws.md); a CloudFormation rule stops a deploy to any
+other Region before anything is created. CloudFront's WebSocket idle timeout (10 min,
+fixed) is far above the relay's 20 s pings. With a custom domain, the certificate is the
+one given by ARN (us-east-1), or a new DNS-validated one, which CloudFront accepts only
+from us-east-1: another CloudFormation rule says so before anything is created.
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ from constructs import Construct
 from infra.settings import CustomDomain
 
 REALTIME_PATH: Final = "/v1/realtime"
+#: Regions where CloudFront offers VPC origins (AWS docs, "Supported AWS Regions for VPC
+#: origins", copied in docs/aws.md). Some AZs are excluded there: see availability_zones.
+VPC_ORIGIN_REGIONS: Final = (
+    "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2",
+    "ap-northeast-3", "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2",
+    "ap-southeast-3", "ap-southeast-4", "ap-southeast-5", "ap-southeast-7", "ca-central-1",
+    "ca-west-1", "eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2",
+    "eu-west-1", "eu-west-2", "eu-west-3", "il-central-1", "me-central-1", "me-south-1",
+    "mx-central-1", "sa-east-1", "us-east-1", "us-east-2", "us-west-1", "us-west-2",
+)  # fmt: skip
 #: Context value (CloudFront's own name) → CDK enum.
 PRICE_CLASSES: Final = {
     "PriceClass_All": cloudfront.PriceClass.PRICE_CLASS_ALL,
@@ -55,15 +67,14 @@ class Edge(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        load_balancer: elbv2.ILoadBalancerV2,
+        load_balancer: elbv2.IApplicationLoadBalancer,
         origin_tls_domain: str | None,
-        origin_header_name: str,
-        origin_header_value: str,
         price_class: str,
         custom_domain: CustomDomain | None,
     ) -> None:
         """Put CloudFront in front of ``load_balancer`` (optionally on ``custom_domain``)."""
         super().__init__(scope, construct_id)
+        self._require_vpc_origin_region()
         zone = self._zone(custom_domain) if custom_domain else None
         certificate = self._certificate(custom_domain, zone) if custom_domain and zone else None
         self.distribution = cloudfront.Distribution(
@@ -71,11 +82,7 @@ class Edge(Construct):
             "Distribution",
             comment="Recall voice agent: agent page and relay WebSocket",
             default_behavior=cloudfront.BehaviorOptions(
-                origin=self._origin(
-                    load_balancer,
-                    origin_tls_domain,
-                    custom_headers={origin_header_name: origin_header_value},
-                ),
+                origin=self._origin(load_balancer, origin_tls_domain),
                 viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
                 allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL,
                 cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
@@ -92,8 +99,6 @@ class Edge(Construct):
                 cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021 if certificate else None
             ),
         )
-        # The origin may be named by DNS (origin_tls_domain): still create after the ALB.
-        self.distribution.node.add_dependency(load_balancer)
         if custom_domain is not None and zone is not None:
             self._dns_records(custom_domain, zone)
             self.domain_name = custom_domain.domain_name
@@ -114,31 +119,38 @@ class Edge(Construct):
 
     @staticmethod
     def _origin(
-        load_balancer: elbv2.ILoadBalancerV2,
-        tls_domain: str | None,
-        *,
-        custom_headers: dict[str, str],
+        load_balancer: elbv2.IApplicationLoadBalancer, tls_domain: str | None
     ) -> cloudfront.IOrigin:
-        """HTTPS to the ALB under the user's name when there is one, else HTTP to its DNS name."""
-        ssl = [cloudfront.OriginSslPolicy.TLS_V1_2]
-        read_timeout = Duration.seconds(30)
-        keepalive = Duration.seconds(5)
-        if tls_domain is not None:
-            return origins.HttpOrigin(
-                tls_domain,
-                protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
-                origin_ssl_protocols=ssl,
-                custom_headers=custom_headers,
-                read_timeout=read_timeout,
-                keepalive_timeout=keepalive,
-            )
-        return origins.LoadBalancerV2Origin(
+        """The internal ALB as a VPC origin: HTTPS under the user's name, else HTTP."""
+        https = tls_domain is not None
+        return origins.VpcOrigin.with_application_load_balancer(
             load_balancer,
-            protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
-            origin_ssl_protocols=ssl,
-            custom_headers=custom_headers,
-            read_timeout=read_timeout,
-            keepalive_timeout=keepalive,
+            domain_name=tls_domain,  # None: the ALB's own (private) DNS name
+            protocol_policy=(
+                cloudfront.OriginProtocolPolicy.HTTPS_ONLY
+                if https
+                else cloudfront.OriginProtocolPolicy.HTTP_ONLY
+            ),
+            http_port=80,
+            https_port=443,
+            origin_ssl_protocols=[cloudfront.OriginSslPolicy.TLS_V1_2],
+            read_timeout=Duration.seconds(30),  # the 101 handshake; then 10 min idle
+            keepalive_timeout=Duration.seconds(5),
+        )
+
+    def _require_vpc_origin_region(self) -> None:
+        CfnRule(
+            self,
+            "VpcOriginRegion",
+            assertions=[
+                CfnRuleAssertion(
+                    assert_=Fn.condition_contains(list(VPC_ORIGIN_REGIONS), Aws.REGION),
+                    assert_description=(
+                        "CloudFront VPC origins (the relay's private origin) are not offered "
+                        "in this Region; deploy to one of: " + ", ".join(VPC_ORIGIN_REGIONS)
+                    ),
+                )
+            ],
         )
 
     def _zone(self, domain: CustomDomain) -> route53.IHostedZone:

@@ -1,51 +1,47 @@
-"""RelayService: the relay on Fargate (ARM64) behind a sticky Application Load Balancer.
+"""RelayService: the relay on Fargate behind a private, sticky Application Load Balancer.
 
-Network and cost. A VPC over two AZs with **public subnets only and no NAT gateway**:
-tasks get a public IPv4 address (~$3.65/month each) and reach OpenAI, ECR, Secrets
-Manager, CloudWatch and DynamoDB directly, while their security group admits only the
-load balancer on the container port. The alternative, private subnets, still needs a NAT
-gateway (~$33/month per AZ plus $0.045/GB) because the relay must reach api.openai.com,
-plus interface endpoints (~$7/month per AZ each) for ECR, Logs and Secrets Manager; at
-this size that triples the idle cost for no gain in exposure. Rejected flows are logged
-(VPC flow logs, REJECT only: the record volume of accepted audio flows would cost more
-than it tells).
+Network and cost. A VPC over two AZs with **no NAT gateway** and two subnet groups: public
+subnets for the tasks (a public IPv4 address each, ~$3.65/month, so they reach OpenAI, ECR,
+Secrets Manager, CloudWatch and DynamoDB directly; their security group admits only the
+load balancer on the container port and lets out only TCP 443), and isolated subnets for
+the **internal** load balancer, which has no public address at all. CloudFront reaches it
+through a VPC origin (``infra/constructs/edge.py``), so the origin leg never crosses the
+internet and no prefix list or shared-secret header is needed: the ALB's security group
+admits the VPC's own range only (CloudFront's service-managed interfaces live in these
+subnets; nothing else in the VPC listens or may connect on that port but the tasks, whose
+egress is 443 to the internet). Private subnets with a NAT gateway would cost ~$33/month per
+AZ plus $0.045/GB for the relay's audio to OpenAI, for no gain in exposure. Rejected flows
+are logged (VPC flow logs, REJECT only).
 
-Load balancer. Internet-facing, but its security group admits only CloudFront's
-origin-facing managed prefix list (by a region ``CfnMapping``, so synth needs no AWS
-lookup; that list counts ~55 entries against the SG rule quota, hence one rule), and its
-listener forwards only requests carrying the origin header that CloudFront adds
-(:attr:`origin_header_value`); anything else gets 403. Idle timeout well above the
-relay's 20 s pings. With a custom domain (:class:`OriginTls`) the listener is HTTPS on
-443 under ``origin.<domain>`` with a certificate of the stack's region, so the
-CloudFront→ALB leg is encrypted as well; without one it is HTTP on 80 (no certificate can
-name ``*.elb.amazonaws.com``). Target group: **sticky** (load-balancer cookie, so a reconnecting
-page returns to the task that holds its session), health check ``/healthz`` (503 once
-draining, so the ALB stops routing new calls to a draining task).
+Load balancer. Idle timeout well above the relay's 20 s pings. With a custom domain
+(:class:`OriginTls`) the listener is HTTPS on 443 with a certificate of the stack's region
+naming ``origin.<domain>`` and the domain itself (CloudFront checks the certificate against
+the forwarded Host header), so the CloudFront→ALB leg is TLS as well; without one it is
+HTTP on 80 inside the VPC. Target group: **sticky** for as long as a session may last
+(a reconnecting page returns to the task that holds its session), health check
+``/healthz`` (503 once the relay is leaving, so the ALB stops routing new calls to it).
 
-Deploys and scale-in never cut a call short on purpose:
+Deploys and scale-in finish on time while calls are live (docs/aws.md, "Deploys"):
 
-- minimum healthy 100 %: a deploy starts new tasks before draining old ones; the
-  deployment circuit breaker rolls back a release whose tasks do not become healthy;
-- **deregistration delay** (context, default 900 s): how long the ALB keeps an old task's
-  open WebSockets before ECS stops it. Longer lets more calls end on their own, but a
-  deploy (and a scale-in) waits up to that long whenever calls are open; 0 makes deploys
-  fast and drops calls. Then ECS sends SIGTERM: the relay drains for ``DRAIN_SECONDS``
-  and closes the rest with 1001, within the **120 s stop timeout** (set on our own task
-  definition, which the ECS patterns do not expose);
-- task **scale-in protection**: the task role may get and update the protection of tasks
-  in this cluster (a task's own ARN is known only at run time); the relay holds it while
-  it has live sessions, so scale-in picks idle tasks.
+- minimum healthy 100 %: a deploy starts new tasks before stopping old ones; the circuit
+  breaker rolls back a release whose tasks do not become healthy; no ``DesiredCount`` in
+  the template, so an update never resets the count autoscaling chose;
+- ECS deregisters a leaving task at once (the ALB sends it no new connection), waits up to
+  the **deregistration delay** (context, default 300 s) for its WebSockets to close (the
+  relay hands its calls over to other tasks), then sends SIGTERM: the relay closes what
+  is left with 1001 within ``DRAIN_SECONDS``, inside the **120 s stop timeout**;
+- task **scale-in protection** is bounded (``relay/protection.py``: minutes, never
+  renewed), so neither a deployment nor CloudFormation waits on it for long.
 
 Scaling: target tracking on the relay's own EMF metric ``ActiveSessions`` (Average over
 the tasks' samples = sessions per task), with CPU as a second guard. ALB request count
 and active connections are per load balancer and pooled behind CloudFront: useless here.
-EMF lines reach CloudWatch through the ``awslogs`` driver (CloudWatch Logs extracts EMF
-from any log group in the regions where EMF auto-detection has launched).
 
 The image is built from the repository root with ``relay_container/Dockerfile`` and an
-allow-list ``.dockerignore`` (``pyproject.toml``, ``relay_container/relay``, ``storage``).
+allow-list ``.dockerignore``, for ``arm64`` (Graviton, the default) or ``x86_64``
+(``-c relay_architecture=x86_64``: no emulation needed on an x86 build host).
 ``cdk synth`` only stages that context; Docker (or Finch/Podman via ``CDK_DOCKER``) builds
-it at ``cdk deploy``.
+it at ``cdk deploy`` (``python -m infra.preflight`` checks the host can).
 """
 
 from __future__ import annotations
@@ -54,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from aws_cdk import Aws, CfnMapping, Duration, Fn, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnCondition, Duration, Fn, IgnoreMode, RemovalPolicy, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
@@ -69,42 +65,26 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from infra.settings import RelaySettings
+
 CONTAINER_PORT: Final = 8080
 HEALTH_CHECK_PATH: Final = "/healthz"
 STOP_TIMEOUT_SECONDS: Final = 120
 DOCKERFILE: Final = "relay_container/Dockerfile"
-#: Header CloudFront adds to every origin request; the listener forwards only with it.
-ORIGIN_HEADER: Final = "X-Origin-Verify"
 METRICS_NAMESPACE: Final = "RecallVoiceAgent/Relay"
 ACTIVE_SESSIONS_METRIC: Final = "ActiveSessions"
 CPU_TARGET_PERCENT: Final = 70
+#: The only port the tasks may open connections to (OpenAI, AWS APIs, Recall: all HTTPS).
+#: DNS to the VPC resolver and the ECS agent endpoint are not filtered by security groups.
+EGRESS_PORT: Final = 443
+#: The VPC's range, a literal so the ALB's ingress rule is one a reviewer (and cdk-nag) can read.
+VPC_CIDR: Final = "10.0.0.0/16"
 
-#: CloudFront's origin-facing managed prefix list (com.amazonaws.global.cloudfront.origin-
-#: facing) per region, as published by AWS. A region missing here fails the deploy at the
-#: mapping lookup; pass ``-c cloudfront_prefix_list_id=pl-...`` for it.
-CLOUDFRONT_PREFIX_LISTS: Final = {
-    "ap-northeast-1": "pl-58a04531",
-    "ap-northeast-2": "pl-22a6434b",
-    "ap-northeast-3": "pl-31a14458",
-    "ap-south-1": "pl-9aa247f3",
-    "ap-southeast-1": "pl-31a34658",
-    "ap-southeast-2": "pl-b8a742d1",
-    "ca-central-1": "pl-38a64351",
-    "eu-central-1": "pl-a3a144ca",
-    "eu-north-1": "pl-fab65393",
-    "eu-west-1": "pl-4fa04526",
-    "eu-west-2": "pl-93a247fa",
-    "eu-west-3": "pl-75b1541c",
-    "sa-east-1": "pl-5da64334",
-    "us-east-1": "pl-3b927c52",
-    "us-east-2": "pl-b6a144df",
-    "us-west-1": "pl-4ea04527",
-    "us-west-2": "pl-82a045eb",
-}
-
-
-#: Account through which Elastic Load Balancing writes access logs, per region (AWS docs,
-#: "Enable access logs for your Application Load Balancer"), for the same regions.
+#: Account through which Elastic Load Balancing writes access logs in the Regions that
+#: opened before August 2022 (AWS docs, "Enable access logs for your Application Load
+#: Balancer"). Newer Regions use the service principal, which the policy always names.
+#: Selected by per-Region conditions, not a mapping: an unlisted Region must not fail
+#: the deploy at a ``Fn::FindInMap``.
 ELB_LOG_DELIVERY_ACCOUNTS: Final = {
     "ap-northeast-1": "582318560864",
     "ap-northeast-2": "600734575887",
@@ -124,7 +104,14 @@ ELB_LOG_DELIVERY_ACCOUNTS: Final = {
     "us-west-1": "027434742980",
     "us-west-2": "797873946194",
 }
+ELB_LOG_SERVICE: Final = "logdelivery.elasticloadbalancing.amazonaws.com"
 ACCESS_LOG_PREFIX: Final = "alb"
+
+#: Fargate CPU architecture and the image platform built for it.
+PLATFORMS: Final = {
+    "arm64": (ecs.CpuArchitecture.ARM64, ecr_assets.Platform.LINUX_ARM64),
+    "x86_64": (ecs.CpuArchitecture.X86_64, ecr_assets.Platform.LINUX_AMD64),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,20 +119,46 @@ class OriginTls:
     """A DNS name of the user's own for the load balancer, so CloudFront reaches it over TLS.
 
     Only possible with a custom domain: no certificate can name ``*.elb.amazonaws.com``.
-    The certificate is requested in the stack's region and DNS-validated in the zone.
+    The certificate is requested in the stack's region, DNS-validated in the zone, and
+    names both ``domain_name`` (the origin's SNI) and ``viewer_domain`` (the Host header
+    CloudFront forwards, which it checks the certificate against).
     """
 
     domain_name: str
+    viewer_domain: str
     hosted_zone_id: str
     hosted_zone_name: str
 
 
+def container_environment(
+    settings: RelaySettings, *, table_name: str, metrics_service: str
+) -> dict[str, str]:
+    """The relay container's plain environment: the one place settings become variables.
+
+    Names are what ``relay.config`` reads (tests/infra/test_env_contract.py keeps the two
+    in step); secrets are not here, they arrive as ECS secrets.
+    """
+    return {
+        "PORT": str(CONTAINER_PORT),
+        "OPENAI_REALTIME_MODEL": settings.model,
+        "RELAY_ALLOWED_MODELS": ",".join(settings.models),
+        "RELAY_MAX_SESSIONS": str(settings.max_sessions),
+        "RELAY_MAX_SESSIONS_PER_SUBJECT": str(settings.max_sessions_per_subject),
+        "RELAY_MAX_SESSION_SECONDS": str(settings.max_session_seconds),
+        "DRAIN_SECONDS": str(settings.drain_seconds),
+        "TABLE_NAME": table_name,
+        "RELAY_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        "RELAY_METRICS_SERVICE": metrics_service,
+        "LOG_LEVEL": settings.log_level,
+    }
+
+
 class RelayService(Construct):
-    """VPC, cluster, task, service, ALB and scaling of the relay.
+    """VPC, cluster, task, service, internal ALB and scaling of the relay.
 
     Exposes ``vpc``, ``cluster``, ``task_definition``, ``container``, ``service``,
     ``load_balancer``, ``listener``, ``target_group``, ``scaling``, ``log_group``,
-    ``metrics_service`` (the EMF ``Service`` dimension) and :attr:`origin_header_value`.
+    ``settings`` and ``metrics_service`` (the EMF ``Service`` dimension).
     """
 
     def __init__(
@@ -153,60 +166,47 @@ class RelayService(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        settings: RelaySettings,
         project_root: Path,
         openai_api_key: secretsmanager.ISecret,
         relay_token_secret: secretsmanager.ISecret,
         table_name: str,
         metrics_service: str,
         log_retention: logs.RetentionDays,
-        cpu: int,
-        memory_mib: int,
-        desired_count: int,
-        min_count: int,
-        max_count: int,
-        sessions_per_task_target: int,
-        max_sessions_per_task: int,
-        max_sessions_per_subject: int,
-        max_session_seconds: int,
-        drain_seconds: int,
-        deregistration_delay_seconds: int,
-        idle_timeout_seconds: int,
-        stickiness_seconds: int,
-        models: tuple[str, ...],
-        log_level: str,
-        cloudfront_prefix_list_id: str | None,
+        availability_zones: tuple[str, ...] = (),
         origin_tls: OriginTls | None = None,
-        container_insights: bool = True,
     ) -> None:
-        """Build the relay; ``models[0]`` is the default model, the rest may be picked.
+        """Build the relay from ``settings``.
 
         With ``origin_tls`` the listener is HTTPS on 443 under that name (CloudFront then
-        connects over TLS); without it, HTTP on 80 under the ALB's own DNS name.
+        connects over TLS); without it, HTTP on 80, reachable only inside the VPC.
         """
         super().__init__(scope, construct_id)
+        self.settings = settings
         self.metrics_service = metrics_service
         self.origin_tls = origin_tls
-        self.vpc = self._build_vpc(log_retention)
+        self.vpc = self._build_vpc(log_retention, availability_zones)
         self.cluster = ecs.Cluster(
             self,
             "Cluster",
             vpc=self.vpc,
             container_insights_v2=(
                 ecs.ContainerInsights.ENABLED
-                if container_insights
+                if settings.container_insights
                 else ecs.ContainerInsights.DISABLED
             ),
         )
         self.log_group = logs.LogGroup(
             self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
         )
+        cpu_architecture, platform = PLATFORMS[settings.architecture]
         self.task_definition = ecs.FargateTaskDefinition(
             self,
             "Task",
-            cpu=cpu,
-            memory_limit_mib=memory_mib,
+            cpu=settings.cpu,
+            memory_limit_mib=settings.memory_mib,
             runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.ARM64,
+                cpu_architecture=cpu_architecture,
                 operating_system_family=ecs.OperatingSystemFamily.LINUX,
             ),
         )
@@ -215,65 +215,48 @@ class RelayService(Construct):
             image=ecs.ContainerImage.from_asset(
                 str(project_root),
                 file=DOCKERFILE,
-                platform=ecr_assets.Platform.LINUX_ARM64,
+                platform=platform,
                 ignore_mode=IgnoreMode.DOCKER,  # the allow-list .dockerignore at the root
             ),
             port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT)],
             stop_timeout=Duration.seconds(STOP_TIMEOUT_SECONDS),
             logging=ecs.LogDrivers.aws_logs(stream_prefix="relay", log_group=self.log_group),
-            environment={
-                "PORT": str(CONTAINER_PORT),
-                "OPENAI_REALTIME_MODEL": models[0],
-                "RELAY_ALLOWED_MODELS": ",".join(models),
-                "RELAY_MAX_SESSIONS": str(max_sessions_per_task),
-                "RELAY_MAX_SESSIONS_PER_SUBJECT": str(max_sessions_per_subject),
-                "RELAY_MAX_SESSION_SECONDS": str(max_session_seconds),
-                "DRAIN_SECONDS": str(drain_seconds),
-                "TABLE_NAME": table_name,
-                "RELAY_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                "RELAY_METRICS_SERVICE": metrics_service,
-                "LOG_LEVEL": log_level,
-            },
+            environment=container_environment(
+                settings, table_name=table_name, metrics_service=metrics_service
+            ),
             secrets={
                 "OPENAI_API_KEY": ecs.Secret.from_secrets_manager(openai_api_key),
                 "RELAY_TOKEN_SECRET": ecs.Secret.from_secrets_manager(relay_token_secret),
             },
         )
         self._grant_task_protection()
-        self.load_balancer, self.listener, self.target_group = self._build_load_balancer(
-            idle_timeout_seconds=idle_timeout_seconds,
-            deregistration_delay_seconds=deregistration_delay_seconds,
-            stickiness_seconds=stickiness_seconds,
-            prefix_list_id=cloudfront_prefix_list_id,
-        )
-        self.service = self._build_service(desired_count)
+        self.load_balancer, self.listener, self.target_group = self._build_load_balancer()
+        self.service = self._build_service()
         self.target_group.add_target(self.service)
-        self.scaling = self._build_scaling(
-            min_count=min_count, max_count=max_count, sessions_target=sessions_per_task_target
-        )
-
-    @property
-    def origin_header_value(self) -> str:
-        """The origin header's value: this stack's own UUID (from its stack id).
-
-        Stable across synths and updates, unique per deployed stack, unknown outside the
-        account, and never written into the template (a token resolved by CloudFormation).
-        """
-        return Fn.select(2, Fn.split("/", Aws.STACK_ID))
+        self.scaling = self._build_scaling()
 
     # Private
 
-    def _build_vpc(self, log_retention: logs.RetentionDays) -> ec2.Vpc:
+    def _build_vpc(
+        self, log_retention: logs.RetentionDays, availability_zones: tuple[str, ...]
+    ) -> ec2.Vpc:
         flow_logs = logs.LogGroup(
             self, "FlowLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
         )
         return ec2.Vpc(
             self,
             "Vpc",
-            max_azs=2,
+            ip_addresses=ec2.IpAddresses.cidr(VPC_CIDR),
+            max_azs=None if availability_zones else 2,
+            availability_zones=list(availability_zones) or None,
             nat_gateways=0,
             subnet_configuration=[
-                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC)
+                # Tasks: a public address each for their own egress (no NAT gateway).
+                ec2.SubnetConfiguration(name="tasks", subnet_type=ec2.SubnetType.PUBLIC),
+                # The internal load balancer and CloudFront's VPC-origin interfaces.
+                ec2.SubnetConfiguration(
+                    name="origin", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24
+                ),
             ],
             flow_logs={
                 "Rejected": ec2.FlowLogOptions(
@@ -301,41 +284,31 @@ class RelayService(Construct):
 
     def _build_load_balancer(
         self,
-        *,
-        idle_timeout_seconds: int,
-        deregistration_delay_seconds: int,
-        stickiness_seconds: int,
-        prefix_list_id: str | None,
     ) -> tuple[
         elbv2.ApplicationLoadBalancer, elbv2.ApplicationListener, elbv2.ApplicationTargetGroup
     ]:
+        settings = self.settings
         security_group = ec2.SecurityGroup(
             self,
             "LoadBalancerSecurityGroup",
             vpc=self.vpc,
-            description="Relay ALB: HTTP from CloudFront origin-facing addresses only",
+            description="Relay ALB (internal): CloudFront VPC origin interfaces in this VPC",
             allow_all_outbound=False,  # egress to the tasks is added with the target
         )
-        if prefix_list_id is None:
-            mapping = CfnMapping(
-                self,
-                "CloudFrontOriginFacing",
-                mapping={r: {"PrefixList": pl} for r, pl in CLOUDFRONT_PREFIX_LISTS.items()},
-            )
-            prefix_list_id = mapping.find_in_map(Aws.REGION, "PrefixList")
         port = 443 if self.origin_tls else 80
         security_group.add_ingress_rule(
-            ec2.Peer.prefix_list(prefix_list_id),
+            ec2.Peer.ipv4(VPC_CIDR),
             ec2.Port.tcp(port),
-            "CloudFront origin-facing prefix list",
+            "CloudFront VPC origin (its interfaces take addresses in this VPC)",
         )
         load_balancer = elbv2.ApplicationLoadBalancer(
             self,
             "LoadBalancer",
             vpc=self.vpc,
-            internet_facing=True,
+            internet_facing=False,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
             security_group=security_group,
-            idle_timeout=Duration.seconds(idle_timeout_seconds),
+            idle_timeout=Duration.seconds(settings.idle_timeout_seconds),
             drop_invalid_header_fields=True,
         )
         self._log_access(load_balancer)
@@ -346,8 +319,8 @@ class RelayService(Construct):
             port=CONTAINER_PORT,
             protocol=elbv2.ApplicationProtocol.HTTP,
             target_type=elbv2.TargetType.IP,
-            deregistration_delay=Duration.seconds(deregistration_delay_seconds),
-            stickiness_cookie_duration=Duration.seconds(stickiness_seconds),
+            deregistration_delay=Duration.seconds(settings.deregistration_delay_seconds),
+            stickiness_cookie_duration=Duration.seconds(settings.stickiness_seconds),
             health_check=elbv2.HealthCheck(
                 path=HEALTH_CHECK_PATH,
                 healthy_http_codes="200",
@@ -367,18 +340,8 @@ class RelayService(Construct):
             ),
             certificates=[self._origin_certificate(load_balancer)] if self.origin_tls else None,
             ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS if self.origin_tls else None,
-            open=False,  # ingress is the prefix-list rule above, not 0.0.0.0/0
-            default_action=elbv2.ListenerAction.fixed_response(
-                403, content_type="text/plain", message_body="Forbidden"
-            ),
-        )
-        listener.add_action(
-            "FromCloudFront",
-            priority=1,
-            conditions=[
-                elbv2.ListenerCondition.http_header(ORIGIN_HEADER, [self.origin_header_value])
-            ],
-            action=elbv2.ListenerAction.forward([target_group]),
+            open=False,  # ingress is the VPC-range rule above, not 0.0.0.0/0
+            default_action=elbv2.ListenerAction.forward([target_group]),
         )
         return load_balancer, listener, target_group
 
@@ -392,6 +355,8 @@ class RelayService(Construct):
             hosted_zone_id=self.origin_tls.hosted_zone_id,
             zone_name=self.origin_tls.hosted_zone_name,
         )
+        # origin.<domain> names the internal ALB (private addresses): what the origin's
+        # SNI asks for; the domain itself is the Host header CloudFront forwards.
         route53.ARecord(
             self,
             "OriginAlias",
@@ -405,30 +370,22 @@ class RelayService(Construct):
             self,
             "OriginCertificate",
             domain_name=self.origin_tls.domain_name,
+            subject_alternative_names=[self.origin_tls.viewer_domain],
             validation=acm.CertificateValidation.from_dns(zone),
         )
         return elbv2.ListenerCertificate.from_certificate_manager(certificate)
 
     def _log_access(self, load_balancer: elbv2.ApplicationLoadBalancer) -> None:
         # `log_access_logs()` needs a concrete region at synth; this stack is
-        # environment-agnostic, so the attributes and the bucket policy are written here,
-        # with the regional ELB log-delivery account from a mapping (and the service
-        # principal that newer regions use).
+        # environment-agnostic, so the attributes and the bucket policy are written here.
         bucket = self._access_log_bucket()
-        accounts = CfnMapping(
-            self,
-            "ElbLogDelivery",
-            mapping={r: {"Account": a} for r, a in ELB_LOG_DELIVERY_ACCOUNTS.items()},
-        )
         objects = bucket.arn_for_objects(f"{ACCESS_LOG_PREFIX}/AWSLogs/{Aws.ACCOUNT_ID}/*")
+        principals: list[iam.IPrincipal] = [iam.ServicePrincipal(ELB_LOG_SERVICE)]
+        legacy = self._legacy_log_account()
+        principals.append(iam.ArnPrincipal(legacy))
         bucket.add_to_resource_policy(
             iam.PolicyStatement(
-                actions=["s3:PutObject"],
-                principals=[
-                    iam.AccountPrincipal(accounts.find_in_map(Aws.REGION, "Account")),
-                    iam.ServicePrincipal("logdelivery.elasticloadbalancing.amazonaws.com"),
-                ],
-                resources=[objects],
+                actions=["s3:PutObject"], principals=principals, resources=[objects]
             )
         )
         load_balancer.set_attribute("access_logs.s3.enabled", "true")
@@ -437,6 +394,24 @@ class RelayService(Construct):
         # The ALB checks that it may write when the attribute is set.
         if bucket.policy is not None:
             load_balancer.node.add_dependency(bucket.policy)
+
+    def _legacy_log_account(self) -> str:
+        """The Region's ELB account root ARN, or AWS::NoValue in a Region it has none.
+
+        A chain of ``Fn::If`` on one condition per listed Region: any Region deploys, and
+        an unlisted one simply relies on the service principal.
+        """
+        value: str = Aws.NO_VALUE
+        for region, account in sorted(ELB_LOG_DELIVERY_ACCOUNTS.items(), reverse=True):
+            condition = CfnCondition(
+                self,
+                f"ElbLogs{region.title().replace('-', '')}",
+                expression=Fn.condition_equals(Aws.REGION, region),
+            )
+            value = Fn.condition_if(
+                condition.logical_id, f"arn:{Aws.PARTITION}:iam::{account}:root", value
+            ).to_string()
+        return value
 
     def _access_log_bucket(self) -> s3.Bucket:
         # ALB access logs accept SSE-S3 only. Kept on stack deletion (it holds evidence);
@@ -452,20 +427,27 @@ class RelayService(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
 
-    def _build_service(self, desired_count: int) -> ecs.FargateService:
+    def _build_service(self) -> ecs.FargateService:
         security_group = ec2.SecurityGroup(
             self,
             "TaskSecurityGroup",
             vpc=self.vpc,
-            description="Relay tasks: the container port from the load balancer only",
-            allow_all_outbound=True,  # OpenAI, ECR, Secrets Manager, CloudWatch, DynamoDB
+            description="Relay tasks: the container port from the load balancer; HTTPS out",
+            allow_all_outbound=False,
+        )
+        security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(),
+            ec2.Port.tcp(EGRESS_PORT),
+            "HTTPS: OpenAI Realtime, ECR, Secrets Manager, CloudWatch, DynamoDB, ECS",
         )
         return ecs.FargateService(
             self,
             "Service",
             cluster=self.cluster,
             task_definition=self.task_definition,
-            desired_count=desired_count,
+            # No desired count: autoscaling owns it, and a template update must not reset
+            # it (CloudFormation starts a new service at 1; min capacity raises it).
+            desired_count=None,
             assign_public_ip=True,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
             security_groups=[security_group],
@@ -475,14 +457,15 @@ class RelayService(Construct):
             health_check_grace_period=Duration.seconds(60),
         )
 
-    def _build_scaling(
-        self, *, min_count: int, max_count: int, sessions_target: int
-    ) -> ecs.ScalableTaskCount:
-        scaling = self.service.auto_scale_task_count(min_capacity=min_count, max_capacity=max_count)
+    def _build_scaling(self) -> ecs.ScalableTaskCount:
+        settings = self.settings
+        scaling = self.service.auto_scale_task_count(
+            min_capacity=settings.min_count, max_capacity=settings.max_count
+        )
         scaling.scale_to_track_custom_metric(
             "ActiveSessionsPerTask",
             metric=self.active_sessions_metric("Average"),
-            target_value=sessions_target,
+            target_value=settings.sessions_per_task_target,
             scale_out_cooldown=Duration.seconds(60),
             scale_in_cooldown=Duration.seconds(300),
         )

@@ -31,14 +31,14 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "hosted_zone_name": "example.com",
     "alarm_email": "ops@example.com",
     "retain_data": "false",
-    "table_deletion_protection": "false",
     "webhook_snap_start": "false",
-    "relay_deregistration_delay_seconds": "300",
+    "relay_deregistration_delay_seconds": "600",
+    "relay_architecture": "x86_64",
     "relay_cpu": 1024,
     "relay_memory_mib": 2048,
     "relay_max_count": 6,
     "relay_allowed_models": "gpt-realtime-2.1,gpt-realtime-mini",
-    "container_insights": "false",
+    "relay_container_insights": "false",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from infra.app import PROJECT_ROOT
@@ -71,7 +72,25 @@ def test_dockerfile_installs_only_the_relay_pins_and_runs_unprivileged() -> None
     assert dockerfile.rstrip().endswith('CMD ["python", "-m", "relay"]')
     assert "PYTHONUNBUFFERED=1" in dockerfile
     assert dockerfile.startswith("#")
-    assert "FROM python:3.14-slim" in dockerfile
+    assert "FROM python:3.14-slim@sha256:" in dockerfile
+
+
+def test_every_base_image_is_pinned_by_digest() -> None:
+    """A rebuild gets the same base image: each external FROM names a sha256 digest."""
+    dockerfile = (PROJECT_ROOT / "relay_container" / "Dockerfile").read_text()
+    stage_names = {
+        line.split(" AS ")[1].strip()
+        for line in dockerfile.splitlines()
+        if line.startswith("FROM ") and " AS " in line
+    }
+    external = [
+        line.split()[1]
+        for line in dockerfile.splitlines()
+        if line.startswith("FROM ") and line.split()[1] not in stage_names
+    ]
+    assert external
+    for image in external:
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", image), image
 
 
 def _stages(dockerfile: str) -> list[str]:

@@ -1,10 +1,11 @@
-"""CloudFront in front of the ALB: wss:// and https:// on one host, nothing cached."""
+"""CloudFront in front of the private ALB (a VPC origin): wss:// and https:// on one host."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from infra.constructs.edge import VPC_ORIGIN_REGIONS
 from tests.infra.conftest import Synthesized
 
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
@@ -28,17 +29,33 @@ def test_nothing_is_cached_and_every_viewer_header_cookie_and_query_passes(
     assert behavior["ViewerProtocolPolicy"] == "https-only"
 
 
-def test_origin_is_the_alb_over_http_with_the_origin_header(synthesized: Synthesized) -> None:
-    """CloudFront adds the header the ALB's listener rule requires; the value is the stack's."""
+def _vpc_origin(synthesized: Synthesized) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The distribution's one origin and the VPC origin resource it names."""
     (origin,) = _config(synthesized)["Origins"]
+    assert "CustomOriginConfig" not in origin
+    assert not origin.get("OriginCustomHeaders")
+    vpc_origin_id = origin["VpcOriginConfig"]["VpcOriginId"]["Fn::GetAtt"][0]
+    return origin, synthesized.resources[vpc_origin_id]["Properties"]["VpcOriginEndpointConfig"]
+
+
+def test_origin_is_the_internal_alb_through_a_vpc_origin(synthesized: Synthesized) -> None:
+    """CloudFront reaches the ALB over its private VPC connection: no public origin, no header."""
+    _, endpoint = _vpc_origin(synthesized)
     balancer_id = next(iter(synthesized.of_type("AWS::ElasticLoadBalancingV2::LoadBalancer")))
-    assert origin["DomainName"] == {"Fn::GetAtt": [balancer_id, "DNSName"]}
-    assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "http-only"
-    (header,) = origin["OriginCustomHeaders"]
-    rule = synthesized.only("AWS::ElasticLoadBalancingV2::ListenerRule")["Properties"]
-    condition = rule["Conditions"][0]["HttpHeaderConfig"]
-    assert header["HeaderName"] == condition["HttpHeaderName"]
-    assert [header["HeaderValue"]] == condition["Values"]
+    assert endpoint["Arn"] == {"Ref": balancer_id}
+    assert endpoint["OriginProtocolPolicy"] == "http-only"
+    assert endpoint["HTTPPort"] == 80
+
+
+def test_deploy_stops_early_in_a_region_without_vpc_origins(synthesized: Synthesized) -> None:
+    """A Region where the private origin cannot exist fails before anything is created."""
+    rules = synthesized.template.to_json()["Rules"]
+    (rule,) = [r for r in rules.values() if "VPC origins" in json.dumps(r)]
+    (assertion,) = rule["Assertions"]
+    regions, region = assertion["Assert"]["Fn::Contains"]
+    assert region == {"Ref": "AWS::Region"}
+    assert set(regions) == set(VPC_ORIGIN_REGIONS)
+    assert {"us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1"} <= set(regions)
 
 
 def test_outputs_give_wss_relay_and_https_page_urls(synthesized: Synthesized) -> None:
@@ -50,6 +67,9 @@ def test_outputs_give_wss_relay_and_https_page_urls(synthesized: Synthesized) ->
     assert relay.endswith('"/v1/realtime"]]}')
     assert page.startswith('{"Fn::Join": ["", ["https://", {"Fn::GetAtt": ["Edge')
     assert {"OpenAIKeySecretArn", "RelayTokenSecretArn"} <= set(outputs)
+    description = outputs["AgentPageUrl"]["Description"]
+    assert "#token=" in description
+    assert "?token=" not in description
 
 
 def test_custom_domain_gets_a_certificate_modern_tls_and_alias_records(custom: Synthesized) -> None:
@@ -81,23 +101,28 @@ def test_custom_domain_gets_a_certificate_modern_tls_and_alias_records(custom: S
 
 def test_custom_domain_encrypts_the_origin_leg_too(custom: Synthesized) -> None:
     """With a domain, CloudFront reaches the ALB over TLS 1.2+ at origin.<domain>, port 443."""
-    (origin,) = _config(custom)["Origins"]
+    origin, endpoint = _vpc_origin(custom)
     assert origin["DomainName"] == "origin.voice.example.com"
-    assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
-    assert origin["CustomOriginConfig"]["OriginSSLProtocols"] == ["TLSv1.2"]
+    assert endpoint["OriginProtocolPolicy"] == "https-only"
+    assert endpoint["HTTPSPort"] == 443
+    assert endpoint["OriginSSLProtocols"] == ["TLSv1.2"]
     listener = custom.only("AWS::ElasticLoadBalancingV2::Listener")["Properties"]
     assert (listener["Port"], listener["Protocol"]) == (443, "HTTPS")
     assert listener["SslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    # CloudFront checks the origin certificate against the Host header it forwards (the
+    # viewer's domain) or, without one, the origin name: the certificate names both.
     custom.template.has_resource_properties(
         "AWS::CertificateManager::Certificate",
-        {"DomainName": "origin.voice.example.com", "ValidationMethod": "DNS"},
+        {
+            "DomainName": "origin.voice.example.com",
+            "SubjectAlternativeNames": ["voice.example.com"],
+            "ValidationMethod": "DNS",
+        },
     )
-    ingress = [
-        r["Properties"]
-        for r in custom.of_type("AWS::EC2::SecurityGroupIngress").values()
-        if "SourcePrefixListId" in r["Properties"]
-    ]
-    assert [(r["FromPort"], r["ToPort"]) for r in ingress] == [(443, 443)]
+    balancer = custom.only("AWS::ElasticLoadBalancingV2::LoadBalancer")
+    group = custom.resources[balancer["Properties"]["SecurityGroups"][0]["Fn::GetAtt"][0]]
+    ports = [(r["FromPort"], r["ToPort"]) for r in group["Properties"]["SecurityGroupIngress"]]
+    assert ports == [(443, 443)]
 
 
 def test_outputs_name_the_relay_service_to_roll_after_filling_the_key(

@@ -43,7 +43,6 @@ def test_an_unacknowledged_finding_fails_the_synth(tmp_path) -> None:
         "AwsSolutions-ECS2",
         "AwsSolutions-IAM5",
         "AwsSolutions-CFR4",
-        "AwsSolutions-CFR5",
     ):
         assert rule in str(failure.value)
 

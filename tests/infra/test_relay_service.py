@@ -1,4 +1,4 @@
-"""The relay on Fargate: ARM64, sticky ALB open to CloudFront only, drain-friendly deploys."""
+"""The relay on Fargate: ARM64, a private sticky ALB, deploys that finish while calls are live."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
-from infra.constructs.relay_service import CLOUDFRONT_PREFIX_LISTS, ORIGIN_HEADER
+from infra.constructs.relay_service import ELB_LOG_DELIVERY_ACCOUNTS, VPC_CIDR
 from tests.infra.conftest import Synthesized
 
 
@@ -47,24 +47,47 @@ def test_image_is_the_relay_dockerfile_built_for_arm64(synthesized: Synthesized)
     assert image["source"]["platform"] == "linux/arm64"
 
 
-def test_target_group_is_sticky_with_healthz_and_a_long_deregistration_delay(
+def test_target_group_is_sticky_for_the_longest_session_with_healthz(
     synthesized: Synthesized, custom: Synthesized
 ) -> None:
-    """A reconnect returns to the same task; a deploy lets calls run for 15 minutes."""
+    """A reconnect returns to the same task however late in a 4 h call; /healthz gates it."""
     group = synthesized.only("AWS::ElasticLoadBalancingV2::TargetGroup")
     attributes = _attributes(group, "TargetGroupAttributes")
+    environment = {e["Name"]: e["Value"] for e in _container(synthesized)["Environment"]}
     assert attributes["stickiness.enabled"] == "true"
     assert attributes["stickiness.type"] == "lb_cookie"
-    assert attributes["stickiness.lb_cookie.duration_seconds"] == "3600"
-    assert attributes["deregistration_delay.timeout_seconds"] == "900"
+    assert int(attributes["stickiness.lb_cookie.duration_seconds"]) >= int(
+        environment["RELAY_MAX_SESSION_SECONDS"]
+    )
+    assert int(environment["RELAY_MAX_SESSION_SECONDS"]) == 4 * 3600
     assert group["Properties"]["HealthCheckPath"] == "/healthz"
     assert group["Properties"]["Matcher"] == {"HttpCode": "200"}
     assert group["Properties"]["TargetType"] == "ip"
     custom_group = custom.only("AWS::ElasticLoadBalancingV2::TargetGroup")
     assert (
         _attributes(custom_group, "TargetGroupAttributes")["deregistration_delay.timeout_seconds"]
-        == "300"
+        == "600"
     )
+
+
+def test_a_leaving_task_is_gone_within_the_delay_plus_the_stop_timeout(
+    synthesized: Synthesized,
+) -> None:
+    """ECS deregisters, waits the delay (calls move), SIGTERMs, drains 90 s, kills at 120 s."""
+    group = synthesized.only("AWS::ElasticLoadBalancingV2::TargetGroup")
+    delay = int(_attributes(group, "TargetGroupAttributes")["deregistration_delay.timeout_seconds"])
+    container = _container(synthesized)
+    drain = int({e["Name"]: e["Value"] for e in container["Environment"]}["DRAIN_SECONDS"])
+    assert delay == 300
+    assert drain < container["StopTimeout"] <= 120
+    # Health checks notice a leaving task's 503 within two 10 s intervals.
+    properties = group["Properties"]
+    assert properties["HealthCheckIntervalSeconds"] * properties["UnhealthyThresholdCount"] <= 30
+    # Nothing else in the template may hold a deploy: no ECS deployment alarm that waits,
+    # and the circuit breaker rolls back instead of retrying forever.
+    deployment = synthesized.only("AWS::ECS::Service")["Properties"]["DeploymentConfiguration"]
+    assert deployment.get("Alarms", {"Enable": False})["Enable"] is False
+    assert deployment["DeploymentCircuitBreaker"]["Rollback"] is True
 
 
 def test_load_balancer_idle_timeout_is_far_above_the_ping_interval(
@@ -78,41 +101,76 @@ def test_load_balancer_idle_timeout_is_far_above_the_ping_interval(
     assert attributes["access_logs.s3.enabled"] == "true"
 
 
-def test_load_balancer_admits_only_cloudfront_by_prefix_list(synthesized: Synthesized) -> None:
-    """Nobody can reach the ALB directly: its only ingress is CloudFront's prefix list."""
+def test_load_balancer_is_internal_in_isolated_subnets(synthesized: Synthesized) -> None:
+    """The ALB has no public address and no route to the internet: only CloudFront reaches it."""
+    balancer = synthesized.only("AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"]
+    assert balancer["Scheme"] == "internal"
+    subnets = [synthesized.resources[ref["Ref"]] for ref in balancer["Subnets"]]
+    assert len(subnets) == 2
+    assert all(s["Properties"]["MapPublicIpOnLaunch"] is False for s in subnets)
+    routes = synthesized.of_type("AWS::EC2::Route")
+    subnet_ids = {ref["Ref"] for ref in balancer["Subnets"]}
+    associations = [
+        a["Properties"]
+        for a in synthesized.of_type("AWS::EC2::SubnetRouteTableAssociation").values()
+        if a["Properties"]["SubnetId"]["Ref"] in subnet_ids
+    ]
+    tables = {a["RouteTableId"]["Ref"] for a in associations}
+    assert tables
+    assert not [r for r in routes.values() if r["Properties"]["RouteTableId"]["Ref"] in tables]
+
+
+def test_load_balancer_admits_the_vpc_range_only_no_prefix_list_no_header(
+    synthesized: Synthesized,
+) -> None:
+    """No prefix-list rule, no shared-secret header: the ALB forwards what reaches it in the VPC."""
     balancer = synthesized.only("AWS::ElasticLoadBalancingV2::LoadBalancer")
     (group_ref,) = balancer["Properties"]["SecurityGroups"]
     group_id = group_ref["Fn::GetAtt"][0]
     group = synthesized.resources[group_id]["Properties"]
-    assert "SecurityGroupIngress" not in group
-    ingress = [
-        r["Properties"]
-        for r in synthesized.of_type("AWS::EC2::SecurityGroupIngress").values()
-        if r["Properties"]["GroupId"] == {"Fn::GetAtt": [group_id, "GroupId"]}
-    ]
-    assert len(ingress) == 1
-    (rule,) = ingress
-    assert "CidrIp" not in rule
-    assert "CidrIpv6" not in rule
-    mapping_id = rule["SourcePrefixListId"]["Fn::FindInMap"][0]
-    mapping = synthesized.template.to_json()["Mappings"][mapping_id]
-    assert {r: v["PrefixList"] for r, v in mapping.items()} == CLOUDFRONT_PREFIX_LISTS
-    assert rule["SourcePrefixListId"]["Fn::FindInMap"][1] == {"Ref": "AWS::Region"}
-
-
-def test_listener_forwards_only_requests_with_the_origin_header(synthesized: Synthesized) -> None:
-    """Without CloudFront's header the ALB answers 403; with it, the relay gets the request."""
+    (rule,) = group["SecurityGroupIngress"]
+    assert rule["CidrIp"] == VPC_CIDR
+    assert (rule["FromPort"], rule["ToPort"]) == (80, 80)
+    assert not synthesized.of_type("AWS::EC2::PrefixList")
+    assert "SourcePrefixListId" not in json.dumps(synthesized.resources)
+    assert not synthesized.of_type("AWS::ElasticLoadBalancingV2::ListenerRule")
     listener = synthesized.only("AWS::ElasticLoadBalancingV2::Listener")["Properties"]
     (default,) = listener["DefaultActions"]
-    assert default["Type"] == "fixed-response"
-    assert default["FixedResponseConfig"]["StatusCode"] == "403"
-    rule = synthesized.only("AWS::ElasticLoadBalancingV2::ListenerRule")["Properties"]
-    (condition,) = rule["Conditions"]
-    assert condition["HttpHeaderConfig"]["HttpHeaderName"] == ORIGIN_HEADER
-    (value,) = condition["HttpHeaderConfig"]["Values"]
-    # The stack's own UUID: resolved by CloudFormation, stable across synths, never literal.
-    assert value == {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}
-    assert rule["Actions"][0]["Type"] == "forward"
+    assert default["Type"] == "forward"
+    assert "X-Origin-Verify" not in json.dumps(synthesized.template.to_json())
+
+
+def test_no_find_in_map_anywhere_so_any_region_deploys(
+    synthesized: Synthesized, custom: Synthesized
+) -> None:
+    """No Fn::FindInMap keyed by Region: a Region missing from a table cannot fail the deploy."""
+    assert "Fn::FindInMap" not in json.dumps(synthesized.template.to_json())
+    # With a custom domain, CDK's CloudFront alias target looks its zone up by partition
+    # (aws / aws-cn, both present): never by Region.
+    lookups = _find_in_maps(custom.template.to_json())
+    assert lookups
+    assert all(lookup[1] == {"Ref": "AWS::Partition"} for lookup in lookups)
+
+
+def _find_in_maps(node: Any) -> list[Any]:
+    if isinstance(node, dict):
+        found = [node["Fn::FindInMap"]] if "Fn::FindInMap" in node else []
+        return found + [x for value in node.values() for x in _find_in_maps(value)]
+    if isinstance(node, list):
+        return [x for value in node for x in _find_in_maps(value)]
+    return []
+
+
+def test_access_logs_name_the_service_principal_and_the_regions_legacy_account(
+    synthesized: Synthesized,
+) -> None:
+    """ELB may write access logs in every Region: its service principal, plus the old account."""
+    policy = synthesized.only("AWS::S3::BucketPolicy")["Properties"]["PolicyDocument"]
+    (statement,) = [s for s in policy["Statement"] if s["Action"] == "s3:PutObject"]
+    assert statement["Principal"]["Service"] == "logdelivery.elasticloadbalancing.amazonaws.com"
+    legacy = json.dumps(statement["Principal"]["AWS"])
+    assert all(account in legacy for account in ELB_LOG_DELIVERY_ACCOUNTS.values())
+    assert "AWS::NoValue" in legacy  # an unlisted Region keeps the service principal only
 
 
 def test_tasks_accept_only_the_load_balancer(synthesized: Synthesized) -> None:
@@ -130,6 +188,32 @@ def test_tasks_accept_only_the_load_balancer(synthesized: Synthesized) -> None:
     assert [(r["FromPort"], r["ToPort"]) for r in ingress] == [(8080, 8080)]
     assert all("SourceSecurityGroupId" in r for r in ingress)
     assert "SecurityGroupIngress" not in synthesized.resources[task_group_id]["Properties"]
+
+
+def test_tasks_may_only_open_https_connections(synthesized: Synthesized) -> None:
+    """A compromised relay cannot reach anything but TCP 443 (OpenAI, AWS APIs)."""
+    service = synthesized.only("AWS::ECS::Service")["Properties"]
+    (task_group,) = service["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"]
+    group = synthesized.resources[task_group["Fn::GetAtt"][0]]["Properties"]
+    rules = [
+        {k: v for k, v in rule.items() if k != "Description"}
+        for rule in group["SecurityGroupEgress"]
+    ]
+    assert rules == [{"CidrIp": "0.0.0.0/0", "FromPort": 443, "IpProtocol": "tcp", "ToPort": 443}]
+    standalone = [
+        r["Properties"]
+        for r in synthesized.of_type("AWS::EC2::SecurityGroupEgress").values()
+        if r["Properties"]["GroupId"] == task_group
+    ]
+    assert standalone == []
+
+
+def test_service_has_no_desired_count_beside_autoscaling(synthesized: Synthesized) -> None:
+    """An update never resets the running count: autoscaling alone owns it."""
+    service = synthesized.only("AWS::ECS::Service")["Properties"]
+    assert "DesiredCount" not in service
+    target = synthesized.only("AWS::ApplicationAutoScaling::ScalableTarget")["Properties"]
+    assert target["MinCapacity"] >= 1
 
 
 def test_vpc_has_no_nat_gateway(template: Template) -> None:
@@ -226,10 +310,14 @@ def test_relay_reports_metrics_under_the_dimension_scaling_watches(
     assert int(environment["RELAY_MAX_SESSIONS"]) > 20  # scale out before refusing calls
 
 
-def test_task_size_and_models_follow_context(custom: Synthesized) -> None:
-    """`-c relay_cpu=1024 -c relay_memory_mib=2048` and allowed models reach the task."""
+def test_task_size_architecture_and_models_follow_context(custom: Synthesized) -> None:
+    """`-c relay_cpu=1024 -c relay_architecture=x86_64` and allowed models reach the task."""
     task = custom.only("AWS::ECS::TaskDefinition")["Properties"]
     assert (task["Cpu"], task["Memory"]) == ("1024", "2048")
+    assert task["RuntimePlatform"]["CpuArchitecture"] == "X86_64"
+    assets = json.loads((custom.outdir / f"{custom.stack.stack_name}.assets.json").read_text())
+    (image,) = assets["dockerImages"].values()
+    assert image["source"]["platform"] == "linux/amd64"
     (container,) = task["ContainerDefinitions"]
     environment = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert environment["OPENAI_REALTIME_MODEL"] == "gpt-realtime-2.1"

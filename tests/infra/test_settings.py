@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from infra.settings import CustomDomain, SettingsError, StackSettings
+from infra.settings import CustomDomain, RelaySettings, SettingsError, StackSettings
 
 
 class FakeNode:
@@ -49,7 +49,7 @@ def test_cli_strings_and_json_values_both_parse() -> None:
     assert from_cli == from_json
     assert from_cli.retain_data is False
     assert from_cli.event_retention_days == 7
-    assert from_cli.relay_models == ("gpt-realtime-2.1", "gpt-realtime-mini")
+    assert from_cli.relay.models == ("gpt-realtime-2.1", "gpt-realtime-mini")
 
 
 def test_custom_domain_is_read_from_four_keys() -> None:
@@ -74,14 +74,22 @@ BAD_CONTEXT = [
     ({"retain_data": "maybe"}, "retain_data"),
     ({"log_retention_days": 10}, "log_retention_days"),
     ({"relay_cpu": 512, "relay_memory_mib": 512}, "relay_cpu/relay_memory_mib"),
-    ({"relay_min_count": 3, "relay_desired_count": 2}, "relay counts"),
+    ({"relay_min_count": 3, "relay_max_count": 2}, "relay counts"),
+    ({"relay_desired_count": 2}, "relay_desired_count: no longer a setting"),
+    ({"cloudfront_prefix_list_id": "pl-12345678"}, "cloudfront_prefix_list_id: no longer"),
+    ({"relay_architecture": "riscv64"}, "relay_architecture"),
+    ({"relay_max_session_seconds": 8 * 86400}, "relay_max_session_seconds"),
+    ({"availability_zones": "us-east-1a"}, "availability_zones"),
+    (
+        {"retain_data": "false", "table_deletion_protection": "true"},
+        "cdk destroy. would fail",
+    ),
     ({"relay_drain_seconds": 115}, "relay_drain_seconds"),
     ({"relay_deregistration_delay_seconds": 7200}, "relay_deregistration_delay_seconds"),
     ({"relay_idle_timeout_seconds": 30}, "relay_idle_timeout_seconds"),
     ({"relay_sessions_per_task_target": 50}, "relay_sessions_per_task_target"),
     ({"webhook_timeout_seconds": 20}, "webhook_timeout_seconds"),
     ({"alarm_email": "not-an-address"}, "alarm_email"),
-    ({"cloudfront_prefix_list_id": "sg-123"}, "cloudfront_prefix_list_id"),
     ({"hosted_zone_id": "Z1"}, "only meaningful with domain_name"),
     ({"domain_name": "voice.example.com"}, "needs hosted_zone_id"),
     (
@@ -119,3 +127,21 @@ def test_all_problems_are_reported_together() -> None:
         StackSettings.from_context(FakeNode({"retain_data": "maybe", "relay_max_count": "x"}))
     assert "retain_data" in str(failure.value)
     assert "relay_max_count" in str(failure.value)
+
+
+def test_relay_settings_are_one_nested_object_read_from_relay_keys() -> None:
+    """`-c relay_max_sessions=60` lands in settings.relay, the object the relay construct takes."""
+    settings = StackSettings.from_context(
+        FakeNode({"relay_max_sessions": "60", "relay_architecture": "x86_64"})
+    )
+    assert settings.relay == RelaySettings(max_sessions=60, architecture="x86_64")
+    assert settings.relay.stickiness_seconds == settings.relay.max_session_seconds
+
+
+def test_unretained_data_drops_deletion_protection_so_cdk_destroy_works() -> None:
+    """`-c retain_data=false` alone gives a table `cdk destroy` can delete."""
+    assert StackSettings.from_context(FakeNode({})).deletion_protection is True
+    settings = StackSettings.from_context(FakeNode({"retain_data": "false"}))
+    assert settings.deletion_protection is False
+    kept = StackSettings.from_context(FakeNode({"table_deletion_protection": "false"}))
+    assert (kept.retain_data, kept.deletion_protection) == (True, False)

@@ -63,11 +63,13 @@ def test_table_is_on_demand_with_point_in_time_recovery(template: Template) -> N
 def test_table_is_retained_by_default_and_destroyable_by_context(
     synthesized: Synthesized, custom: Synthesized
 ) -> None:
-    """Deleting the stack keeps the data unless retain_data=false was chosen."""
+    """Deleting the stack keeps the data; `-c retain_data=false` alone makes it destroyable."""
     default = synthesized.only("AWS::DynamoDB::GlobalTable")
     assert default["DeletionPolicy"] == "Retain"
+    assert default["Properties"]["Replicas"][0]["DeletionProtectionEnabled"] is True
     assert default["UpdateReplacePolicy"] == "Retain"
     switched = custom.only("AWS::DynamoDB::GlobalTable")
     assert switched["DeletionPolicy"] == "Delete"
     replica = switched["Properties"]["Replicas"][0]
+    # No deletion protection left on a table CloudFormation must delete (`cdk destroy`).
     assert replica.get("DeletionProtectionEnabled", False) is False

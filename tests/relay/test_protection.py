@@ -1,4 +1,4 @@
-"""ECS scale-in protection follows live sessions, against a fake ECS agent over HTTP."""
+"""ECS scale-in protection: bounded, follows live sessions; against a fake ECS agent over HTTP."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from relay.protection import TaskProtection
+from relay.protection import MAX_PROTECT_MINUTES, TaskProtection
 from tests.relay.conftest import eventually, mint, open_client, recv_until
 
 
@@ -51,7 +51,7 @@ async def ecs_agent() -> AsyncIterator[FakeAgent]:
 
 async def test_protection_on_with_sessions_and_off_after(ecs_agent: FakeAgent) -> None:
     """The first session turns protection on, the last one ending turns it off."""
-    protection = TaskProtection(ecs_agent.uri, expires_minutes=30)
+    protection = TaskProtection(ecs_agent.uri, protect_minutes=10)
     task = asyncio.get_running_loop().create_task(protection.run())
     try:
         await eventually(lambda: protection.confirmed is False)  # cleared at start-up
@@ -69,9 +69,60 @@ async def test_protection_on_with_sessions_and_off_after(ecs_agent: FakeAgent) -
     assert all(method == "PUT" for method, _, _ in ecs_agent.calls)
     assert bodies == [
         {"ProtectionEnabled": False},
-        {"ProtectionEnabled": True, "ExpiresInMinutes": 30},
+        {"ProtectionEnabled": True, "ExpiresInMinutes": 10},
         {"ProtectionEnabled": False},
     ]
+
+
+async def test_protection_is_granted_once_per_busy_period_never_renewed(
+    ecs_agent: FakeAgent,
+) -> None:
+    """However long calls go on, the task asks once: a deploy waits minutes, not hours."""
+    protection = TaskProtection(ecs_agent.uri, protect_minutes=5)
+    task = asyncio.get_running_loop().create_task(protection.run())
+    try:
+        await eventually(lambda: protection.confirmed is False)
+        for count in (1, 2, 3, 2, 4, 1):  # sessions come and go, never all at once
+            protection.sessions_changed(count)
+            await eventually(lambda: protection.confirmed is True)
+        # A second, later busy period gets its own bounded grant.
+        protection.sessions_changed(0)
+        await eventually(lambda: protection.confirmed is False)
+        protection.sessions_changed(1)
+        await eventually(lambda: protection.grants == 2)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    grants = [body for _, _, body in ecs_agent.calls if body["ProtectionEnabled"]]
+    assert grants == [{"ProtectionEnabled": True, "ExpiresInMinutes": 5}] * 2
+    assert all(int(str(b["ExpiresInMinutes"])) <= MAX_PROTECT_MINUTES for b in grants)
+
+
+async def test_a_leaving_task_clears_protection_for_good(ecs_agent: FakeAgent) -> None:
+    """Once the task is leaving, protection is cleared and new sessions do not bring it back."""
+    protection = TaskProtection(ecs_agent.uri)
+    protection.sessions_changed(3)
+    task = asyncio.get_running_loop().create_task(protection.run())
+    try:
+        await eventually(lambda: protection.confirmed is True)
+        protection.release()
+        await eventually(lambda: protection.confirmed is False)
+        protection.sessions_changed(0)
+        protection.sessions_changed(1)  # a late admit during the hand-over
+        assert protection.wanted is False
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert protection.confirmed is False
+    assert [body["ProtectionEnabled"] for _, _, body in ecs_agent.calls][-1] is False
+    assert protection.grants == 1
+
+
+@pytest.mark.parametrize("minutes", [0, -1, MAX_PROTECT_MINUTES + 1, 120], ids=str)
+def test_unbounded_protection_is_refused(minutes: int) -> None:
+    """Nobody can configure hours of protection by mistake: the constructor refuses it."""
+    with pytest.raises(ValueError, match="protect_minutes"):
+        TaskProtection("http://127.0.0.1:1/api/task", protect_minutes=minutes)
 
 
 async def test_agent_errors_are_retried_not_raised(ecs_agent: FakeAgent) -> None:
