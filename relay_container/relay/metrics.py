@@ -33,6 +33,8 @@ COUNTERS: Final = (
     "SessionsResumed",
     "ReattachOverflows",
     "Rollovers",
+    # Client events whose locked fields the policy dropped (relay.policy).
+    "LockedFieldsDropped",
 )
 #: Session-record counters, sampled from the recorder (cumulative) and emitted per interval.
 RECORD_COUNTERS: Final = ("RecordsWritten", "RecordsDropped", "RecordWriteFailures")

@@ -541,21 +541,12 @@ class RelaySession(asyncio.Protocol):
         if self._drop_truncates and kind == _TRUNCATE:
             return  # it names an item of the upstream session replaced by a rollover
         if kind in FILTERED_TYPES:
-            try:
-                payload, removed, event_id = self._policy.apply(kind, payload)
-            except ValueError:
-                self._reject(InvalidEventError("the event is not valid JSON", code="invalid_json"))
+            verdict = self._policy.apply(kind, payload, model=self.model, session_id=self.id)
+            if verdict.reply is not None:
+                self._send_client_event(verdict.reply)
+            if verdict.forward is None:
                 return
-            if removed:
-                self._send_client_event(
-                    error_event(
-                        "the relay ignored session fields the server controls: "
-                        + ", ".join(removed),
-                        code="relay_locked_fields",
-                        param=removed[0],
-                        event_id=event_id,
-                    )
-                )
+            payload = verdict.forward
             if kind == SESSION_UPDATE and self.context.rollover_seconds > 0:
                 # Replayed on a rollover's fresh upstream (rare events, a few kept).
                 self._client_updates.append(payload)
