@@ -119,29 +119,22 @@ async def test_bad_tokens_are_refused_with_401_before_dialling(
     await assert_still_serving(relay, fake_upstream)
 
 
-@pytest.mark.parametrize(
-    "how",
-    ["bearer", "subprotocol", "query"],
-    ids=["bearer", "subprotocol", "query"],
-)
+@pytest.mark.parametrize("how", ["bearer", "subprotocol"], ids=["bearer", "subprotocol"])
 async def test_forged_token_is_refused_whichever_way_it_comes(
     relay: Relay, fake_upstream: FakeUpstream, how: str
 ) -> None:
     """Every way of presenting a token is verified the same way."""
     token = _forged(_secret="z" * 40)
     kwargs: dict[str, Any] = {"compression": None}
-    url = relay.url
     if how == "bearer":
         kwargs["additional_headers"] = {"Authorization": f"Bearer {token}"}
-    elif how == "subprotocol":
+    else:
         kwargs["subprotocols"] = [
             Subprotocol("realtime"),
             Subprotocol(f"openai-insecure-api-key.{token}"),
         ]
-    else:
-        url += f"?token={token}"
     with pytest.raises(InvalidStatus) as refused:
-        async with connect(url, **kwargs):
+        async with connect(relay.url, **kwargs):
             pass
     assert refused.value.response.status_code == 401
     assert fake_upstream.requests == []
