@@ -92,11 +92,13 @@ REDACTED: Final = "[redacted]"
 #: The relay's own logger tree (at LOG_LEVEL); everything else is third-party.
 OWN_LOGGER: Final = "relay"
 THIRD_PARTY_LEVEL: Final = logging.WARNING
-#: Credential shapes (bearer values, JWTs, OpenAI keys, AWS session tokens and
-#: signatures), used only on third-party text.
+#: Credential shapes (bearer values, JWTs, OpenAI keys, and the value of any header or
+#: parameter named like a token, signature, credential, secret or key, Python bytes reprs
+#: included), used only on third-party text.
 _SECRET_PATTERN: Final = re.compile(
     r"(?i:bearer\s+)[\w.~+/=-]+|eyJ[\w-]+\.[\w-]+\.[\w-]*|sk-[\w-]{8,}"
-    r"|(?i:x-amz-security-token|signature|credential)[\"']?\s*[:=]\s*[\"']?[^\s,\"'&]+"
+    r"|(?i:[\w-]*(?:token|signature|credential|secret|password|api[_-]?key)[\w-]*)"
+    r"[\"']?\s*[:=]\s*b?[\"']?[^\s,\"'&]+"
 )
 
 
