@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHeader
 from websockets.headers import parse_subprotocol
 from websockets.typing import Subprotocol
 
@@ -35,7 +36,7 @@ def offered_subprotocols(headers: Headers) -> list[str]:
     for value in headers.get_all("Sec-WebSocket-Protocol"):
         try:
             offered.extend(parse_subprotocol(value))
-        except ValueError:
+        except (ValueError, InvalidHeader):
             return []
     return offered
 

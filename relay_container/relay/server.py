@@ -515,7 +515,17 @@ class HandshakeConnection(asyncio.Protocol):
             logger.debug("bad HTTP request", extra={"error": type(exc).__name__})
             _write_response(self.transport, pages.plain_response(400, "bad request\n"))
             return
-        self.relay.handle_request(request, self.transport, leftover)
+        try:
+            self.relay.handle_request(request, self.transport, leftover)
+        except Exception as exc:
+            # A bug of ours, not the client's: answer rather than drop the connection, and
+            # log the type only (an exception's text may quote the request's headers).
+            logger.error(
+                "handshake failed unexpectedly",
+                extra={"error": type(exc).__name__, "peer": _peer(self.transport)},
+            )
+            if not self.transport.is_closing():
+                _write_response(self.transport, pages.plain_response(500, "relay error\n"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The peer left before its request was answered."""

@@ -308,8 +308,16 @@ async def test_connection_burst_is_answered_and_bounded(
         (b"BREW /v1/realtime HTTP/1.1\r\nHost: x\r\n\r\n", 401),
         (b"GET /v1/realtime HTTP/2.0\r\nHost: x\r\n\r\n", 400),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
+        # Found by test_fuzz: websockets' header parser raises InvalidHeaderFormat here.
+        (b"GET /v1/realtime HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Protocol: a b\r\n\r\n", 401),
     ],
-    ids=["huge-header", "odd-method-no-token", "bad-version", "tls-on-plain-port"],
+    ids=[
+        "huge-header",
+        "odd-method-no-token",
+        "bad-version",
+        "tls-on-plain-port",
+        "malformed-subprotocols",
+    ],
 )
 async def test_malformed_http_gets_a_status_and_a_hangup(
     relay: Relay, fake_upstream: FakeUpstream, request_bytes: bytes, status: int
