@@ -28,7 +28,6 @@ from websockets.uri import parse_uri
 
 from relay import wire
 from relay.admission import Admission
-from relay.client_events import ClientEvents
 from relay.config import RelayConfig
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
@@ -71,7 +70,7 @@ async def open_session() -> tuple[RelaySession, CountingTransport, CountingTrans
 
     context = SessionContext(
         config=RelayConfig(token_secret="b" * 32, rollover_seconds=0),
-        events=ClientEvents(SessionPolicy(())),
+        policy=SessionPolicy(()),
         agent_update=b"{}",
         metrics=Metrics(namespace="n", service="s", active_sessions=lambda: 0),
         recorder=NullRecorder(),

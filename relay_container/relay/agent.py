@@ -89,9 +89,20 @@ class AgentConfig(_Strict):
     tools: list[dict[str, Any]] = Field(default_factory=list)
     tool_choice: str | None = None
     max_output_tokens: int | Literal["inf"] | None = None
-    #: Session fields a client's own session.update / response.create may not set
-    #: (dotted paths into ``session`` / ``response``); dropped with a warning event.
+    #: Session fields a client may not change (dotted paths into ``session`` /
+    #: ``response``; what each covers: relay.policy). A client's different value is
+    #: dropped, logged and counted; the rest of its event applies.
     locked_fields: tuple[str, ...] = ("instructions", "tools", "model")
+    #: Also answer each dropped field with an ``error`` event (``relay_locked_fields``).
+    #: Off by default: some frameworks (Pipecat) treat any error event as fatal.
+    locked_fields_error: bool = False
+
+    def locked_values(self) -> dict[str, Any]:
+        """The operator's session as a client's values are compared with it: every field
+        the relay sets, with ``tools`` always present (``[]`` when the agent has none)."""
+        session = self.session()
+        session["tools"] = list(self.tools)
+        return session
 
     def session(self) -> dict[str, Any]:
         """The GA ``session`` object."""

@@ -38,16 +38,20 @@ def is_plain_append(payload: bytes) -> bool:
 
 
 class ClientEvents:
-    """Checks one client message at a time (see the module docstring)."""
+    """Checks one session's client messages, one at a time (see the module docstring)."""
 
-    __slots__ = ("policy",)
+    __slots__ = ("model", "policy", "session_id")
 
-    def __init__(self, policy: SessionPolicy) -> None:
+    def __init__(self, policy: SessionPolicy, *, model: str, session_id: str) -> None:
         self.policy = policy
+        #: The session's model: the operator's value when a client sends ``model``.
+        self.model = model
+        self.session_id = session_id
 
     def check(self, opcode: int, payload: bytes) -> tuple[str | None, bytes, bytes | None]:
         """(its type, or None if it must not be forwarded; the bytes to forward; an error
-        event for the client, or None)."""
+        event for the client, or None). The policy may drop an event silently (a locked
+        field refused without ``locked_fields_error``): no type, no error."""
         if opcode == _BINARY:
             return (
                 None,
@@ -74,22 +78,10 @@ class ClientEvents:
             )
         if kind not in FILTERED_TYPES:
             return kind, payload, None
-        try:
-            payload, removed, event_id = self.policy.apply(kind, payload)
-        except ValueError:
-            return None, payload, _refusal("the event is not valid JSON", "invalid_json")
-        if not removed:
-            return kind, payload, None
-        return (
-            kind,
-            payload,
-            error_event(
-                "the relay ignored session fields the server controls: " + ", ".join(removed),
-                code="relay_locked_fields",
-                param=removed[0],
-                event_id=event_id,
-            ),
-        )
+        verdict = self.policy.apply(kind, payload, model=self.model, session_id=self.session_id)
+        if verdict.forward is None:
+            return None, payload, verdict.reply
+        return kind, verdict.forward, verdict.reply
 
 
 def _refusal(message: str, code: str) -> bytes:

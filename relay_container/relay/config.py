@@ -17,6 +17,7 @@ from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 from relay.errors import ConfigError
+from relay.logs import parse_levels
 from relay.tokens import MIN_SECRET_BYTES
 
 __all__ = ["DEFAULT_MODEL", "ENV_VARS", "ConfigError", "RelayConfig"]
@@ -100,6 +101,8 @@ class RelayConfig:
     rollover_seconds: float = 3300.0
     metrics_namespace: str = "RecallVoiceAgent/Relay"
     metrics_service: str = "relay"
+    #: The relay's own level, then ``name=LEVEL`` pairs for third-party loggers, which
+    #: otherwise stay at WARNING (``DEBUG,botocore=DEBUG``; relay.logs).
     log_level: str = "INFO"
     ecs_agent_uri: str | None = None
     # Tuning knobs (no environment variable).
@@ -109,8 +112,11 @@ class RelayConfig:
     open_timeout: float = 10.0
     #: Deadline for the other side to answer our close frame.
     close_timeout: float = 5.0
-    #: Handshakes in progress beyond which new connections get 503 at once.
+    #: Connections whose HTTP request is not yet complete. At the bound a new connection
+    #: still gets a place: the oldest pending one is cut (docs/hostile-input.md).
     max_pending_handshakes: int = 1024
+    #: The same bound per peer address: at it, that peer's own oldest pending one is cut.
+    max_pending_handshakes_per_peer: int = 256
     #: Seconds between EMF metric lines; 0 disables them.
     metrics_interval: float = 60.0
     #: Directory served at / and /static/ (the agent page).
@@ -248,9 +254,15 @@ class RelayConfig:
         rollover = parse(
             "RELAY_ROLLOVER_SECONDS", defaults.rollover_seconds, non_negative_float, "a number >= 0"
         )
-        level = (get("LOG_LEVEL") or defaults.log_level).upper()
-        if level not in LOG_LEVELS:
-            problems.append(f"LOG_LEVEL must be one of {', '.join(sorted(LOG_LEVELS))}")
+        level = get("LOG_LEVEL") or defaults.log_level
+        try:
+            own_level, named_levels = parse_levels(level)
+            level = ",".join([own_level, *(f"{n}={v}" for n, v in named_levels.items())])
+        except ValueError as exc:
+            problems.append(
+                f"LOG_LEVEL must be one of {', '.join(sorted(LOG_LEVELS))}, optionally "
+                f"followed by name=LEVEL pairs for other loggers ({exc})"
+            )
         if problems:
             raise ConfigError(problems)
         return cls(

@@ -407,8 +407,8 @@ class SessionCore(LegCore):
         else:
             kind, payload, error = self._events.check(opcode, payload)
             if kind is None:
-                assert error is not None
-                self._invalid_event(error)
+                if error is not None:
+                    self._invalid_event(error)
                 return
             if error is not None:
                 self._client_event(error)

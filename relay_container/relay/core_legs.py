@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from websockets.frames import CloseCode
 
 from relay import wire
 from relay.client_events import ClientEvents
-from relay.config import RelayConfig
 from relay.conversation import Turn
 from relay.effects import (
     CLIENT,
@@ -39,6 +38,9 @@ from relay.record_items import ConnectionRecord
 from relay.resume import SeedAcks
 from relay.rollover import RetiringLeg, Rollover
 from relay.upstream_leg import UpstreamLeg
+
+if TYPE_CHECKING:  # the core reads the settings it is given; it never loads them
+    from relay.config import RelayConfig
 
 #: A record factory: the turns known so far → the record of a new client connection.
 RecordFactory = Callable[[Sequence[Turn]], ConnectionRecord]

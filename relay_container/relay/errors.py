@@ -43,6 +43,16 @@ class AuthError(RelayError):
     error_code = "invalid_relay_token"
 
 
+class BadRequestError(RelayError):
+    """A handshake the relay cannot read or will not take as sent (400), e.g. a token in
+    the query string or more query fields than it parses."""
+
+    http_status = 400
+    close_code = CloseCode.POLICY_VIOLATION
+    error_type = "invalid_request_error"
+    error_code = "bad_request"
+
+
 class ForbiddenError(RelayError):
     """A valid token asking for something the relay does not allow (403), e.g. a model."""
 

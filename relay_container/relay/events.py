@@ -15,7 +15,9 @@ sniffs bytes or spells an event name:
 serialized with ``type`` first (the openai SDKs, ``JSON.stringify`` of a literal) are read
 by looking at their first bytes; anything else is decoded once as JSON. Base64 audio is
 never decoded. Deeper validation is the model's job: it answers a bad event with its own
-``error`` event, which the relay forwards.
+``error`` event, which the relay forwards. What the relay does decode, it decodes strictly
+(``loads_strict``): duplicate keys, ``NaN``/``Infinity`` and nesting too deep for the
+parser are all "not JSON", never an exception that ends the session.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ from typing import Any, Final
 # Client events (openai-python types/realtime/*_event_param.py).
 SESSION_UPDATE: Final = "session.update"
 RESPONSE_CREATE: Final = "response.create"
+CONVERSATION_ITEM_CREATE: Final = "conversation.item.create"
 INPUT_AUDIO_APPEND: Final = "input_audio_buffer.append"
 ITEM_TRUNCATE: Final = "conversation.item.truncate"
 
 #: Client events the relay rewrites (policy.py); every other type passes untouched.
-FILTERED_TYPES: Final = frozenset({SESSION_UPDATE, RESPONSE_CREATE})
+#: These are every GA client event that can carry instructions, tools or a prompt
+#: reference (docs/clients.md, "What a locked field covers").
+FILTERED_TYPES: Final = frozenset({SESSION_UPDATE, RESPONSE_CREATE, CONVERSATION_ITEM_CREATE})
 #: How the openai SDKs and JSON.stringify begin an append (``type`` first, then its end quote).
 APPEND_HEADS: Final = (
     b'{"type":"input_audio_buffer.append"',
@@ -134,9 +139,23 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+def _no_constants(name: str) -> Any:
+    # NaN, Infinity and -Infinity are Python extensions, not JSON (RFC 8259 §6).
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def loads_strict(raw: bytes) -> Any:
-    """``json.loads`` that refuses duplicate keys at any depth (raises ValueError)."""
-    return json.loads(raw, object_pairs_hook=_unique_pairs)
+    """``json.loads`` that refuses duplicate keys at any depth, ``NaN`` and ``Infinity``.
+
+    Raises:
+        ValueError: not strict JSON, including nesting deeper than the parser's
+            recursion limit (``RecursionError`` is turned into ValueError here, so a
+            2 KB frame of brackets is a bad event, not a crash).
+    """
+    try:
+        return json.loads(raw, object_pairs_hook=_unique_pairs, parse_constant=_no_constants)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def error_event(

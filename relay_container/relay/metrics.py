@@ -36,6 +36,8 @@ COUNTERS: Final = (
     # Sessions moved to another task while this one leaves; clients cut for abuse.
     "SessionsHandedOver",
     "ClientsCut",
+    # Client events whose locked fields the policy dropped (relay.policy).
+    "LockedFieldsDropped",
 )
 #: Session-record counters, sampled from the recorder (cumulative) and emitted per interval.
 RECORD_COUNTERS: Final = ("RecordsWritten", "RecordsDropped", "RecordWriteFailures")

@@ -2,11 +2,18 @@
 
 Each TCP connection starts as a ``HandshakeConnection``: it reads one HTTP request
 (bounded in size and time), answers plain requests through ``pages.py``, and turns a
-WebSocket request on ``/v1/realtime`` into a session — draining check (503), token (401),
-model allow-list (403), admission (503 full / 429 per subject), then websockets'
-sans-I/O ``ServerProtocol.accept`` for the 101 (no compression, ``realtime`` echoed when
-offered) — before handing the socket to a ``RelaySession``. Nothing is dialled upstream
-for a request that is refused.
+WebSocket request on ``/v1/realtime`` into a session — draining check (503), query (400
+for more than MAX_QUERY_FIELDS fields or a ``token`` in it), token (401), model allow-list
+(403), admission (503 full / 429 per subject), then websockets' sans-I/O
+``ServerProtocol.accept`` for the 101 (no compression, ``realtime`` echoed when offered)
+— before handing the socket to a ``RelaySession``. Nothing is dialled upstream for a
+request that is refused.
+
+Pending handshakes (connections whose request is not complete yet) are bounded per
+process and per peer address, and a new connection always gets a place: at a bound the
+oldest pending connection (of that peer, else of all) is cut. Idle sockets therefore
+cannot lock out ``/healthz`` or new sessions; a request that arrives in one segment, as
+a health check's does, is answered before it could become the oldest.
 
 A client whose token subject has a *detached* session here (it vanished without a close
 frame less than RELAY_REATTACH_SECONDS ago) is re-attached to it: no admission (it holds
@@ -25,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import parse_qs, urlsplit
@@ -39,9 +46,8 @@ from relay import pages, wire
 from relay.admission import Admission
 from relay.agent import AgentConfig, load_agent_config
 from relay.auth import authenticate, select_subprotocol
-from relay.client_events import ClientEvents
 from relay.config import RelayConfig
-from relay.errors import DrainingError, ForbiddenError, RelayError
+from relay.errors import BadRequestError, DrainingError, ForbiddenError, RelayError
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
 from relay.protection import TaskProtection
@@ -55,6 +61,8 @@ RECORDS_FLUSH_SECONDS: Final = 10.0
 
 REALTIME_PATH: Final = "/v1/realtime"
 MAX_REQUEST_HEAD: Final = 16 * 1024
+#: Query fields parsed from a handshake; more is a 400 (nothing legitimate sends more).
+MAX_QUERY_FIELDS: Final = 20
 
 #: websockets logs request headers (tokens among them) at DEBUG: never enable it here.
 _quiet = logging.getLogger("relay.server.handshake")
@@ -99,7 +107,12 @@ class Relay:
         )
         self.context = SessionContext(
             config=config,
-            events=ClientEvents(SessionPolicy(self.agent.locked_fields)),
+            policy=SessionPolicy(
+                self.agent.locked_fields,
+                operator=self.agent.locked_values(),
+                error_events=self.agent.locked_fields_error,
+                on_drop=self._locked_fields_dropped,
+            ),
             agent_update=self.agent.session_update(),
             metrics=self.metrics,
             recorder=self.recorder,
@@ -107,7 +120,9 @@ class Relay:
         self.static_dir: Path = config.static_dir
         self.draining = False
         self.sessions: set[RelaySession] = set()
-        self.pending_handshakes = 0
+        #: Handshakes in progress, oldest first, overall and per peer address.
+        self._pending: dict[HandshakeConnection, None] = {}
+        self._pending_by_peer: dict[str, dict[HandshakeConnection, None]] = {}
         self.server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
@@ -224,6 +239,15 @@ class Relay:
             except TimeoutError:
                 pass
 
+    def _locked_fields_dropped(
+        self, removed: Sequence[str], event_type: str, session_id: str | None
+    ) -> None:
+        self.metrics.count("LockedFieldsDropped")
+        logger.info(
+            "locked fields dropped",
+            extra={"session_id": session_id, "event_type": event_type, "fields": list(removed)},
+        )
+
     def _record_counts(self) -> tuple[int, int, int]:
         stats = self.recorder.stats()
         return stats.written, stats.dropped, stats.failed_attempts
@@ -232,6 +256,36 @@ class Relay:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # Pending handshakes
+
+    @property
+    def pending_handshakes(self) -> int:
+        """Connections whose HTTP request is not complete yet."""
+        return len(self._pending)
+
+    def handshake_started(self, connection: HandshakeConnection) -> None:
+        """Give a new connection a place, cutting the oldest pending one at a bound."""
+        peer = connection.peer_host
+        own = self._pending_by_peer.setdefault(peer, {})
+        victim: HandshakeConnection | None = None
+        if len(own) >= self.config.max_pending_handshakes_per_peer:
+            victim = next(iter(own))
+        elif len(self._pending) >= self.config.max_pending_handshakes:
+            victim = next(iter(self._pending))
+        if victim is not None:
+            victim.evict()
+        self._pending[connection] = None
+        self._pending_by_peer.setdefault(peer, {})[connection] = None
+
+    def handshake_ended(self, connection: HandshakeConnection) -> None:
+        """The connection's request was answered, or the connection is gone."""
+        self._pending.pop(connection, None)
+        own = self._pending_by_peer.get(connection.peer_host)
+        if own is not None:
+            own.pop(connection, None)
+            if not own:
+                del self._pending_by_peer[connection.peer_host]
 
     def _session_finished(self, session: RelaySession) -> None:
         self.sessions.discard(session)
@@ -275,13 +329,12 @@ class Relay:
     ) -> RelaySession | None:
         if self.draining:
             raise DrainingError("relay draining: reconnect to another relay")
-        claims = authenticate(
-            request.path, request.headers, self.config.token_secret, now=time.time()
-        )
+        query = parse_query(request.path)
+        claims = authenticate(query, request.headers, self.config.token_secret, now=time.time())
         held = self._detached_session(claims.sub)
         if held is not None:
             return self._reattach(held, request, transport, leftover)
-        model = self._model(request.path)
+        model = self._model(query)
         resume = self.admission.held_by(claims.sub) == 0
         ticket = self.admission.admit(claims.sub)
         try:
@@ -350,15 +403,31 @@ class Relay:
         session.reattach(transport, leftover)
         return session
 
-    def _model(self, target: str) -> str:
-        query = urlsplit(target).query
-        requested = parse_qs(query, max_num_fields=20).get("model") if query else None
+    def _model(self, query: dict[str, list[str]]) -> str:
+        requested = query.get("model")
         if not requested:
             return self.config.model
         model = requested[0]
         if model not in self.config.models:
             raise ForbiddenError(f"model {model[:64]!r} is not allowed on this relay")
         return model
+
+
+def parse_query(target: str) -> dict[str, list[str]]:
+    """The query string of a request target, every field kept (blank ones too).
+
+    Raises:
+        BadRequestError: more than MAX_QUERY_FIELDS fields.
+    """
+    query = urlsplit(target).query
+    if not query:
+        return {}
+    try:
+        return parse_qs(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:
+        raise BadRequestError(
+            f"too many query fields: the relay reads at most {MAX_QUERY_FIELDS}"
+        ) from None
 
 
 def _refusal(error: RelayError) -> Response:
@@ -399,23 +468,27 @@ class HandshakeConnection(asyncio.Protocol):
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
         self.transport: asyncio.Transport | None = None
+        self.peer_host = ""
         self._head = bytearray()
         self._timer: asyncio.TimerHandle | None = None
         self._done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Arm the handshake deadline; refuse at once when too many are pending."""
+        """Take a place among the pending handshakes and arm the handshake deadline."""
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = transport = cast(asyncio.Transport, transport)
-        relay = self.relay
-        if relay.pending_handshakes >= relay.config.max_pending_handshakes:
-            self._done = True
-            _write_response(transport, pages.plain_response(503, "relay busy: retry\n"))
-            return
-        relay.pending_handshakes += 1
+        peer = transport.get_extra_info("peername")
+        self.peer_host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        self.relay.handshake_started(self)
         self._timer = asyncio.get_running_loop().call_later(
-            relay.config.open_timeout, self._timed_out
+            self.relay.config.open_timeout, self._timed_out
         )
+
+    def evict(self) -> None:
+        """Cut this pending handshake to make room for a newer one (it was the oldest)."""
+        if not self._done and self.transport is not None:
+            self._finish()
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         """Collect the request head; answer it once complete."""
@@ -443,7 +516,17 @@ class HandshakeConnection(asyncio.Protocol):
             logger.debug("bad HTTP request", extra={"error": type(exc).__name__})
             _write_response(self.transport, pages.plain_response(400, "bad request\n"))
             return
-        self.relay.handle_request(request, self.transport, leftover)
+        try:
+            self.relay.handle_request(request, self.transport, leftover)
+        except Exception as exc:
+            # A bug of ours, not the client's: answer rather than drop the connection, and
+            # log the type only (an exception's text may quote the request's headers).
+            logger.error(
+                "handshake failed unexpectedly",
+                extra={"error": type(exc).__name__, "peer": _peer(self.transport)},
+            )
+            if not self.transport.is_closing():
+                _write_response(self.transport, pages.plain_response(500, "relay error\n"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The peer left before its request was answered."""
@@ -452,7 +535,7 @@ class HandshakeConnection(asyncio.Protocol):
     def _finish(self) -> None:
         if not self._done:
             self._done = True
-            self.relay.pending_handshakes -= 1
+            self.relay.handshake_ended(self)
             if self._timer is not None:
                 self._timer.cancel()
 

@@ -46,6 +46,7 @@ from relay.effects import (
 )
 from relay.errors import UpstreamError
 from relay.metrics import Metrics
+from relay.policy import SessionPolicy
 from relay.record_items import ConnectionRecord
 from relay.record_writer import Recorder
 from relay.tokens import Claims
@@ -84,7 +85,7 @@ class SessionContext:
     """What every session of a process shares: the configuration, passed whole."""
 
     config: RelayConfig
-    events: ClientEvents
+    policy: SessionPolicy
     #: The serialized agent session.update sent first on every upstream.
     agent_update: bytes
     metrics: Metrics
@@ -125,7 +126,7 @@ class RelaySession(asyncio.Protocol):
         self._handover: asyncio.Task[None] | None = None
         self.core = SessionCore(
             context.config,
-            context.events,
+            ClientEvents(context.policy, model=model, session_id=self.id),
             agent_update=context.agent_update,
             new_record=self._new_record,
             resume=resume,

@@ -47,19 +47,19 @@ def test_policy_removes_locked_paths_and_keeps_the_rest() -> None:
             "session": {"instructions": "x", "audio": {"output": {"voice": "ash", "speed": 1.2}}},
         }
     )
-    out, removed, event_id = policy.apply("session.update", raw.encode())
-    assert removed == ["instructions", "audio.output.voice"]
-    assert event_id == "e1"
-    assert json.loads(out)["session"] == {"audio": {"output": {"speed": 1.2}}}
-    out, removed, _ = policy.apply(
+    verdict = policy.apply("session.update", raw.encode())
+    assert verdict.removed == ("instructions", "audio.output.voice")
+    assert verdict.forward is not None
+    assert json.loads(verdict.forward)["session"] == {"audio": {"output": {"speed": 1.2}}}
+    verdict = policy.apply(
         "response.create", b'{"type":"response.create","response":{"instructions":"y"}}'
     )
-    assert removed == ["instructions"]
+    assert verdict.removed == ("instructions",)
 
 
 def test_policy_leaves_other_events_untouched() -> None:
     """Events without locked fields, and other types, pass as the same bytes."""
     policy = SessionPolicy(["instructions"])
     raw = b'{"type":"session.update","session":{"type":"realtime"}}'
-    assert policy.apply("session.update", raw)[0] is raw
-    assert policy.apply("input_audio_buffer.append", b"{}")[0] == b"{}"
+    assert policy.apply("session.update", raw).forward is raw
+    assert policy.apply("input_audio_buffer.append", b"{}").forward == b"{}"

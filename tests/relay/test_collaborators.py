@@ -177,7 +177,7 @@ def test_the_append_fast_path_takes_only_unambiguous_appends(payload: bytes, pla
 
 
 def test_client_events_refuse_what_is_not_one_json_event() -> None:
-    events = ClientEvents(SessionPolicy(["instructions"]))
+    events = ClientEvents(SessionPolicy(["instructions"]), model="m", session_id="s")
     for opcode, payload, code in [
         (wire.BINARY, b"{}", "binary_not_supported"),
         (wire.TEXT, b"\xff", "invalid_utf8"),

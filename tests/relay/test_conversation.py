@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import math
 from array import array
 
+import pytest
 from openai import AsyncOpenAI
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
-from relay.events import INPUT_AUDIO_APPEND
 from tests.conftest import TIMEOUT
 from tests.relay.conftest import SENSITIVE, StartRelay, mint, recv_until
 
@@ -77,11 +77,19 @@ async def test_browser_style_client_authenticates_by_subprotocol(
         assert events[0]["type"] == "session.created"
 
 
-async def test_query_token_authenticates(start_relay: StartRelay, simulator_url: str) -> None:
-    """A page may put its token in ?token=; no subprotocol is required."""
+async def test_query_token_is_refused_with_400(start_relay: StartRelay, simulator_url: str) -> None:
+    """A token in ?token= (which access logs keep) gets 400 and a hint, even a valid one."""
     relay = await start_relay(simulator_url, openai_api_key="sk-simulated")
-    async with connect(f"{relay.url}?token={mint('bot-query')}", compression=None) as ws:
-        assert ws.subprotocol is None
-        await ws.send(json.dumps({"type": INPUT_AUDIO_APPEND, "audio": chunks(tone(20))[0]}))
-        events = await recv_until(ws, "session.updated")
-        assert events[0]["type"] == "session.created"
+    token = mint("bot-query")
+    for headers in (None, {"Authorization": f"Bearer {token}"}):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(
+                f"{relay.url}?token={token}", additional_headers=headers, compression=None
+            ):
+                pass
+        assert refused.value.response.status_code == 400
+        body = refused.value.response.body.decode()
+        assert "query string" in body
+        assert "Authorization: Bearer <relay token>" in body
+        assert token not in body
+    assert relay.sessions == set()

@@ -63,7 +63,7 @@ def make_core(*, resume: bool = False, locked: Sequence[str] = (), **overrides: 
 
     return SessionCore(
         config,
-        ClientEvents(SessionPolicy(locked)),
+        ClientEvents(SessionPolicy(locked), model="m", session_id="s"),
         agent_update=AGENT_UPDATE,
         new_record=new_record,
         resume=resume,

@@ -119,29 +119,22 @@ async def test_bad_tokens_are_refused_with_401_before_dialling(
     await assert_still_serving(relay, fake_upstream)
 
 
-@pytest.mark.parametrize(
-    "how",
-    ["bearer", "subprotocol", "query"],
-    ids=["bearer", "subprotocol", "query"],
-)
+@pytest.mark.parametrize("how", ["bearer", "subprotocol"], ids=["bearer", "subprotocol"])
 async def test_forged_token_is_refused_whichever_way_it_comes(
     relay: Relay, fake_upstream: FakeUpstream, how: str
 ) -> None:
     """Every way of presenting a token is verified the same way."""
     token = _forged(_secret="z" * 40)
     kwargs: dict[str, Any] = {"compression": None}
-    url = relay.url
     if how == "bearer":
         kwargs["additional_headers"] = {"Authorization": f"Bearer {token}"}
-    elif how == "subprotocol":
+    else:
         kwargs["subprotocols"] = [
             Subprotocol("realtime"),
             Subprotocol(f"openai-insecure-api-key.{token}"),
         ]
-    else:
-        url += f"?token={token}"
     with pytest.raises(InvalidStatus) as refused:
-        async with connect(url, **kwargs):
+        async with connect(relay.url, **kwargs):
             pass
     assert refused.value.response.status_code == 401
     assert fake_upstream.requests == []
@@ -315,8 +308,16 @@ async def test_connection_burst_is_answered_and_bounded(
         (b"BREW /v1/realtime HTTP/1.1\r\nHost: x\r\n\r\n", 401),
         (b"GET /v1/realtime HTTP/2.0\r\nHost: x\r\n\r\n", 400),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
+        # Found by test_fuzz: websockets' header parser raises InvalidHeaderFormat here.
+        (b"GET /v1/realtime HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Protocol: a b\r\n\r\n", 401),
     ],
-    ids=["huge-header", "odd-method-no-token", "bad-version", "tls-on-plain-port"],
+    ids=[
+        "huge-header",
+        "odd-method-no-token",
+        "bad-version",
+        "tls-on-plain-port",
+        "malformed-subprotocols",
+    ],
 )
 async def test_malformed_http_gets_a_status_and_a_hangup(
     relay: Relay, fake_upstream: FakeUpstream, request_bytes: bytes, status: int
@@ -425,3 +426,127 @@ async def test_framing_violations_fail_the_connection(
         await fake_upstream.closed.wait()  # the model's session ended with the client's
     assert fake_upstream.received[1:] == []  # nothing of it reached the model
     await assert_still_serving(relay, fake_upstream)
+
+
+# Issue 12 regressions
+
+
+async def _http(port: int, request: bytes) -> bytes:
+    """One raw HTTP exchange: the whole response, read until the relay hangs up."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        async with asyncio.timeout(TIMEOUT):
+            return await reader.read()
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def test_idle_sockets_cannot_lock_out_health_checks_or_sessions(
+    start_relay: StartRelay, fake_upstream: FakeUpstream
+) -> None:
+    """More never-finished requests than the pending pool holds: /healthz still answers 200 and
+    new sessions still open; the oldest idle sockets are the ones cut."""
+    relay = await start_relay(fake_upstream.url, max_pending_handshakes=40)
+    idle = []
+    try:
+        for _ in range(60):
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            writer.write(b"GET /v1/realtime HTTP/1.1\r\nHost: x\r\n")  # never finished
+            idle.append((reader, writer))
+        await eventually(lambda: relay.pending_handshakes == 40)
+        health = await _http(relay.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert health.startswith(b"HTTP/1.1 200 ")
+        await assert_still_serving(relay, fake_upstream)
+        async with asyncio.timeout(TIMEOUT):
+            assert await idle[0][0].read() == b""  # the oldest was cut
+        assert relay.pending_handshakes <= 40
+    finally:
+        for _, writer in idle:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+
+async def test_one_peer_holds_at_most_its_share_of_pending_handshakes(
+    start_relay: StartRelay, fake_upstream: FakeUpstream
+) -> None:
+    """A peer over its pending bound loses its own oldest handshakes, nobody else's."""
+    relay = await start_relay(fake_upstream.url, max_pending_handshakes_per_peer=10)
+    idle = []
+    try:
+        for _ in range(15):
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            writer.write(b"GET / HTTP/1.1\r\n")
+            idle.append((reader, writer))
+        await eventually(lambda: relay.pending_handshakes == 10)
+        for reader, _ in idle[:5]:
+            async with asyncio.timeout(TIMEOUT):
+                assert await reader.read() == b""
+        health = await _http(relay.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert health.startswith(b"HTTP/1.1 200 ")
+    finally:
+        for _, writer in idle:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+    await eventually(lambda: relay.pending_handshakes == 0)
+
+
+DEEP = [
+    ("array-1000", "[" * 1000 + "]" * 1000),
+    ("object-1000", '{"a":' * 1000 + "1" + "}" * 1000),
+    ("in-session-update", '{"type":"session.update","session":' + "[" * 5000 + "]" * 5000 + "}"),
+    # type not first: peek_type must decode it to find the type.
+    ("type-last", '{"x":' + "[" * 5000 + "]" * 5000 + ',"type":"response.cancel"}'),
+]
+
+
+@pytest.mark.parametrize("frame", [f for _, f in DEEP], ids=[i for i, _ in DEEP])
+async def test_deeply_nested_json_is_an_invalid_json_event(
+    relay: Relay, fake_upstream: FakeUpstream, frame: str
+) -> None:
+    """JSON nested thousands deep earns invalid_json; the session (and its model) continue."""
+    async with open_client(relay, mint()) as ws:
+        await recv_until(ws, "session.updated")
+        await ws.send(frame)
+        event = await recv_json(ws)
+        good = append_event(seed=5)
+        await ws.send(good)
+        await fake_upstream.wait_received(2)
+    assert event["error"]["code"] == "invalid_json"
+    assert fake_upstream.received[1:] == [good]
+    assert fake_upstream.close_codes in ([], [1000])  # not a dropped connection
+
+
+async def test_more_than_twenty_query_fields_get_400(
+    relay: Relay, fake_upstream: FakeUpstream
+) -> None:
+    """A handshake with 21+ query fields gets a 400 that says why, not a silent hang-up."""
+    query = "&".join(f"f{i}=1" for i in range(25))
+    response = await _http(
+        relay.port,
+        f"GET /v1/realtime?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {mint()}\r\n\r\n".encode(),
+    )
+    assert response.startswith(b"HTTP/1.1 400 ")
+    assert b"too many query fields" in response
+    assert fake_upstream.requests == []
+    await assert_still_serving(relay, fake_upstream)
+
+
+async def test_a_query_token_is_refused_and_never_verified(
+    relay: Relay, fake_upstream: FakeUpstream
+) -> None:
+    """?token= (even empty, even next to a valid Bearer header) gets 400, not a session."""
+    for target in (f"?token={mint('bot-q')}", "?token=", "?model=x&token=y"):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(
+                relay.url + target, additional_headers={"Authorization": f"Bearer {mint()}"}
+            ):
+                pass
+        assert refused.value.response.status_code == 400
+    assert fake_upstream.requests == []
