@@ -15,6 +15,11 @@ pk                          sk                                          what
                                                                         (start, end, usage)
 ``SESSION#<session_id>``    ``TURN#<at_ms>#<seq>``                      conversation turn (final
                                                                         transcripts), in order
+``SESSION#<session_id>``    ``AGENT``                                   the session's bot and its
+                                                                        agent overlay (persona),
+                                                                        from ``bot create``
+``BOT#<bot_id>``            ``NOTE#<at_ms>#<note_id>``                  a note the agent took
+                                                                        (``take_note`` tool)
 ==========================  ==========================================  =========================
 
 The ``by_day`` index (``gsi1pk = BOTS#<yyyy-mm-dd>``, ``gsi1sk = <created_at>#<bot_id>``)
@@ -51,6 +56,8 @@ DELIVERY_SK: Final = "DELIVERY"
 EVENT_PREFIX: Final = "EVT#"
 CONNECTION_PREFIX: Final = "CONN#"
 TURN_PREFIX: Final = "TURN#"
+SESSION_AGENT_SK: Final = "AGENT"
+NOTE_PREFIX: Final = "NOTE#"
 
 
 def bot_pk(bot_id: str) -> str:
@@ -81,6 +88,11 @@ def connection_sk(started_at: str, connection_id: str) -> str:
 def turn_sk(at_ms: int, seq: int) -> str:
     """Sort key of one conversation turn; zero-padded so lexical order is time order."""
     return f"{TURN_PREFIX}{at_ms:015d}#{seq:06d}"
+
+
+def note_sk(at_ms: int, note_id: str) -> str:
+    """Sort key of one note in a bot's partition; zero-padded so lexical order is time order."""
+    return f"{NOTE_PREFIX}{at_ms:015d}#{note_id}"
 
 
 def by_day_pk(day: str) -> str:

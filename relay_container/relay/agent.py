@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from relay.errors import ConfigError
+from relay.tools.spec import SlowTools, ToolList, declaration
 
 DEFAULT_INSTRUCTIONS: Final = (
     "You are a helpful voice assistant taking part in a video meeting. Speak briefly and "
@@ -85,13 +86,25 @@ class AgentConfig(_Strict):
     turn_detection: TurnDetection = TurnDetection()
     transcription: Transcription | None = Transcription()
     noise_reduction: Literal["near_field", "far_field"] | None = "far_field"
-    #: Function tools, passed as they are (GA ``session.tools``).
-    tools: list[dict[str, Any]] = Field(default_factory=list)
+    #: Function tools: built-ins and HTTP tools the relay runs, and GA ``session.tools``
+    #: entries passed to the model as they are (relay.tools.spec).
+    tools: ToolList = Field(default_factory=list)
     tool_choice: str | None = None
     max_output_tokens: int | Literal["inf"] | None = None
     #: Session fields a client's own session.update / response.create may not set
     #: (dotted paths into ``session`` / ``response``); dropped with a warning event.
     locked_fields: tuple[str, ...] = ("instructions", "tools", "model")
+    #: Said once when a session starts in a meeting (never on re-attach, resume, rollover).
+    greeting: str | None = Field(default=None, min_length=1, max_length=2000)
+    #: What the meeting hears while a relay tool runs long.
+    slow_tools: SlowTools = SlowTools()
+    #: Fields a bot's own overlay (``voicebot bot create --instructions/--agent``) may set.
+    bot_overridable: tuple[Literal["instructions", "voice", "greeting", "tools"], ...] = (
+        "instructions",
+        "voice",
+        "greeting",
+        "tools",
+    )
 
     def session(self) -> dict[str, Any]:
         """The GA ``session`` object."""
@@ -111,7 +124,7 @@ class AgentConfig(_Strict):
             },
         }
         if self.tools:
-            session["tools"] = list(self.tools)
+            session["tools"] = [declaration(tool) for tool in self.tools]
         if self.tool_choice is not None:
             session["tool_choice"] = self.tool_choice
         if self.max_output_tokens is not None:

@@ -48,6 +48,53 @@ DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024
 EMPTY_PARAMETERS: Final[Mapping[str, Any]] = {"type": "object", "properties": {}}
 
 
+#: What the model reads about each built-in (GA function tool fields, minus ``type``).
+BUILTIN_DECLARATIONS: Final[Mapping[str, Mapping[str, Any]]] = {
+    "leave_meeting": {
+        "description": (
+            "Leave the meeting for good. Only when a participant clearly asks you to leave; "
+            "say goodbye first, then call this."
+        ),
+        "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
+    },
+    "send_chat_message": {
+        "description": (
+            "Post a message in the meeting chat, visible to everyone: links, numbers, "
+            "spellings, anything easier read than heard. Keep it under 500 characters."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {"message": {"type": "string", "description": "The text to post."}},
+            "required": ["message"],
+            "additionalProperties": False,
+        },
+    },
+    "take_note": {
+        "description": (
+            "Save a note for after the meeting (decisions, action items, anything a "
+            "participant asks you to note). One note per call, in a sentence or two."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {"text": {"type": "string", "description": "The note."}},
+            "required": ["text"],
+            "additionalProperties": False,
+        },
+    },
+    "list_notes": {
+        "description": "Read back the notes saved so far in this meeting, oldest first.",
+        "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
+    },
+    "end_turn_silently": {
+        "description": (
+            "Say nothing this turn. Call it when the speech you heard was not meant for you "
+            "or needs no answer."
+        ),
+        "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
+    },
+}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -65,6 +112,16 @@ class BuiltinTool(_Strict):
         """The function name the model calls."""
         return self.builtin
 
+    def declaration(self) -> dict[str, Any]:
+        """The GA ``session.tools`` entry."""
+        base = BUILTIN_DECLARATIONS[self.builtin]
+        return {
+            "type": "function",
+            "name": self.builtin,
+            "description": self.description or base["description"],
+            "parameters": dict(base["parameters"]),
+        }
+
 
 class HttpTool(_Strict):
     """A function the relay runs by POSTing the model's arguments to ``url``."""
@@ -76,6 +133,15 @@ class HttpTool(_Strict):
     url: HttpUrl
     timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=60)
     max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1, le=1024 * 1024)
+
+    def declaration(self) -> dict[str, Any]:
+        """The GA ``session.tools`` entry (the URL stays in the relay)."""
+        return {
+            "type": "function",
+            "name": self.name,
+            "description": self.description,
+            "parameters": dict(self.parameters),
+        }
 
     @field_validator("name")
     @classmethod
@@ -122,6 +188,13 @@ def tool_name(spec: BuiltinTool | HttpTool | Mapping[str, Any]) -> str | None:
         return spec.name
     name = spec.get("name")
     return name if isinstance(name, str) else None
+
+
+def declaration(spec: BuiltinTool | HttpTool | Mapping[str, Any]) -> dict[str, Any]:
+    """The GA ``session.tools`` entry of any entry (a client entry as written)."""
+    if isinstance(spec, BuiltinTool | HttpTool):
+        return spec.declaration()
+    return dict(spec)
 
 
 def _unique_names(tools: list[Any]) -> list[Any]:
