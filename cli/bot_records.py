@@ -56,6 +56,8 @@ class BotDetails:
     events: list[dict[str, Any]] = field(default_factory=list)
     connections: list[dict[str, Any]] = field(default_factory=list)
     turns: list[dict[str, Any]] = field(default_factory=list)
+    #: Notes the agent took (``take_note``), oldest first.
+    notes: list[dict[str, Any]] = field(default_factory=list)
 
 
 class BotRecords:
@@ -108,6 +110,31 @@ class BotRecords:
         except AWS_FAILURES as exc:
             raise AwsError(f"cannot record bot {bot.bot_id} ({describe_aws_error(exc)})") from None
 
+    def record_binding(self, bot: CreatedBot, overlay: dict[str, Any] | None = None) -> None:
+        """Tell the relay which bot the session serves, with its persona (``SessionAgent``).
+
+        The session id is fresh, so the item is written once and never overwritten.
+        """
+        item: dict[str, Any] = {
+            schema.PARTITION_KEY: schema.session_pk(bot.session_id),
+            schema.SORT_KEY: schema.SESSION_AGENT_SK,
+            "session_id": bot.session_id,
+            "bot_id": bot.bot_id,
+            "created_at": iso_now(bot.created_at),
+        }
+        if overlay:
+            item["overlay"] = overlay
+        try:
+            self._table.put_item(
+                Item=item,
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": schema.PARTITION_KEY},
+            )
+        except AWS_FAILURES as exc:
+            raise AwsError(
+                f"cannot record the session of bot {bot.bot_id} ({describe_aws_error(exc)})"
+            ) from None
+
     def state(self, bot_id: str) -> dict[str, Any] | None:
         """The bot's ``STATE`` item, or ``None`` if we never saw it."""
         try:
@@ -125,6 +152,7 @@ class BotRecords:
         if state is None:
             return None
         events = list(self._query_prefix(schema.bot_pk(bot_id), schema.EVENT_PREFIX))
+        notes = list(self._query_prefix(schema.bot_pk(bot_id), schema.NOTE_PREFIX))
         connections: list[dict[str, Any]] = []
         turns: list[dict[str, Any]] = []
         session_id = state.get("session_id")
@@ -132,7 +160,9 @@ class BotRecords:
             pk = schema.session_pk(session_id)
             connections = list(self._query_prefix(pk, schema.CONNECTION_PREFIX))
             turns = list(self._query_prefix(pk, schema.TURN_PREFIX))
-        return BotDetails(state=state, events=events, connections=connections, turns=turns)
+        return BotDetails(
+            state=state, events=events, connections=connections, turns=turns, notes=notes
+        )
 
     def recent(
         self, limit: int, now: datetime, lookback_days: int = DEFAULT_LOOKBACK_DAYS

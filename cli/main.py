@@ -43,6 +43,7 @@ from cli.local_stack import (
     Interrupted,
     LocalStack,
 )
+from cli.persona import operator_agent, overlay_from_flags
 from cli.recall_api import REGION_BASE_URLS, RecallClient, base_url
 from cli.sample_webhook import send, signed_sample
 from cli.settings import Settings, load
@@ -218,6 +219,26 @@ def check_meeting_url(_ctx: click.Context, _param: click.Parameter, value: str) 
 )
 @stack_option
 @json_option
+@click.option(
+    "--instructions",
+    default=None,
+    help="This bot's own instructions (a persona), over the operator's agent config.",
+)
+@click.option(
+    "--agent",
+    "agent_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML/JSON file with this bot's instructions, voice, greeting and tools "
+    "(names from the operator's agent config).",
+)
+@click.option(
+    "--agent-config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The operator's agent config that personas are checked against "
+    "[env AGENT_CONFIG; default relay_container/agent.yaml].",
+)
 @pass_context
 def bot_create(
     ctx: Context,
@@ -233,8 +254,14 @@ def bot_create(
     recall_key_secret_arn: str | None,
     stack_name: str | None,
     as_json: bool,
+    instructions: str | None = None,
+    agent_file: str | None = None,
+    agent_config: str | None = None,
 ) -> None:
     """Create a bot that joins a meeting with the agent page as its camera and voice.
+
+    --instructions or --agent give the bot its own persona, checked against the
+    operator's agent config (its bot_overridable fields) before anything is created.
 
     Needs a Recall key (RECALL_API_KEY or --recall-key-secret-arn). The agent page URL,
     the relay token secret and the table come from the deployed stack's outputs, or
@@ -252,6 +279,17 @@ def bot_create(
             raise click.BadParameter(str(exc), param_hint="'--join-at'") from None
 
     # Everything that can fail locally fails before Recall creates anything.
+    if instructions is not None and agent_file is not None:
+        raise click.UsageError("give --instructions or --agent, not both")
+    overlay = overlay_from_flags(
+        operator_agent(agent_config or ctx.settings.agent_config),
+        instructions=instructions,
+        agent_file=agent_file,
+    )
+    if overlay is not None and no_record:
+        raise click.UsageError(
+            "a persona (--instructions/--agent) is stored in the table: drop --no-record"
+        )
     base_url(region, ctx.settings.recall_api_base)  # an unknown RECALL_REGION fails here
     key = ctx.recall_key(recall_key_secret_arn)
     page = page_url or ctx.stack.output("AgentPageUrl")
@@ -293,16 +331,16 @@ def bot_create(
     }
     if records is not None:
         try:
-            records.record_created(
-                CreatedBot(
-                    bot_id=bot_id,
-                    session_id=session_id,
-                    region=region,
-                    meeting_url=meeting_url,
-                    bot_name=bot_name,
-                    created_at=now,
-                )
+            created_bot = CreatedBot(
+                bot_id=bot_id,
+                session_id=session_id,
+                region=region,
+                meeting_url=meeting_url,
+                bot_name=bot_name,
+                created_at=now,
             )
+            records.record_created(created_bot)
+            records.record_binding(created_bot, overlay)
             result["recorded"] = True
         finally:
             if not result["recorded"]:
@@ -390,14 +428,15 @@ def bot_show(
                     "events": [render.public(e) for e in details.events],
                     "connections": [render.public(c) for c in details.connections],
                     "turns": [render.public(t) for t in details.turns],
+                    "notes": [render.public(n) for n in details.notes],
                 }
             )
         )
         return
+    now = render.now_utc()
     click.echo(
-        render.bot_report(
-            details.state, details.events, details.connections, details.turns, render.now_utc()
-        )
+        render.bot_report(details.state, details.events, details.connections, details.turns, now)
+        + render.notes_section(details.notes, now)
     )
 
 

@@ -31,6 +31,8 @@ class Settings:
     stack_name: str = DEFAULT_STACK_NAME
     table_name: str | None = None
     openai_api_key: str | None = None
+    #: The operator's agent config that bot personas are checked against.
+    agent_config: str | None = None
     #: The whole environment, passed on to the local stack's child processes.
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -52,6 +54,7 @@ class Settings:
             stack_name=get("VOICEBOT_STACK") or DEFAULT_STACK_NAME,
             table_name=get("TABLE_NAME"),
             openai_api_key=get("OPENAI_API_KEY"),
+            agent_config=get("AGENT_CONFIG"),
             environ=MappingProxyType(dict(environ)),
         )
 

@@ -47,7 +47,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from relay.events import RESPONSE_CREATE, SESSION_UPDATE, error_event
 
@@ -416,11 +416,11 @@ def parse_upstream(raw: str | bytes) -> dict[str, Any] | None:
     return event if isinstance(event, dict) else None
 
 
-def _is_call_id(value: object) -> bool:
+def _is_call_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and 0 < len(value) <= MAX_CALL_ID_CHARS
 
 
-def _is_name(value: object) -> bool:
+def _is_name(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS
 
 

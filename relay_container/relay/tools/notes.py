@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import boto3
 from boto3.dynamodb.conditions import Key
@@ -79,7 +79,8 @@ class NoteStore:
         }
         if session_id:
             item["session_id"] = session_id
-        await self._call(lambda: self._table.put_item(Item=dict(item)))
+        stored = cast(dict[str, Any], item)
+        await self._call(lambda: self._table.put_item(Item=stored))
         return item
 
     async def recent(self, bot_id: str, limit: int = MAX_LISTED_NOTES) -> list[items.Note]:
