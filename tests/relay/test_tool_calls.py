@@ -169,7 +169,8 @@ def test_response_create_waits_for_an_active_response():
     assert t.pending_response_create() is None
     t.on_upstream_event("response.done", {"response": {"id": "resp_2", "status": "completed"}})
     create = t.pending_response_create()
-    assert create is not None and json.loads(create)["type"] == "response.create"
+    assert create is not None
+    assert json.loads(create)["type"] == "response.create"
     assert t.pending_response_create() is None
 
 
@@ -282,7 +283,8 @@ def test_remembered_calls_are_bounded():
 
 
 def refusal(verdict) -> dict[str, Any]:
-    assert verdict.refused and verdict.forward is None
+    assert verdict.refused
+    assert verdict.forward is None
     event = json.loads(verdict.refusal)
     assert event["type"] == "error"
     assert event["error"]["code"] == REFUSED_CODE
@@ -311,7 +313,8 @@ def test_client_output_for_its_own_call_passes():
         "item": {"type": "function_call_output", "call_id": "call_c", "output": "{}"},
     }
     verdict = t.check_client_event("conversation.item.create", event)
-    assert not verdict.refused and verdict.forward is None
+    assert not verdict.refused
+    assert verdict.forward is None
 
 
 CLIENT_ATTACKS = [
@@ -367,7 +370,8 @@ def test_client_tools_get_relay_tools_merged_back():
     own = {"type": "function", "name": "lookup_crm", "parameters": {}}
     event = {"type": "session.update", "session": {"type": "realtime", "tools": [own]}}
     verdict = tracker().check_client_event("session.update", event)
-    assert not verdict.refused and verdict.forward is not None
+    assert not verdict.refused
+    assert verdict.forward is not None
     sent = json.loads(verdict.forward)
     assert sent["session"]["tools"] == [own, TAKE_NOTE]
     assert sent["session"]["type"] == "realtime"
@@ -387,4 +391,5 @@ def test_client_tools_get_relay_tools_merged_back():
 def test_unrelated_or_malformed_client_events_pass_as_they_are(event):
     """Events that touch no relay tool are forwarded byte for byte (forward is None)."""
     verdict = tracker().check_client_event(event["type"], event)
-    assert not verdict.refused and verdict.forward is None
+    assert not verdict.refused
+    assert verdict.forward is None

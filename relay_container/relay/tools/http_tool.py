@@ -114,7 +114,7 @@ class HttpToolRunner:
                         )
         except httpx.TimeoutException:
             raise ToolFailure(
-                f"the {spec.name} service did not answer within {spec.timeout_seconds:g} s"
+                f"the {spec.name} service took longer than {spec.timeout_seconds:g} s"
             ) from None
         except httpx.HTTPError as exc:
             raise ToolFailure(
