@@ -285,7 +285,7 @@ def test_remembered_calls_are_bounded():
 def refusal(verdict) -> dict[str, Any]:
     assert verdict.refused
     assert verdict.forward is None
-    event = json.loads(verdict.refusal)
+    event: dict[str, Any] = json.loads(verdict.refusal)
     assert event["type"] == "error"
     assert event["error"]["code"] == REFUSED_CODE
     return event

@@ -34,7 +34,7 @@ def call(name: str, arguments: Any = None, call_id: str = "call_1") -> ToolCall:
 
 
 def output(result) -> dict[str, Any]:
-    payload = json.loads(result.output)
+    payload: dict[str, Any] = json.loads(result.output)
     assert payload["ok"] is result.ok
     return payload
 
