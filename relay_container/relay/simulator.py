@@ -83,6 +83,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from relay.simulated_tools import (
+    RequestedCall,
+    declared_functions,
+    function_call_events,
+    requested_call,
+)
+
 JsonObject = dict[str, Any]
 
 SAMPLE_RATE: Final = 24_000
@@ -415,6 +422,8 @@ class SimulatedSession:
         self.response_task: asyncio.Task[None] | None = None
         self.cancel_reason: str | None = None
         self.cancelled = asyncio.Event()
+        # A function a participant's text asked for, called in the next answer.
+        self.requested_call: RequestedCall | None = None
 
     # Lifecycle
 
@@ -681,6 +690,9 @@ class SimulatedSession:
                 "text": part.get("text") if isinstance(part, dict) else None,
             },
         )
+        self.requested_call = (
+            requested_call(item, declared_functions(self.session)) or self.requested_call
+        )
         item = {"object": "realtime.item", "status": "completed", **item}
         item.setdefault("id", _id("item"))
         previous, self.last_item_id = self.last_item_id, item["id"]
@@ -914,6 +926,20 @@ class SimulatedSession:
         await self.send(
             {"type": "conversation.item.done", "previous_item_id": previous, "item": item}
         )
+        outputs: list[JsonObject] = [item]
+        if status == "completed" and self.requested_call is not None:
+            # The answer's audio first, then the call, as a real model does it.
+            events, call_item = function_call_events(
+                self.requested_call,
+                response_id=response_id,
+                item_id=_id("item"),
+                call_id=_id("call"),
+                output_index=1,
+            )
+            self.requested_call = None
+            for event in events:
+                await self.send(event)
+            outputs.append(call_item)
         response.update(
             status=status,
             status_details=(
@@ -921,7 +947,7 @@ class SimulatedSession:
                 if status == "cancelled"
                 else None
             ),
-            output=[item],
+            output=outputs,
             usage=_usage(heard_ms, record["audio_ms_sent"], said),
         )
         await self.send({"type": "response.done", "response": response})
