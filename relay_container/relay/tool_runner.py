@@ -5,8 +5,9 @@ in ``tool_calls.UPSTREAM_EVENT_TYPES``, never audio) and the client events the g
 checks; it runs each relay call in a task it owns, sends the output (and
 ``response.create``) upstream through the session's ``send_upstream``, and speaks a
 filler while a tool runs longer than ``slow_tools.after_ms``. Frames are UTF-8 JSON
-bytes: ``send_upstream`` must send them as text frames (the Realtime API has no binary). Tool calls never block the
-pumps: ``on_upstream`` and ``check_client`` are synchronous and return at once.
+bytes: ``send_upstream`` must send them as text frames (the Realtime API has no binary).
+Tool calls never block the pumps: ``on_upstream`` and ``check_client`` are synchronous
+and return at once.
 
 How the session uses it::
 
