@@ -9,7 +9,9 @@ participant's text (a ``conversation.item.create`` user message with ``input_tex
 - ``leave the meeting``             → ``leave_meeting {}``
 - ``call <name> with <json>``       → any declared function, with those arguments
 
-and only when the session declares that function (``session.tools``), as a real model
+and, for audio (which it cannot understand), ``call_on_speech``: one named function
+called in every answer to speech with ``{"text": "(heard N s of speech)"}``; always only
+when the session declares that function (``session.tools``), as a real model
 would. The call is added to the answer that follows, after its audio, with the GA event
 sequence (openai-python ``types/realtime``): ``response.output_item.added``,
 ``response.function_call_arguments.delta`` / ``.done``, ``response.output_item.done``, and
@@ -76,6 +78,15 @@ def requested_call(item: object, declared: Collection[str]) -> RequestedCall | N
             args = {key: match["arg"].strip()} if key else {}
             return RequestedCall(name, json.dumps(args))
     return None
+
+
+def speech_call(
+    name: str | None, heard_seconds: float, session: dict[str, Any]
+) -> RequestedCall | None:
+    """The ``call_on_speech`` call for a turn of ``heard_seconds``, if the session declares it."""
+    if name is None or name not in declared_functions(session):
+        return None
+    return RequestedCall(name, json.dumps({"text": f"(heard {heard_seconds:.1f} s of speech)"}))
 
 
 def function_call_events(

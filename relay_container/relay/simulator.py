@@ -88,6 +88,7 @@ from relay.simulated_tools import (
     declared_functions,
     function_call_events,
     requested_call,
+    speech_call,
 )
 
 JsonObject = dict[str, Any]
@@ -172,6 +173,9 @@ class SimulatorOptions:
     api_key: str | None = None
     max_recorded_seconds: float = 60.0
     voice: str = "marin"
+    #: A declared function the model calls in every answer to speech, with
+    #: ``{"text": <transcript>}`` (audio has no words to recognise; see simulated_tools).
+    call_on_speech: str | None = None
 
 
 @dataclass(slots=True)
@@ -654,6 +658,10 @@ class SimulatedSession:
         await self.send(
             {"type": "conversation.item.done", "previous_item_id": previous, "item": item}
         )
+        self.requested_call = (
+            speech_call(self.options.call_on_speech, heard_seconds, self.session)
+            or self.requested_call
+        )
         if self.session["audio"]["input"].get("transcription"):
             text = f"(heard {heard_seconds:.1f} s of speech)"
             common = {"item_id": item_id, "content_index": 0}
@@ -1094,12 +1102,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pace", type=float, default=defaults.pace)
     parser.add_argument("--vad-threshold-dbfs", type=float, default=defaults.vad_threshold_dbfs)
     parser.add_argument("--api-key", default=None, help="require exactly this key")
+    parser.add_argument(
+        "--call-on-speech", default=None, help="call this declared function after each turn"
+    )
     args = parser.parse_args(argv)
     options = SimulatorOptions(
         reply_ms=args.reply_ms,
         pace=args.pace,
         vad_threshold_dbfs=args.vad_threshold_dbfs,
         api_key=args.api_key,
+        call_on_speech=args.call_on_speech,
     )
     asyncio.run(_main(args.host, args.port, options))
 

@@ -407,6 +407,19 @@ class ToolCallTracker:
             store.popitem(last=False)
 
 
+def seed_events(call_id: str, name: str, arguments: str, output: str) -> list[bytes]:
+    """The ``conversation.item.create`` events that replay one finished call into a new
+    model session (resume, rollover): the call, then its output, so the model knows what
+    it already did. Pass the call id in ``executed`` too, so it is never run again.
+    """
+    call = {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
+    result = {"type": "function_call_output", "call_id": call_id, "output": output}
+    return [
+        _dump({"type": ITEM_CREATE, "event_id": _event_id(), "item": call}),
+        _dump({"type": ITEM_CREATE, "event_id": _event_id(), "item": result}),
+    ]
+
+
 def parse_upstream(raw: str | bytes) -> dict[str, Any] | None:
     """Decode an upstream event for the tracker; ``None`` when it is not a JSON object."""
     try:

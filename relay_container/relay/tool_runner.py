@@ -11,8 +11,10 @@ and return at once.
 
 How the session uses it::
 
-    runner = ToolRunner(registry, tracker, ctx, on_result=record_tool_call,
-                        send_upstream=lambda frame: upstream.send(frame, text=True))
+    runner = ToolRunner(registry, tracker, ctx,
+                        send_upstream=lambda frame: upstream.send(frame, text=True),
+                        on_start=record_call_started,     # before it runs: never twice
+                        on_result=record_call_output)     # for seeding on resume
     # upstream pump, per text frame whose type it peeked:
     if event_type in UPSTREAM_EVENT_TYPES:
         runner.on_upstream(event_type, raw)
@@ -60,6 +62,7 @@ class ToolRunner:
         ctx: ToolContext,
         *,
         send_upstream: Callable[[bytes], Awaitable[None]],
+        on_start: Callable[[ToolCall], None] | None = None,
         on_result: Callable[[ToolCall, ToolResult], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -68,6 +71,7 @@ class ToolRunner:
         self._tracker = tracker
         self._ctx = ctx
         self._send = send_upstream
+        self._on_start = on_start
         self._on_result = on_result
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
@@ -122,6 +126,9 @@ class ToolRunner:
     # Private
 
     def _start(self, call: ToolCall) -> None:
+        if self._on_start is not None:
+            # Recorded before it runs: a task that dies mid-call never lets it run again.
+            self._on_start(call)
         if len(self._tasks) >= MAX_RUNNING:
             result = ToolResult(
                 output=json.dumps({"ok": False, "error": "too many tools are running"}),

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
+from websockets.asyncio.client import connect
 
 from relay.greeting import greeting_response
 from relay.simulated_tools import function_call_events, requested_call
+from relay.simulator import SimulatorOptions, listening_url, serve_simulator
 from relay.tool_calls import ToolCallTracker
 from relay.tool_runner import ToolRunner
 from relay.tools.builtins import Builtins, ToolContext
 from relay.tools.registry import ToolRegistry
+from tests.relay.test_simulator import BEARER, next_event, silence, stream, tone
 
 
 def user_text(text: str) -> dict[str, object]:
@@ -93,3 +96,23 @@ async def test_runner_ignores_hostile_upstream_frames(raw):
     assert runner.running == 0
     await runner.aclose()
     assert sent == []
+
+
+async def test_simulator_calls_a_tool_after_speech_when_asked_to():
+    """call_on_speech: an answer to speech (audio, no words) also calls the declared tool."""
+    server = await serve_simulator(
+        "127.0.0.1", 0, SimulatorOptions(pace=0.0, reply_ms=200, call_on_speech="take_note")
+    )
+    url = listening_url(server) + "?model=gpt-realtime-2.1"
+    try:
+        async with connect(url, additional_headers=BEARER) as ws:
+            session = {"type": "realtime", "tools": [{"type": "function", "name": "take_note"}]}
+            await ws.send(json.dumps({"type": "session.update", "session": session}))
+            await stream(ws, tone(600) + silence(700))
+            done = await next_event(ws, "response.done")
+    finally:
+        server.close()
+        await server.wait_closed()
+    [call] = [o for o in done["response"]["output"] if o["type"] == "function_call"]
+    assert call["name"] == "take_note"
+    assert json.loads(call["arguments"])["text"].startswith("(heard ")

@@ -13,6 +13,7 @@ from relay.tool_calls import (
     MAX_REMEMBERED_CALLS,
     REFUSED_CODE,
     ToolCallTracker,
+    seed_events,
 )
 
 TAKE_NOTE = {
@@ -393,3 +394,12 @@ def test_unrelated_or_malformed_client_events_pass_as_they_are(event):
     verdict = tracker().check_client_event(event["type"], event)
     assert not verdict.refused
     assert verdict.forward is None
+
+
+def test_seed_events_replay_a_finished_call():
+    """A resumed model is told the call and its output, in that order, for that call_id."""
+    events = decoded(seed_events("call_1", "take_note", '{"text":"x"}', '{"ok":true}'))
+    assert [e["item"]["type"] for e in events] == ["function_call", "function_call_output"]
+    assert {e["item"]["call_id"] for e in events} == {"call_1"}
+    assert events[0]["item"]["name"] == "take_note"
+    assert events[1]["item"]["output"] == '{"ok":true}'

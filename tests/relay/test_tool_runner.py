@@ -45,14 +45,20 @@ class Session:
         self.ws = ws
         self.events: list[dict[str, Any]] = []
         self.results: list[tuple[ToolCall, ToolResult]] = []
+        self.log: list[str] = []
         self.tracker = ToolCallTracker(registry.names, registry.declarations(), **kw)
         self.runner = ToolRunner(
             registry,
             self.tracker,
             ToolContext(session_id="sess-1", bot_id=BOT_ID),
             send_upstream=lambda frame: ws.send(frame, text=True),
-            on_result=lambda call, result: self.results.append((call, result)),
+            on_start=lambda call: self.log.append(f"start {call.call_id}"),
+            on_result=self.finished,
         )
+
+    def finished(self, call: ToolCall, result: ToolResult) -> None:
+        self.log.append(f"done {call.call_id}")
+        self.results.append((call, result))
 
     async def send(self, event: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(event))
@@ -112,6 +118,8 @@ async def test_model_takes_a_note_and_speaks_the_result(session, table_name, dyn
     notes = await NoteStore(table_name, endpoint_url=dynamodb_endpoint).recent(BOT_ID)
     assert [n["text"] for n in notes] == ["ship on Friday"]
     assert len(session.runner.latencies_ms) == 1
+    # Recorded as started before it ran, so a task that dies mid-call never reruns it.
+    assert session.log == [f"start {call.call_id}", f"done {call.call_id}"]
 
 
 async def test_client_function_is_not_run_by_the_relay(session):
