@@ -47,14 +47,12 @@ def overlay_from_flags(
     Raises:
         PersonaError: unreadable file, unknown or locked field, unknown tool, bad value.
     """
-    if instructions is None and agent_file is None:
-        return None
-    if instructions is not None:
-        data: dict[str, Any] = {"instructions": instructions}
-        source = "--instructions"
-    else:
-        assert agent_file is not None
+    if agent_file is not None:
         data, source = _read(Path(agent_file)), f"--agent {agent_file}"
+    elif instructions is not None:
+        data, source = {"instructions": instructions}, "--instructions"
+    else:
+        return None
     try:
         return validate_overlay(agent, data, source=source).stored()
     except RelayConfigError as exc:

@@ -62,7 +62,10 @@ class BindingStore:
             schema.SORT_KEY: schema.SESSION_AGENT_SK,
         }
         try:
-            answer = await asyncio.to_thread(lambda: self._table.get_item(Key=key))
+            # Consistent: the page may connect moments after `bot create` wrote the item.
+            answer = await asyncio.to_thread(
+                lambda: self._table.get_item(Key=key, ConsistentRead=True)
+            )
         except (BotoCoreError, ClientError) as exc:
             raise UpstreamError(f"cannot read the session's bot ({type(exc).__name__})") from None
         item = answer.get("Item")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from relay.agent import AgentConfig
+from relay.bot_binding import binding_from_item
 from relay.errors import ConfigError
 from relay.overlay import BotOverlay, merge, validate_overlay
 from relay.tools.spec import tool_name
@@ -89,3 +90,26 @@ def test_narrowed_operator_config_refuses_a_stored_overlay():
 def test_no_overlay_is_the_operators_config():
     """A bot without a persona runs the operator's config as it is."""
     assert merge(OPERATOR, None) is OPERATOR
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {},
+        {"session_id": "s"},
+        {"session_id": "s", "bot_id": ""},
+        {"session_id": "s", "bot_id": 5},
+        {"session_id": 1, "bot_id": "b"},
+    ],
+    ids=["empty", "no-bot", "empty-bot", "bot-not-text", "session-not-text"],
+)
+def test_malformed_binding_items_mean_no_bot(item):
+    """A damaged binding item gives no bot rather than a wrong one."""
+    assert binding_from_item(item) is None
+
+
+def test_binding_with_a_malformed_overlay_has_none():
+    """A stored overlay that is not a mapping is ignored; the bot keeps its id."""
+    binding = binding_from_item({"session_id": "s", "bot_id": "b", "overlay": ["x"]})
+    assert binding is not None
+    assert (binding.bot_id, binding.overlay) == ("b", {})
