@@ -76,6 +76,8 @@ MAX_REMEMBERED_CALLS: Final = 4096
 MAX_CALL_ID_CHARS: Final = 128
 MAX_NAME_CHARS: Final = 64
 MAX_ARGUMENTS_CHARS: Final = 64 * 1024
+#: Responses tracked as in progress; the model runs one (plus the odd out-of-band one).
+MAX_ACTIVE_RESPONSES: Final = 16
 #: Prefix of the ``event_id`` of every event the relay sends for tools, so the shell can
 #: recognise the model's answers (``error.event_id``) to the relay's own events.
 EVENT_ID_PREFIX: Final = "event_relay_tool_"
@@ -128,7 +130,8 @@ class _State:
     batches: dict[str, _Batch] = field(default_factory=dict)
     #: call_id → response id of its batch, for calls dispatched and not yet finished.
     running: dict[str, str] = field(default_factory=dict)
-    active_response: str | None = None
+    #: Responses in progress (out-of-band ones can overlap an in-band one).
+    active: set[str] = field(default_factory=set)
     #: A response.create owed to the model once the active response is done.
     deferred_create: bool = False
 
@@ -167,7 +170,8 @@ class ToolCallTracker:
         if event_type == RESPONSE_CREATED:
             response = event.get("response")
             rid = response.get("id") if isinstance(response, Mapping) else None
-            self._state.active_response = rid if isinstance(rid, str) else ""
+            if len(self._state.active) < MAX_ACTIVE_RESPONSES:
+                self._state.active.add(rid if isinstance(rid, str) else "")
             return []
         if event_type == OUTPUT_ITEM_ADDED:
             self._note_item(event.get("item"), event.get("response_id"))
@@ -185,7 +189,11 @@ class ToolCallTracker:
             return []
         if event_type == RESPONSE_DONE:
             response = event.get("response")
-            self._state.active_response = None
+            rid = response.get("id") if isinstance(response, Mapping) else None
+            if isinstance(rid, str) and rid in self._state.active:
+                self._state.active.discard(rid)
+            else:  # an unknown id: do not wait forever for a response we cannot name
+                self._state.active.clear()
             if not isinstance(response, Mapping):
                 return []
             return self._on_response_done(response)
@@ -230,7 +238,7 @@ class ToolCallTracker:
         del state.batches[rid]
         if not batch.respond or batch.client_calls:
             return out
-        if state.active_response is not None:
+        if state.active:
             state.deferred_create = True
             return out
         out.append(_response_create())
@@ -238,7 +246,7 @@ class ToolCallTracker:
 
     def pending_response_create(self) -> bytes | None:
         """A ``response.create`` that waited for the model to finish a response, once free."""
-        if self._state.deferred_create and self._state.active_response is None:
+        if self._state.deferred_create and not self._state.active:
             self._state.deferred_create = False
             return _response_create()
         return None
@@ -251,7 +259,7 @@ class ToolCallTracker:
         so a participant's speech still interrupts it. ``None`` when the call is no longer
         running or a response is in progress (the meeting is not silent then).
         """
-        if call_id not in self._state.running or self._state.active_response is not None:
+        if call_id not in self._state.running or self._state.active:
             return None
         return _dump(
             {

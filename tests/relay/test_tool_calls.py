@@ -403,3 +403,16 @@ def test_seed_events_replay_a_finished_call():
     assert {e["item"]["call_id"] for e in events} == {"call_1"}
     assert events[0]["item"]["name"] == "take_note"
     assert events[1]["item"]["output"] == '{"ok":true}'
+
+
+def test_response_create_waits_for_every_overlapping_response():
+    """An out-of-band response overlapping another: the answer waits for both to finish."""
+    t = tracker()
+    feed_call(t, ("call_1", "take_note"))
+    t.on_upstream_event("response.created", {"response": {"id": "resp_a"}})
+    t.on_upstream_event("response.created", {"response": {"id": "resp_b"}})
+    t.tool_finished("call_1", "{}")
+    t.on_upstream_event("response.done", {"response": {"id": "resp_a", "status": "completed"}})
+    assert t.pending_response_create() is None
+    t.on_upstream_event("response.done", {"response": {"id": "resp_b", "status": "completed"}})
+    assert t.pending_response_create() is not None
