@@ -328,6 +328,7 @@ def bot_create(
         "page_url": shown_page,
         "join_at": spec.request().get("join_at"),
         "recorded": False,
+        "persona": sorted(overlay) if overlay else [],
     }
     if records is not None:
         try:
@@ -358,6 +359,7 @@ def bot_create(
                 ("page", shown_page),
                 ("joins", result["join_at"] or "now"),
                 ("recorded", "yes" if result["recorded"] else "no (--no-record)"),
+                ("persona", ", ".join(result["persona"]) or "the operator's agent config"),
             ]
         )
     )

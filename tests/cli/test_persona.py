@@ -51,6 +51,7 @@ async def test_persona_stored_by_the_cli_is_applied_by_the_relay(
     result = create(table_name, env, "--agent", str(overlay), "--agent-config", operator)
     assert result.exit_code == 0, result.output
     created = json.loads(result.output)
+    assert created["persona"] == ["greeting", "instructions", "tools"]
 
     binding = await BindingStore(table_name, endpoint_url=dynamodb_endpoint).load_overlay(
         created["session_id"]
