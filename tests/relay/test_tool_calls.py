@@ -4,6 +4,7 @@ client may not do. GA event shapes as openai-python's ``types/realtime`` declare
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from relay.tool_calls import (
     seed_events,
 )
 
+ARGS_DONE = "response.function_call_arguments.done"
 TAKE_NOTE = {
     "type": "function",
     "name": "take_note",
@@ -416,3 +418,45 @@ def test_response_create_waits_for_every_overlapping_response():
     assert t.pending_response_create() is None
     t.on_upstream_event("response.done", {"response": {"id": "resp_b", "status": "completed"}})
     assert t.pending_response_create() is not None
+
+
+def test_random_event_streams_keep_the_invariants():
+    """Shuffled, replayed and junk events: a call runs at most once, only when completed."""
+    rng = random.Random(15)
+    names = ["take_note", "leave_meeting", "lookup_crm", 7, None, "x" * 100]
+    statuses = ["completed", "cancelled", "incomplete", "failed", None, 3]
+    for _ in range(200):
+        t = tracker()
+        ran: list[str] = []
+        completed_ids: set[str] = set()
+        for _ in range(40):
+            call_id = rng.choice(["c1", "c2", "c3", "", None, 5])
+            name = rng.choice(names)
+            status = rng.choice(statuses)
+            kind = rng.choice(
+                ["response.created", "response.output_item.added", ARGS_DONE, "response.done"]
+            )
+            item: dict[str, Any] = {"type": rng.choice(["function_call", "message"])}
+            item["call_id"] = call_id
+            item |= {"name": name, "arguments": rng.choice(['{"text":"x"}', None, "[", 3])}
+            event: dict[str, Any] = {
+                "response": {
+                    "id": rng.choice(["r1", "r2", None]),
+                    "status": status,
+                    "output": [item],
+                },
+                "item": item,
+                "call_id": call_id,
+                "name": name,
+                "arguments": item["arguments"],
+            }
+            for call in t.on_upstream_event(kind, event):
+                assert kind == "response.done"
+                assert status == "completed"
+                assert call.name in ("take_note", "leave_meeting")
+                ran.append(call.call_id)
+                completed_ids.add(call.call_id)
+            if ran and rng.random() < 0.3:
+                t.tool_finished(rng.choice(ran), "{}", respond=rng.random() < 0.5)
+            t.pending_response_create()
+        assert len(ran) == len(set(ran)), ran
