@@ -184,8 +184,8 @@ class ToolCallTracker:
                 if seen is None and _is_name(name):
                     seen = _Seen(name=name)
                     self._remember(self._state.seen, call_id, seen)
-                if seen is not None:
-                    seen.arguments = arguments
+                if seen is not None and len(arguments) <= MAX_ARGUMENTS_CHARS:
+                    seen.arguments = arguments  # held only until its response.done
             return []
         if event_type == RESPONSE_DONE:
             response = event.get("response")
@@ -333,6 +333,17 @@ class ToolCallTracker:
             self._remember(self._state.seen, call_id, _Seen(name=name, response_id=rid))
 
     def _on_response_done(self, response: Mapping[str, Any]) -> list[ToolCall]:
+        state = self._state
+        try:
+            return self._calls_to_run(response)
+        finally:
+            # Arguments are needed only until their response is done: free them.
+            for item in _as_list(response.get("output")):
+                call_id = item.get("call_id") if isinstance(item, Mapping) else None
+                if isinstance(call_id, str) and (seen := state.seen.get(call_id)):
+                    seen.arguments = None
+
+    def _calls_to_run(self, response: Mapping[str, Any]) -> list[ToolCall]:
         state = self._state
         rid = response.get("id")
         rid = rid if isinstance(rid, str) else ""
