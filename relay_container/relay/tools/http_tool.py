@@ -51,6 +51,8 @@ class HttpToolRunner:
             follow_redirects=False,
             transport=transport,
             headers={"User-Agent": USER_AGENT},
+            # No proxy or CA settings from the environment: config is read in config.py.
+            trust_env=False,
         )
 
     async def aclose(self) -> None:

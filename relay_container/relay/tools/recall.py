@@ -60,6 +60,8 @@ class RecallBotApi:
             timeout=timeout,
             transport=transport,
             follow_redirects=False,
+            # No proxy or CA settings from the environment: config is read in config.py.
+            trust_env=False,
         )
 
     async def aclose(self) -> None:
