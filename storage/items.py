@@ -112,6 +112,26 @@ class SessionAgent(TypedDict):
     overlay: NotRequired[dict[str, Any]]
 
 
+class ToolCallRecord(TypedDict):
+    """``SESSION#<id>`` / ``TOOL#…``: a call of a relay tool, for resume and rollover.
+
+    Written when the call starts (so a relay task that dies mid-call never lets another
+    run it again: its ``call_id`` is known) and rewritten with ``output`` when it ends;
+    the seed replays finished calls (``relay.tool_calls.seed_events``).
+    """
+
+    pk: str
+    sk: str
+    session_id: str
+    call_id: str
+    name: str
+    arguments: str  # the model's JSON text, bounded
+    at: str
+    output: NotRequired[str]  # the function_call_output sent to the model
+    ok: NotRequired[bool]
+    expires_at: NotRequired[int]
+
+
 class Note(TypedDict):
     """``BOT#<id>`` / ``NOTE#…``: a note the agent took during the meeting."""
 

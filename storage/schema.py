@@ -15,6 +15,9 @@ pk                          sk                                          what
                                                                         (start, end, usage)
 ``SESSION#<session_id>``    ``TURN#<at_ms>#<seq>``                      conversation turn (final
                                                                         transcripts), in order
+``SESSION#<session_id>``    ``TOOL#<at_ms>#<call_id>``                  a relay tool call: written
+                                                                        when it starts, completed
+                                                                        with its output
 ``SESSION#<session_id>``    ``AGENT``                                   the session's bot and its
                                                                         agent overlay (persona),
                                                                         from ``bot create``
@@ -58,6 +61,7 @@ CONNECTION_PREFIX: Final = "CONN#"
 TURN_PREFIX: Final = "TURN#"
 SESSION_AGENT_SK: Final = "AGENT"
 NOTE_PREFIX: Final = "NOTE#"
+TOOL_CALL_PREFIX: Final = "TOOL#"
 
 
 def bot_pk(bot_id: str) -> str:
@@ -93,6 +97,11 @@ def turn_sk(at_ms: int, seq: int) -> str:
 def note_sk(at_ms: int, note_id: str) -> str:
     """Sort key of one note in a bot's partition; zero-padded so lexical order is time order."""
     return f"{NOTE_PREFIX}{at_ms:015d}#{note_id}"
+
+
+def tool_call_sk(at_ms: int, call_id: str) -> str:
+    """Sort key of one relay tool call in a session, in the order the calls started."""
+    return f"{TOOL_CALL_PREFIX}{at_ms:015d}#{call_id}"
 
 
 def by_day_pk(day: str) -> str:
