@@ -125,6 +125,16 @@ async def test_registry_owns_relay_tools_only(registry):
     assert "url" not in json.dumps(registry.declarations())
 
 
+async def test_bot_overlay_narrows_the_tools(registry, fake_recall):
+    """A bot that chose [take_note] gets only that: other relay tools are not its to run."""
+    narrowed = registry.only(["take_note"])
+    assert narrowed.names == {"take_note"}
+    assert [d["name"] for d in narrowed.declarations()] == ["take_note"]
+    result = await narrowed.run(call("leave_meeting"), CTX)
+    assert output(result)["ok"] is False
+    assert fake_recall.requests == []
+
+
 def test_session_update_hides_tool_urls():
     """The model sees a tool's declaration, never the operator's URL."""
     agent = AgentConfig.model_validate(
