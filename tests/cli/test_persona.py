@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from relay.agent import load_agent_config
 from relay.bot_binding import BindingStore
 from relay.overlay import merge
@@ -148,3 +150,20 @@ async def test_bot_show_lists_the_notes_the_agent_took(
         run_cli(["bot", "show", created["bot_id"], "--table", table_name, "--json"], env).output
     )
     assert [n["text"] for n in as_json["notes"]] == ["Ship it on Friday"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "--instructions instructions: String should have at least 1 character"),
+        ("x" * 100_001, "--instructions instructions: String should have at most 100000"),
+    ],
+    ids=["empty", "oversized"],
+)
+def test_bad_instructions_are_refused_before_recall(fake_recall, recall_env, text, expected):
+    """Empty or oversized --instructions fail with the agent schema's wording."""
+    args = ["bot", "create", "--meeting-url", MEETING, "--page-url", PAGE, "--table", "t"]
+    result = run_cli([*args, "--instructions", text], recall_env)
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert fake_recall.requests == []
