@@ -444,3 +444,21 @@ def test_tool_retry_plan(retry_after, attempt, waited, expected):
     )
     assert plan.delay == expected
     assert (plan.why == "") is (expected is not None)
+
+
+async def test_generated_alphanumeric_secret_verifies():
+    """A bare 32-character alphanumeric secret (what Secrets Manager generates) works as is."""
+    secret = "Gq7Zk2Vb9Xr4Lm8Np3Ts6Wy1Hc5Jd0Fa"
+    server = ToolEndpoint(secret)
+    server.start()
+    registry = build_registry(
+        agent_tools({"name": "lookup", "description": "x", "url": server.url("/good")}),
+        signing_secret=secret,
+    )
+    try:
+        result = await registry.run(call("lookup", {"q": 1}), CTX)
+    finally:
+        await registry.aclose()
+        server.close()
+    assert output(result) == {"ok": True, "result": {"echo": {"q": 1}}}
+    assert server.received[0].verified is not None
