@@ -26,7 +26,7 @@ from boto3.dynamodb.conditions import Key
 
 from cli.errors import AwsError
 from cli.stack import AWS_FAILURES, describe_aws_error
-from storage import items, schema
+from storage import items, schema, times
 from storage.items import plain
 
 if TYPE_CHECKING:
@@ -62,6 +62,8 @@ class BotDetails:
     events: list[items.BotEvent] = field(default_factory=list)
     connections: list[items.Connection] = field(default_factory=list)
     turns: list[items.Turn] = field(default_factory=list)
+    #: Notes the agent took (``take_note``), oldest first.
+    notes: list[items.Note] = field(default_factory=list)
 
 
 class BotRecords:
@@ -97,6 +99,31 @@ class BotRecords:
         except AWS_FAILURES as exc:
             raise AwsError(f"cannot record bot {bot.bot_id} ({describe_aws_error(exc)})") from None
 
+    def record_binding(self, bot: CreatedBot, overlay: dict[str, Any] | None = None) -> None:
+        """Tell the relay which bot the session serves, with its persona (``SessionAgent``).
+
+        The session id is fresh, so the item is written once and never overwritten.
+        """
+        item: dict[str, Any] = {
+            schema.PARTITION_KEY: schema.session_pk(bot.session_id),
+            schema.SORT_KEY: schema.SESSION_AGENT_SK,
+            "session_id": bot.session_id,
+            "bot_id": bot.bot_id,
+            "created_at": times.key_time(bot.created_at),
+        }
+        if overlay:
+            item["overlay"] = overlay
+        try:
+            self._table.put_item(
+                Item=item,
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": schema.PARTITION_KEY},
+            )
+        except AWS_FAILURES as exc:
+            raise AwsError(
+                f"cannot record the session of bot {bot.bot_id} ({describe_aws_error(exc)})"
+            ) from None
+
     def state(self, bot_id: str) -> items.BotState | None:
         """The bot's ``STATE`` item, or ``None`` if we never saw it."""
         try:
@@ -117,6 +144,10 @@ class BotRecords:
             "list[items.BotEvent]",
             list(self._query_prefix(schema.bot_pk(bot_id), schema.EVENT_PREFIX)),
         )
+        notes = cast(
+            "list[items.Note]",
+            list(self._query_prefix(schema.bot_pk(bot_id), schema.NOTE_PREFIX)),
+        )
         connections: list[items.Connection] = []
         turns: list[items.Turn] = []
         session_id = state.get("session_id")
@@ -126,7 +157,9 @@ class BotRecords:
                 "list[items.Connection]", list(self._query_prefix(pk, schema.CONNECTION_PREFIX))
             )
             turns = cast("list[items.Turn]", list(self._query_prefix(pk, schema.TURN_PREFIX)))
-        return BotDetails(state=state, events=events, connections=connections, turns=turns)
+        return BotDetails(
+            state=state, events=events, connections=connections, turns=turns, notes=notes
+        )
 
     def recent(
         self, limit: int, now: datetime, lookback_days: int = DEFAULT_LOOKBACK_DAYS

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +47,7 @@ from cli.local_stack import (
     Interrupted,
     LocalStack,
 )
+from cli.persona import operator_agent, overlay_from_flags
 from cli.recall_api import REGION_BASE_URLS, RecallClient, base_url
 from cli.sample_webhook import send, signed_sample
 from cli.settings import Settings, load
@@ -262,6 +263,26 @@ def check_meeting_url(_ctx: click.Context, _param: click.Parameter, value: str) 
 )
 @stack_option
 @json_option
+@click.option(
+    "--instructions",
+    default=None,
+    help="This bot's own instructions (a persona), over the operator's agent config.",
+)
+@click.option(
+    "--agent",
+    "agent_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML/JSON file with this bot's instructions, voice, greeting and tools "
+    "(names from the operator's agent config).",
+)
+@click.option(
+    "--agent-config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The operator's agent config that personas are checked against "
+    "[env AGENT_CONFIG; default relay_container/agent.yaml].",
+)
 @pass_context
 def bot_create(
     ctx: Context,
@@ -277,8 +298,14 @@ def bot_create(
     recall_key_secret_arn: str | None,
     stack_name: str | None,
     as_json: bool,
+    instructions: str | None = None,
+    agent_file: str | None = None,
+    agent_config: str | None = None,
 ) -> None:
     """Create a bot that joins a meeting with the agent page as its camera and voice.
+
+    --instructions or --agent give the bot its own persona, checked against the
+    operator's agent config (its bot_overridable fields) before anything is created.
 
     Needs a Recall key (RECALL_API_KEY or --recall-key-secret-arn). The agent page URL,
     the relay token secret and the table come from the deployed stack's outputs, or
@@ -296,6 +323,17 @@ def bot_create(
             raise click.BadParameter(str(exc), param_hint="'--join-at'") from None
 
     # Everything that can fail locally fails before Recall creates anything.
+    if instructions is not None and agent_file is not None:
+        raise click.UsageError("give --instructions or --agent, not both")
+    overlay = overlay_from_flags(
+        operator_agent(agent_config or ctx.settings.agent_config),
+        instructions=instructions,
+        agent_file=agent_file,
+    )
+    if overlay is not None and no_record:
+        raise click.UsageError(
+            "a persona (--instructions/--agent) is stored in the table: drop --no-record"
+        )
     base_url(region, ctx.settings.recall_api_base)  # an unknown RECALL_REGION fails here
     key = ctx.recall_key(recall_key_secret_arn)
     page = page_url or ctx.stack.output("AgentPageUrl")
@@ -334,19 +372,20 @@ def bot_create(
         "page_url": shown_page,
         "join_at": spec.request().get("join_at"),
         "recorded": False,
+        "persona": sorted(overlay) if overlay else [],
     }
     if records is not None:
         try:
-            records.record_created(
-                CreatedBot(
-                    bot_id=bot_id,
-                    session_id=session_id,
-                    region=region,
-                    meeting_url=meeting_url,
-                    bot_name=bot_name,
-                    created_at=now,
-                )
+            created_bot = CreatedBot(
+                bot_id=bot_id,
+                session_id=session_id,
+                region=region,
+                meeting_url=meeting_url,
+                bot_name=bot_name,
+                created_at=now,
             )
+            records.record_created(created_bot)
+            records.record_binding(created_bot, overlay)
             result["recorded"] = True
         finally:
             if not result["recorded"]:
@@ -364,6 +403,7 @@ def bot_create(
                 ("page", shown_page),
                 ("joins", result["join_at"] or "now"),
                 ("recorded", "yes" if result["recorded"] else "no (--no-record)"),
+                ("persona", ", ".join(result["persona"]) or "the operator's agent config"),
             ]
         )
     )
@@ -434,14 +474,15 @@ def bot_show(
                     "events": [render.public(e) for e in details.events],
                     "connections": [render.public(c) for c in details.connections],
                     "turns": [render.public(t) for t in details.turns],
+                    "notes": [render.public(n) for n in details.notes],
                 }
             )
         )
         return
+    now = render.now_utc()
     click.echo(
-        render.bot_report(
-            details.state, details.events, details.connections, details.turns, render.now_utc()
-        )
+        render.bot_report(details.state, details.events, details.connections, details.turns, now)
+        + render.notes_section(details.notes, now)
     )
 
 
@@ -500,14 +541,16 @@ def transcript(
     click.echo(transcript_text(details.turns))
 
 
-def transcript_text(turns: list[dict[str, Any]]) -> str:
-    """One line per turn: UTC time, who spoke, and everything they said."""
+def transcript_text(turns: Sequence[Mapping[str, Any]]) -> str:
+    """One line per turn: UTC time, who spoke, and everything they said (made safe to print:
+    transcripts are untrusted text)."""
     lines = []
     for turn in turns:
         when = render.parse_time(turn.get("at"))
         stamp = when.strftime("%H:%M:%S") if when else "--:--:--"
-        text = " ".join(str(turn.get("text", "")).split())
-        lines.append(f"{stamp}  {turn.get('role', '?')!s:<9}  {text}")
+        text = render.safe(" ".join(str(turn.get("text", "")).split()))
+        role = render.safe(str(turn.get("role", "?")))
+        lines.append(f"{stamp}  {role:<9}  {text}")
     return "\n".join(lines)
 
 

@@ -215,6 +215,15 @@ def bot_report(
     return "\n".join(parts)
 
 
+def notes_section(notes: Sequence[Mapping[str, Any]], now: datetime) -> str:
+    """``voicebot bot show``: the notes the agent took, oldest first."""
+    lines = [f"\nNotes ({len(notes)})"]
+    for note in notes:
+        text = " ".join(str(note.get("text", "")).split())
+        lines.append(f"{relative(note.get('at'), now):>10}  {text}")
+    return "\n".join(lines)
+
+
 def now_utc() -> datetime:
     """The current time, aware (the command boundary's clock)."""
     return datetime.now(UTC)

@@ -38,6 +38,8 @@ class Settings:
     #: Where ``voicebot dev`` writes, and the other commands read, the local stack's profile.
     dev_profile: Path = field(default_factory=lambda: default_path(Path.home(), None))
     openai_api_key: str | None = None
+    #: The operator's agent config that bot personas are checked against.
+    agent_config: str | None = None
     #: The whole environment, passed on to the local stack's child processes.
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -63,6 +65,7 @@ class Settings:
             if (profile := get("VOICEBOT_DEV_PROFILE"))
             else default_path(Path(get("HOME") or Path.home()), get("XDG_STATE_HOME")),
             openai_api_key=get("OPENAI_API_KEY"),
+            agent_config=get("AGENT_CONFIG"),
             environ=MappingProxyType(dict(environ)),
         )
 

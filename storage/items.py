@@ -353,6 +353,56 @@ _SURROGATE_MIN: Final = "\ud800"
 _SURROGATE_MAX: Final = "\udfff"
 
 
+class SessionAgent(TypedDict):
+    """``SESSION#<id>`` / ``AGENT``: which bot a relay session serves, and its persona.
+
+    Written once by ``voicebot bot create``; read by the relay at session start (the
+    session id is the token's subject, so a client cannot pick another bot's record).
+    ``overlay`` holds only the fields the bot overrides (instructions, voice, greeting,
+    tools by name), validated against the operator's agent config when written.
+    """
+
+    pk: str
+    sk: str
+    session_id: str
+    bot_id: str
+    created_at: str
+    overlay: NotRequired[dict[str, Any]]
+
+
+class ToolCallRecord(TypedDict):
+    """``SESSION#<id>`` / ``TOOL#…``: a call of a relay tool, for resume and rollover.
+
+    Written when the call starts (so a relay task that dies mid-call never lets another
+    run it again: its ``call_id`` is known) and rewritten with ``output`` when it ends;
+    the seed replays finished calls (``relay.tool_calls.seed_events``).
+    """
+
+    pk: str
+    sk: str
+    session_id: str
+    call_id: str
+    name: str
+    arguments: str  # the model's JSON text, bounded
+    at: str
+    output: NotRequired[str]  # the function_call_output sent to the model
+    ok: NotRequired[bool]
+    expires_at: NotRequired[int]
+
+
+class Note(TypedDict):
+    """``BOT#<id>`` / ``NOTE#…``: a note the agent took during the meeting."""
+
+    pk: str
+    sk: str
+    bot_id: str
+    note_id: str
+    text: str
+    at: str
+    session_id: NotRequired[str]
+    expires_at: NotRequired[int]
+
+
 def plain(value: Any) -> Any:
     """Turn DynamoDB ``Decimal`` numbers (at any depth) back into ``int``/``float``."""
     if isinstance(value, Decimal):

@@ -15,6 +15,14 @@ pk                          sk                                          what
                                                                         (start, end, usage)
 ``SESSION#<session_id>``    ``TURN#<at_ms>#<seq>``                      conversation turn (final
                                                                         transcripts), in order
+``SESSION#<session_id>``    ``TOOL#<at_ms>#<call_id>``                  a relay tool call: written
+                                                                        when it starts, completed
+                                                                        with its output
+``SESSION#<session_id>``    ``AGENT``                                   the session's bot and its
+                                                                        agent overlay (persona),
+                                                                        from ``bot create``
+``BOT#<bot_id>``            ``NOTE#<at_ms>#<note_id>``                  a note the agent took
+                                                                        (``take_note`` tool)
 ==========================  ==========================================  =========================
 
 The ``by_day`` index (``gsi1pk = BOTS#<yyyy-mm-dd>``, ``gsi1sk = <created_at>#<bot_id>``)
@@ -76,6 +84,11 @@ def is_valid_id(value: str) -> bool:
     )
 
 
+SESSION_AGENT_SK: Final = "AGENT"
+NOTE_PREFIX: Final = "NOTE#"
+TOOL_CALL_PREFIX: Final = "TOOL#"
+
+
 def bot_pk(bot_id: str) -> str:
     """Partition of one bot: its state and its event history."""
     return f"BOT#{bot_id}"
@@ -104,6 +117,16 @@ def connection_sk(started_at: str, connection_id: str) -> str:
 def turn_sk(at_ms: int, seq: int) -> str:
     """Sort key of one conversation turn; zero-padded so lexical order is time order."""
     return f"{TURN_PREFIX}{at_ms:015d}#{seq:06d}"
+
+
+def note_sk(at_ms: int, note_id: str) -> str:
+    """Sort key of one note in a bot's partition; zero-padded so lexical order is time order."""
+    return f"{NOTE_PREFIX}{at_ms:015d}#{note_id}"
+
+
+def tool_call_sk(at_ms: int, call_id: str) -> str:
+    """Sort key of one relay tool call in a session, in the order the calls started."""
+    return f"{TOOL_CALL_PREFIX}{at_ms:015d}#{call_id}"
 
 
 def by_day_pk(day: str) -> str:

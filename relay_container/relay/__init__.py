@@ -18,6 +18,13 @@ Run as ``python -m relay`` (configuration: ``relay.config.ENV_VARS``). One modul
 - ``logs``, ``metrics``, ``protection``: JSON logs, EMF metrics, ECS scale-in protection.
 - ``records``, ``conversation``: session records in DynamoDB, the conversation for resume.
 - ``handover``: a rollover's fresh upstream (until ready) and the retired old one.
+- ``tool_calls``: which model function calls the relay runs, what it sends back, and the
+  client guard (pure); ``tool_runner``: the asyncio shell that runs them for a session.
+- ``tools``: agent.yaml's tool schema, the registry, built-ins, signed HTTP tools, notes,
+  the Recall client (docs/tools.md); ``recall_retry``: Recall's retry rules (CLI shares).
+- ``overlay``: a bot's persona over the agent config; ``bot_binding``: a session's bot and
+  persona as ``voicebot bot create`` stored them; ``greeting``: the greeting response.
+- ``simulated_tools``: how the simulator decides to call a tool (text requests).
 
 Sessions that survive (issue 7). A client that vanishes without a close frame is held
 for RELAY_REATTACH_SECONDS (upstream events buffered, at most RELAY_REATTACH_BUFFER_BYTES)

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from relay.errors import ConfigError
+from relay.tools.spec import SlowTools, ToolList, declaration
 
 DEFAULT_INSTRUCTIONS: Final = (
     "You are a helpful voice assistant taking part in a video meeting. Speak briefly and "
@@ -85,14 +86,26 @@ class AgentConfig(_Strict):
     turn_detection: TurnDetection = TurnDetection()
     transcription: Transcription | None = Transcription()
     noise_reduction: Literal["near_field", "far_field"] | None = "far_field"
-    #: Function tools, passed as they are (GA ``session.tools``).
-    tools: list[dict[str, Any]] = Field(default_factory=list)
+    #: Function tools: built-ins and HTTP tools the relay runs, and GA ``session.tools``
+    #: entries passed to the model as they are (relay.tools.spec).
+    tools: ToolList = Field(default_factory=list)
     tool_choice: str | None = None
     max_output_tokens: int | Literal["inf"] | None = None
     #: Session fields a client may not change (dotted paths into ``session`` /
     #: ``response``; what each covers: relay.policy). A client's different value is
     #: dropped, logged and counted; the rest of its event applies.
     locked_fields: tuple[str, ...] = ("instructions", "tools", "model")
+    #: Said once when a session starts in a meeting (never on re-attach, resume, rollover).
+    greeting: str | None = Field(default=None, min_length=1, max_length=2000)
+    #: What the meeting hears while a relay tool runs long.
+    slow_tools: SlowTools = SlowTools()
+    #: Fields a bot's own overlay (``voicebot bot create --instructions/--agent``) may set.
+    bot_overridable: tuple[Literal["instructions", "voice", "greeting", "tools"], ...] = (
+        "instructions",
+        "voice",
+        "greeting",
+        "tools",
+    )
     #: Also answer each dropped field with an ``error`` event (``relay_locked_fields``).
     #: Off by default: some frameworks (Pipecat) treat any error event as fatal.
     locked_fields_error: bool = False
@@ -101,7 +114,7 @@ class AgentConfig(_Strict):
         """The operator's session as a client's values are compared with it: every field
         the relay sets, with ``tools`` always present (``[]`` when the agent has none)."""
         session = self.session()
-        session["tools"] = list(self.tools)
+        session.setdefault("tools", [])
         return session
 
     def session(self) -> dict[str, Any]:
@@ -122,7 +135,7 @@ class AgentConfig(_Strict):
             },
         }
         if self.tools:
-            session["tools"] = list(self.tools)
+            session["tools"] = [declaration(tool) for tool in self.tools]
         if self.tool_choice is not None:
             session["tool_choice"] = self.tool_choice
         if self.max_output_tokens is not None:

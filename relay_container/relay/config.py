@@ -18,7 +18,10 @@ from urllib.parse import urlsplit
 
 from relay.errors import ConfigError
 from relay.logs import parse_levels
+from relay.recall_retry import DEFAULT_REGION as DEFAULT_RECALL_REGION
+from relay.recall_retry import region_base_url
 from relay.tokens import MIN_SECRET_BYTES
+from relay.tools.signing import decode_secret
 
 __all__ = ["DEFAULT_MODEL", "ENV_VARS", "ConfigError", "RelayConfig"]
 
@@ -51,6 +54,10 @@ ENV_VARS: Final[frozenset[str]] = frozenset(
         "RELAY_METRICS_SERVICE",
         "LOG_LEVEL",
         "ECS_AGENT_URI",
+        "RECALL_API_KEY",
+        "RECALL_REGION",
+        "RECALL_API_BASE",
+        "RELAY_TOOL_SIGNING_SECRET",
     }
 )
 
@@ -105,6 +112,13 @@ class RelayConfig:
     #: otherwise stay at WARNING (``DEBUG,botocore=DEBUG``; relay.logs).
     log_level: str = "INFO"
     ecs_agent_uri: str | None = None
+    #: Recall API key for the tools that act in the meeting (an ECS secret on AWS).
+    recall_api_key: str | None = field(default=None, repr=False)
+    #: Recall region of the bots (keys are per region); ``RECALL_API_BASE`` overrides its URL.
+    recall_region: str = DEFAULT_RECALL_REGION
+    recall_api_base: str | None = None
+    #: ``whsec_…`` secret that signs requests to HTTP tools (an ECS secret on AWS).
+    tool_signing_secret: str | None = field(default=None, repr=False)
     # Tuning knobs (no environment variable).
     #: Bytes of client frames held while the upstream connects; more → error + close.
     pre_upstream_queue_bytes: int = 512 * 1024
@@ -254,6 +268,20 @@ class RelayConfig:
         rollover = parse(
             "RELAY_ROLLOVER_SECONDS", defaults.rollover_seconds, non_negative_float, "a number >= 0"
         )
+        recall_region = get("RECALL_REGION") or defaults.recall_region
+        recall_base = get("RECALL_API_BASE")
+        try:
+            region_base_url(recall_region, recall_base)
+        except ValueError as exc:
+            problems.append(f"RECALL_REGION: {exc}")
+        if recall_base is not None and urlsplit(recall_base).scheme not in ("http", "https"):
+            problems.append("RECALL_API_BASE must be an http(s) URL")
+        signing_secret = get("RELAY_TOOL_SIGNING_SECRET")
+        if signing_secret is not None:
+            try:
+                decode_secret(signing_secret)
+            except ValueError as exc:
+                problems.append(f"RELAY_TOOL_SIGNING_SECRET {exc}")
         level = get("LOG_LEVEL") or defaults.log_level
         try:
             own_level, named_levels = parse_levels(level)
@@ -290,4 +318,8 @@ class RelayConfig:
             metrics_service=get("RELAY_METRICS_SERVICE") or defaults.metrics_service,
             log_level=level,
             ecs_agent_uri=get("ECS_AGENT_URI"),
+            recall_api_key=get("RECALL_API_KEY"),
+            recall_region=recall_region,
+            recall_api_base=recall_base,
+            tool_signing_secret=signing_secret,
         )

@@ -87,6 +87,14 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from relay.simulated_tools import (
+    RequestedCall,
+    declared_functions,
+    function_call_events,
+    requested_call,
+    speech_call,
+)
+
 JsonObject = dict[str, Any]
 
 SAMPLE_RATE: Final = 24_000
@@ -158,6 +166,9 @@ class SimulatorOptions:
     voice: str = "marin"
     #: A turn with no pause ends after this long (0: only silence ends a turn).
     max_turn_ms: int = 8_000
+    #: A declared function the model calls in every answer to speech, with
+    #: ``{"text": <transcript>}`` (audio has no words to recognise; see simulated_tools).
+    call_on_speech: str | None = None
 
 
 @dataclass(slots=True)
@@ -410,6 +421,8 @@ class SimulatedSession:
         self.response_task: asyncio.Task[None] | None = None
         self.cancel_reason: str | None = None
         self.cancelled = asyncio.Event()
+        # A function a participant's text asked for, called in the next answer.
+        self.requested_call: RequestedCall | None = None
 
     # Lifecycle
 
@@ -650,6 +663,10 @@ class SimulatedSession:
         await self.send(
             {"type": "conversation.item.done", "previous_item_id": previous, "item": item}
         )
+        self.requested_call = (
+            speech_call(self.options.call_on_speech, heard_seconds, self.session)
+            or self.requested_call
+        )
         if self.session["audio"]["input"].get("transcription"):
             text = f"(heard {heard_seconds:.1f} s of speech)"
             common = {"item_id": item_id, "content_index": 0}
@@ -685,6 +702,9 @@ class SimulatedSession:
                 "role": item.get("role"),
                 "text": part.get("text") if isinstance(part, dict) else None,
             },
+        )
+        self.requested_call = (
+            requested_call(item, declared_functions(self.session)) or self.requested_call
         )
         item = {"object": "realtime.item", "status": "completed", **item}
         item.setdefault("id", _id("item"))
@@ -919,6 +939,20 @@ class SimulatedSession:
         await self.send(
             {"type": "conversation.item.done", "previous_item_id": previous, "item": item}
         )
+        outputs: list[JsonObject] = [item]
+        if status == "completed" and self.requested_call is not None:
+            # The answer's audio first, then the call, as a real model does it.
+            events, call_item = function_call_events(
+                self.requested_call,
+                response_id=response_id,
+                item_id=_id("item"),
+                call_id=_id("call"),
+                output_index=1,
+            )
+            self.requested_call = None
+            for event in events:
+                await self.send(event)
+            outputs.append(call_item)
         response.update(
             status=status,
             status_details=(
@@ -926,7 +960,7 @@ class SimulatedSession:
                 if status == "cancelled"
                 else None
             ),
-            output=[item],
+            output=outputs,
             usage=_usage(heard_ms, record["audio_ms_sent"], said),
         )
         await self.send({"type": "response.done", "response": response})
@@ -1079,6 +1113,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=defaults.max_turn_ms,
         help="end a turn with no pause after this long (0: only silence ends a turn)",
     )
+    parser.add_argument(
+        "--call-on-speech", default=None, help="call this declared function after each turn"
+    )
     args = parser.parse_args(argv)
     if args.max_turn_ms < 0:
         parser.error("--max-turn-ms must be 0 or more")
@@ -1088,6 +1125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         vad_threshold_dbfs=args.vad_threshold_dbfs,
         api_key=args.api_key,
         max_turn_ms=args.max_turn_ms,
+        call_on_speech=args.call_on_speech,
     )
     asyncio.run(_main(args.host, args.port, options))
 

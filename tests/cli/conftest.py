@@ -28,6 +28,7 @@ CLI_ENV_UNSET: Mapping[str, None] = dict.fromkeys(
         "OPENAI_API_KEY",
         "AWS_ENDPOINT_URL_DYNAMODB",
         "AWS_ENDPOINT_URL",
+        "AGENT_CONFIG",
     ]
 )
 

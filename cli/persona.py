@@ -1,0 +1,77 @@
+"""A bot's persona as ``voicebot bot create`` takes it: ``--instructions`` or ``--agent FILE``.
+
+Owns turning those flags into the overlay the CLI stores (``relay.overlay.BotOverlay``),
+validated against the operator's agent config (``--agent-config``, ``AGENT_CONFIG``, or
+the ``relay_container/agent.yaml`` the relay image carries) with the relay's own schema
+and wording, so a bad or locked field fails before Recall creates anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+import relay
+from cli.errors import ConfigError
+from relay.agent import AgentConfig, load_agent_config
+from relay.errors import ConfigError as RelayConfigError
+from relay.overlay import validate_overlay
+
+#: The agent config the relay image carries (``COPY relay_container/agent.yaml``).
+IMAGE_AGENT_CONFIG: Final = Path(relay.__file__).resolve().parent.parent / "agent.yaml"
+#: Largest ``--agent`` file read (instructions are at most 100,000 characters).
+MAX_OVERLAY_FILE_BYTES: Final = 256 * 1024
+
+
+class PersonaError(ConfigError):
+    """The persona does not fit the operator's agent config (every problem listed)."""
+
+
+def operator_agent(path: str | None) -> AgentConfig:
+    """The operator's agent config: ``path``, else the image's file, else the defaults."""
+    chosen = Path(path) if path else (IMAGE_AGENT_CONFIG if IMAGE_AGENT_CONFIG.is_file() else None)
+    try:
+        return load_agent_config(chosen)
+    except RelayConfigError as exc:
+        raise ConfigError("; ".join(exc.problems)) from None
+
+
+def overlay_from_flags(
+    agent: AgentConfig, *, instructions: str | None, agent_file: str | None
+) -> dict[str, Any] | None:
+    """The overlay to store for these flags, validated; ``None`` when neither is given.
+
+    Raises:
+        PersonaError: unreadable file, unknown or locked field, unknown tool, bad value.
+    """
+    if agent_file is not None:
+        data, source = _read(Path(agent_file)), f"--agent {agent_file}"
+    elif instructions is not None:
+        data, source = {"instructions": instructions}, "--instructions"
+    else:
+        return None
+    try:
+        return validate_overlay(agent, data, source=source).stored()
+    except RelayConfigError as exc:
+        raise PersonaError("; ".join(exc.problems)) from None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_OVERLAY_FILE_BYTES + 1)
+    except OSError as exc:
+        raise PersonaError(f"--agent {path}: {exc.strerror}") from None
+    if len(raw) > MAX_OVERLAY_FILE_BYTES:
+        raise PersonaError(f"--agent {path}: larger than {MAX_OVERLAY_FILE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise PersonaError(f"--agent {path} is not valid JSON/YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise PersonaError(f"--agent {path} must hold a mapping at the top level")
+    return data
