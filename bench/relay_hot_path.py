@@ -28,11 +28,13 @@ from websockets.uri import parse_uri
 
 from relay import wire
 from relay.admission import Admission
+from relay.agent import AgentConfig
 from relay.config import RelayConfig
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
 from relay.record_writer import NullRecorder
 from relay.session import RelaySession, SessionContext
+from relay.session_setup import SessionSetups
 from relay.tokens import Claims
 from relay.upstream import UpstreamConnection
 
@@ -71,7 +73,7 @@ async def open_session() -> tuple[RelaySession, CountingTransport, CountingTrans
     context = SessionContext(
         config=RelayConfig(token_secret="b" * 32, rollover_seconds=0),
         policy=SessionPolicy(()),
-        agent_update=b"{}",
+        setups=SessionSetups(AgentConfig()),
         metrics=Metrics(namespace="n", service="s", active_sessions=lambda: 0),
         recorder=NullRecorder(),
         dial=dial,

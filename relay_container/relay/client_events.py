@@ -17,8 +17,17 @@ from typing import Final
 
 from relay import wire
 from relay.errors import InvalidEventError
-from relay.events import APPEND_HEADS, FILTERED_TYPES, TYPE_KEY, error_event, peek_type
+from relay.events import (
+    APPEND_HEADS,
+    FILTERED_TYPES,
+    TYPE_KEY,
+    error_event,
+    loads_strict,
+    peek_type,
+)
 from relay.policy import SessionPolicy
+from relay.tool_calls import CLIENT_EVENT_TYPES as GUARDED_TYPES
+from relay.tool_calls import ToolCallTracker
 
 _BINARY: Final = wire.BINARY
 
@@ -40,13 +49,22 @@ def is_plain_append(payload: bytes) -> bool:
 class ClientEvents:
     """Checks one session's client messages, one at a time (see the module docstring)."""
 
-    __slots__ = ("model", "policy", "session_id")
+    __slots__ = ("model", "policy", "session_id", "tools")
 
-    def __init__(self, policy: SessionPolicy, *, model: str, session_id: str) -> None:
+    def __init__(
+        self,
+        policy: SessionPolicy,
+        *,
+        model: str,
+        session_id: str,
+        tools: ToolCallTracker | None = None,
+    ) -> None:
         self.policy = policy
         #: The session's model: the operator's value when a client sends ``model``.
         self.model = model
         self.session_id = session_id
+        #: The relay tools' guard: a client never invokes, forces or redefines one.
+        self.tools = tools
 
     def check(self, opcode: int, payload: bytes) -> tuple[str | None, bytes, bytes | None]:
         """(its type, or None if it must not be forwarded; the bytes to forward; an error
@@ -76,6 +94,17 @@ class ClientEvents:
                     "invalid_json",
                 ),
             )
+        if self.tools is not None and kind in GUARDED_TYPES:
+            try:
+                event = loads_strict(payload)
+            except (ValueError, RecursionError):
+                return None, payload, _refusal("the event is not valid JSON", "invalid_json")
+            if isinstance(event, dict):
+                guarded = self.tools.check_client_event(kind, event)
+                if guarded.refusal is not None:
+                    return None, payload, guarded.refusal
+                if guarded.forward is not None:
+                    payload = guarded.forward  # the relay's tools merged into the client's
         if kind not in FILTERED_TYPES:
             return kind, payload, None
         verdict = self.policy.apply(kind, payload, model=self.model, session_id=self.session_id)

@@ -38,6 +38,7 @@ from relay.effects import (
     Handover,
     Promote,
     Reading,
+    ToolEvent,
     Write,
 )
 from relay.errors import (
@@ -51,8 +52,10 @@ from relay.events import (
     ITEM_TRUNCATE,
     RESPONSE_CREATED,
     SESSION_UPDATE,
+    TOOL_EVENT_TYPES,
     UNRECORDED_HEADS,
     recorded_type,
+    tool_event_type,
 )
 from relay.rollover import RetiringLeg
 
@@ -129,6 +132,26 @@ class SessionCore(LegCore):
         elif self.client_state is C_OPEN:
             self._deadlines.set("leave", now + within)
             self._maybe_hand_over()
+        return self._take()
+
+    def configure(self, agent_update: bytes, *, watch_tools: bool) -> None:
+        """The session's own agent (a bot's persona merged in) and whether it runs relay
+        tools; taken before the model is ready, used by every upstream leg after."""
+        if not self.up.is_dialing:
+            raise TransitionError("the agent is configured before the model is ready")
+        self._agent_update = agent_update
+        self.watch_tools = watch_tools
+
+    def send_upstream(self, event: bytes, now: float) -> list[Effect]:
+        """An event of the relay's own for the model (a tool's output, a greeting): after
+        what the client queued while the model connects, dropped once the model is gone."""
+        self._now = now
+        frame = _encode(_TEXT, event, mask=True)
+        if self.up.is_open:
+            self._fx.append(Write(self.up.leg, frame))
+        elif self.up.is_dialing:
+            self._queue.append(frame)
+            self._queue_bytes += len(frame)
         return self._take()
 
     def tick(self, now: float) -> list[Effect]:
@@ -268,8 +291,11 @@ class SessionCore(LegCore):
 
     # Inputs: the upstream legs
 
-    def upstream_opened(self, leg: int, history: Sequence[Turn], now: float) -> list[Effect]:
-        """Upstream leg ``leg`` finished its handshake (``history``: a resume's turns)."""
+    def upstream_opened(
+        self, leg: int, history: Sequence[Turn], now: float, extra_seeds: Sequence[bytes] = ()
+    ) -> list[Effect]:
+        """Upstream leg ``leg`` finished its handshake (``history``: a resume's turns;
+        ``extra_seeds``: more conversation items to replay after them, e.g. tool calls)."""
         self._now = now
         if leg == self._rollover.leg and self._rollover.active:
             replayed = seed_events(self.record.conversation.turns())
@@ -292,7 +318,8 @@ class SessionCore(LegCore):
         frames = [_encode(_TEXT, self._agent_update, mask=True)]
         # 2. The conversation so far (resume); its acknowledgements are not forwarded.
         frames.extend(_encode(_TEXT, seed.encode(), mask=True) for seed in seeds)
-        self._seeds.expect(len(seeds))
+        frames.extend(_encode(_TEXT, seed, mask=True) for seed in extra_seeds)
+        self._seeds.expect(len(seeds) + len(extra_seeds))
         # 3. Then what the client sent meanwhile, in order.
         frames.extend(self._queue)
         self._queue, self._queue_bytes = [], 0
@@ -329,11 +356,19 @@ class SessionCore(LegCore):
                 and (kind := recorded_type(payload)) is not None
             ):
                 record.on_upstream_event(kind, payload)
+                if self.watch_tools and kind in TOOL_EVENT_TYPES:
+                    self._fx.append(ToolEvent(kind, payload))
                 if kind == RESPONSE_CREATED:
                     self._drop_truncates = False
                 elif self._rollover.ready or self.leaving:
                     self._maybe_switch()
                     self._maybe_hand_over()
+            elif (
+                self.watch_tools
+                and opcode == _TEXT
+                and (kind := tool_event_type(payload)) is not None
+            ):
+                self._fx.append(ToolEvent(kind, payload))
         if (
             clean
             and self.client_state is C_OPEN

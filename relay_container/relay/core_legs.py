@@ -94,6 +94,8 @@ class LegCore:
         self._now = 0.0
         self.finished = False
         self.leaving = False
+        #: Hand the tool runner the events it follows (``configure``).
+        self.watch_tools = False
         #: False once the relay drains or leaves: a vanished client then ends the session.
         self.holdable = config.reattach_seconds > 0
         # Client leg.

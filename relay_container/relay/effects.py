@@ -91,11 +91,31 @@ class Handover:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolEvent:
+    """An upstream event of a type the session's tool runner follows (``TOOL_EVENT_TYPES``)."""
+
+    kind: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     """Both legs are closed: release the session's resources."""
 
 
-Effect = Write | Close | Abort | Dial | Reading | Promote | Timer | Happened | Handover | Finished
+Effect = (
+    Write
+    | Close
+    | Abort
+    | Dial
+    | Reading
+    | Promote
+    | Timer
+    | Happened
+    | Handover
+    | ToolEvent
+    | Finished
+)
 
 
 class Deadlines:

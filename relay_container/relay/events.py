@@ -58,6 +58,8 @@ RESPONSE_CREATED: Final = "response.created"
 RESPONSE_DONE: Final = "response.done"
 OUTPUT_AUDIO_TRANSCRIPT_DONE: Final = "response.output_audio_transcript.done"
 OUTPUT_TEXT_DONE: Final = "response.output_text.done"
+OUTPUT_ITEM_ADDED: Final = "response.output_item.added"
+ARGUMENTS_DONE: Final = "response.function_call_arguments.done"
 
 #: Events that acknowledge one set-up event each (a fresh upstream's ``session.created``,
 #: one ``session.updated`` per update, ``item.added`` and ``item.done`` per seeded item).
@@ -92,6 +94,11 @@ PARSED_EVENT_TYPES: Final[frozenset[str]] = frozenset(
 #: The only upstream event types the session hands to its record (the parsed ones, plus
 #: the turn-taking ones); :func:`recorded_type` finds them without decoding anything.
 RECORDED_EVENT_TYPES: Final[frozenset[str]] = PARSED_EVENT_TYPES | TURN_TAKING_EVENT_TYPES
+#: Events a session with relay tools hands to its tool runner (``relay.tool_calls``): where
+#: a function call appears, its arguments end, and responses start and end.
+TOOL_EVENT_TYPES: Final[frozenset[str]] = frozenset(
+    {OUTPUT_ITEM_ADDED, ARGUMENTS_DONE, RESPONSE_CREATED, RESPONSE_DONE}
+)
 #: The model's most frequent events, never recorded: skipped before :func:`recorded_type`.
 UNRECORDED_HEADS: Final = (
     b'{"type":"response.output_audio.delta"',
@@ -220,8 +227,9 @@ def server_event_type(raw: bytes) -> str | None:
 #: event comes first, or after a short ``event_id``.
 TYPE_PEEK_BYTES: Final = 160
 _TYPE_FIRST: Final = b'{"type":"'
-_LONGEST_RECORDED_TYPE: Final = max(len(t) for t in RECORDED_EVENT_TYPES)
 _RECORDED_TYPE_BYTES: Final[dict[bytes, str]] = {t.encode(): t for t in RECORDED_EVENT_TYPES}
+_TOOL_TYPE_BYTES: Final[dict[bytes, str]] = {t.encode(): t for t in TOOL_EVENT_TYPES}
+_LONGEST_WATCHED_TYPE: Final = max(len(t) for t in RECORDED_EVENT_TYPES | TOOL_EVENT_TYPES)
 
 
 def recorded_type(payload: bytes) -> str | None:
@@ -231,19 +239,27 @@ def recorded_type(payload: bytes) -> str | None:
     and decodes nothing, so an audio delta costs one bounded ``find``. A false match (the
     text appearing inside another value) is harmless: the record checks the parsed type.
     """
+    return _RECORDED_TYPE_BYTES.get(_leading_type(payload))
+
+
+def tool_event_type(payload: bytes) -> str | None:
+    """The type of an upstream event if it is one of :data:`TOOL_EVENT_TYPES`, else None
+    (the same bounded look as :func:`recorded_type`; the runner checks the parsed type)."""
+    return _TOOL_TYPE_BYTES.get(_leading_type(payload))
+
+
+def _leading_type(payload: bytes) -> bytes:
     if payload.startswith(_TYPE_FIRST):  # what OpenAI and our simulator send
         start = len(_TYPE_FIRST)
     else:
         at = payload.find(TYPE_KEY, 0, TYPE_PEEK_BYTES)
         if at < 0:
-            return None
+            return b""
         start = at + len(TYPE_KEY)
         while start < TYPE_PEEK_BYTES and payload[start : start + 1] in (b" ", b":"):
             start += 1
         if payload[start : start + 1] != b'"':
-            return None
+            return b""
         start += 1
-    end = payload.find(b'"', start, start + _LONGEST_RECORDED_TYPE + 1)
-    if end < 0:
-        return None
-    return _RECORDED_TYPE_BYTES.get(payload[start:end])
+    end = payload.find(b'"', start, start + _LONGEST_WATCHED_TYPE + 1)
+    return payload[start:end] if end >= 0 else b""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -104,3 +104,50 @@ def _query_newest(
         request["ExclusiveStartKey"] = last_key
     newest_first.reverse()
     return newest_first
+
+
+#: Tool call records loaded at most for one resume (the newest kept).
+MAX_TOOL_CALLS: Final = 200
+
+
+async def load_tool_calls(
+    session_id: str,
+    *,
+    client: DynamoDBClient,
+    table_name: str,
+    timeout: float = LOAD_TIMEOUT_SECONDS,  # noqa: ASYNC109 - a bound that answers, never raises
+) -> list[dict[str, Any]]:
+    """The session's relay tool call records (``storage.items.ToolCallRecord``), oldest
+    first, the newest :data:`MAX_TOOL_CALLS`; ``[]`` (logged) when storage fails."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await asyncio.to_thread(_query_tool_calls, client, table_name, session_id)
+    except (BotoCoreError, ClientError, TimeoutError) as error:
+        logger.warning(
+            "tool call records could not be loaded; resuming without them",
+            extra={"session_id": session_id, "error": type(error).__name__},
+        )
+        return []
+
+
+def _query_tool_calls(
+    client: DynamoDBClient, table_name: str, session_id: str
+) -> list[dict[str, Any]]:
+    deserializer = TypeDeserializer()
+    page = client.query(
+        TableName=table_name,
+        KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
+        ExpressionAttributeNames={"#pk": schema.PARTITION_KEY, "#sk": schema.SORT_KEY},
+        ExpressionAttributeValues={
+            ":pk": {"S": schema.session_pk(session_id)},
+            ":prefix": {"S": schema.TOOL_CALL_PREFIX},
+        },
+        ScanIndexForward=False,
+        Limit=MAX_TOOL_CALLS,
+    )
+    found = [
+        plain({key: deserializer.deserialize(value) for key, value in raw.items()})
+        for raw in page.get("Items", [])
+    ]
+    found.reverse()
+    return [item for item in found if isinstance(item.get("call_id"), str)]

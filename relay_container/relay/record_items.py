@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, TypeGuard
 
 from relay import conversation
@@ -41,8 +41,10 @@ from relay.events import (
     PARSED_EVENT_TYPES,
     TRANSCRIPTION_COMPLETED,
 )
-from storage import items, schema
+from storage import items, schema, times
 
+#: Longest tool arguments or output kept in a tool call record, in characters.
+MAX_TOOL_TEXT_CHARS: Final = 8000
 #: Recorded events larger than this are not parsed (ignored and counted): a real
 #: ``response.done`` carries transcripts but no audio and stays far below it.
 MAX_RECORDED_EVENT_BYTES: Final = 1024 * 1024
@@ -86,7 +88,9 @@ class RecordCounters:
 
 @dataclass(frozen=True, slots=True)
 class PutTurn:
-    item: items.Turn
+    """Put one whole item (a turn, or a tool call record)."""
+
+    item: items.Turn | items.ToolCallRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,7 @@ class ConnectionRecord:
         "_responses",
         "_retention_seconds",
         "_sink",
+        "_tool_started",
         "_usage",
         "_usage_interval",
         "_usage_written_at",
@@ -162,6 +167,7 @@ class ConnectionRecord:
         self._responses = 0
         self._usage_written_at = -math.inf
         self._ended: dict[str, Any] = {}
+        self._tool_started: dict[str, int] = {}
         self._write_summary()
 
     # Session-facing API
@@ -248,21 +254,48 @@ class ConnectionRecord:
             self._counters.ignored_events += 1
             return
         at_ms, seq = place
-        turn = conversation.make_turn(role, text, _iso_ms(at_ms), item_id)
+        turn = conversation.make_turn(role, text, times.key_time_from_epoch_ms(at_ms), item_id)
         if turn is None:  # nothing was said (an empty transcript is normal)
             return
         self.conversation.append(turn)
-        item: items.Turn = {
+        item = items.turn_item(
+            session_id=self.session_id,
+            at_ms=at_ms,
+            seq=self._next_seq() if seq is None else seq,
+            role=turn.role,
+            text=turn.text,
+            expires_at=self._expires_at(),
+            item_id=turn.item_id,
+        )
+        self._sink(PutTurn(item))
+
+    # Relay tool calls (recorded so a resumed session knows them and never runs one twice)
+
+    def tool_call(
+        self, *, call_id: str, name: str, arguments: str, output: str | None = None
+    ) -> None:
+        """Record a relay tool call when it starts (``output`` None) and again when it ends.
+
+        Both writes go to one item (``TOOL#<started ms>#<call_id>``), the second rewriting
+        the first with the output.
+        """
+        at_ms = self._tool_started.get(call_id)
+        if at_ms is None:
+            at_ms = self._tool_started[call_id] = _now_ms()
+            while len(self._tool_started) > MAX_PENDING_COMMITS:
+                del self._tool_started[next(iter(self._tool_started))]
+        item: items.ToolCallRecord = {
             "pk": schema.session_pk(self.session_id),
-            "sk": schema.turn_sk(at_ms, self._next_seq() if seq is None else seq),
+            "sk": schema.tool_call_sk(at_ms, call_id),
             "session_id": self.session_id,
-            "role": turn.role,
-            "text": turn.text,
-            "at": turn.at,
+            "call_id": call_id,
+            "name": name,
+            "arguments": items.storable_text(arguments, MAX_TOOL_TEXT_CHARS),
+            "at": times.key_time_from_epoch_ms(at_ms),
             "expires_at": self._expires_at(),
         }
-        if turn.item_id is not None:
-            item["item_id"] = turn.item_id
+        if output is not None:
+            item["output"] = items.storable_text(output, MAX_TOOL_TEXT_CHARS)
         self._sink(PutTurn(item))
 
     def _add_response(self, response: object) -> None:
@@ -327,15 +360,5 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _iso_ms(epoch_ms: int) -> str:
-    """Fixed-width ISO 8601 UTC with milliseconds, so lexical order is time order."""
-    stamp = datetime.fromtimestamp(epoch_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{epoch_ms % 1000:03d}Z"
-
-
 def _iso(moment: datetime | None) -> str:
-    if moment is None:
-        return _iso_ms(_now_ms())
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return _iso_ms(int(moment.timestamp() * 1000))
+    return times.key_time(moment) if moment is not None else times.key_time_from_epoch_ms(_now_ms())

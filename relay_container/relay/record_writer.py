@@ -165,6 +165,10 @@ class Recorder(Protocol):
         """The stored conversation of ``session_id`` (``[]`` when there is none)."""
         ...
 
+    async def load_tool_calls(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's relay tool call records, oldest first (``[]`` when none)."""
+        ...
+
     def stats(self) -> RecorderStats:
         """A snapshot of the counters."""
         ...
@@ -369,6 +373,14 @@ class SessionRecorder:
             timeout=timeout,
         )
 
+    async def load_tool_calls(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's relay tool call records, oldest first (see ``history``)."""
+        try:
+            client = await self._ensure_client()
+        except BotoCoreError:
+            return []
+        return await history.load_tool_calls(session_id, client=client, table_name=self.table_name)
+
     def stats(self) -> RecorderStats:
         """A snapshot of the counters (for metrics and the session-closed log line)."""
         c = self._counters
@@ -425,20 +437,28 @@ class SessionRecorder:
                     self._queue.task_done()
 
     async def _write(self, ops: list[RecordOp]) -> None:
-        turns: list[items.Turn] = []
+        # One put per key in a batch (BatchWriteItem refuses duplicates): a later put of the
+        # same item (a tool call's end after its start) supersedes the earlier one.
+        puts: dict[tuple[str, str], items.Turn | items.ToolCallRecord] = {}
+        superseded = 0
         updates: dict[tuple[str, str], tuple[dict[str, Any], int]] = {}
         for op in ops:
             if isinstance(op, PutTurn):
-                turns.append(op.item)
+                key = (op.item["pk"], op.item["sk"])
+                superseded += key in puts
+                puts[key] = op.item
             else:
                 values, count = updates.get((op.pk, op.sk), ({}, 0))
                 updates[(op.pk, op.sk)] = ({**values, **op.values}, count + 1)
+        if superseded:
+            self._settle(written=superseded)
+        turns = list(puts.values())
         for start in range(0, len(turns), BATCH_WRITE_LIMIT):
             await self._put_turns(turns[start : start + BATCH_WRITE_LIMIT])
         for (pk, sk), (values, count) in updates.items():
             await self._update_connection(pk, sk, values, count)
 
-    async def _put_turns(self, chunk: list[items.Turn]) -> None:
+    async def _put_turns(self, chunk: list[items.Turn | items.ToolCallRecord]) -> None:
         pending: list[Any] = [
             {"PutRequest": {"Item": {k: self._serializer.serialize(v) for k, v in item.items()}}}
             for item in chunk
@@ -588,6 +608,10 @@ class NullRecorder:
         timeout: float = 0.0,  # noqa: ASYNC109 - a bound that answers, never raises
     ) -> list[Turn]:
         """No table, no stored conversation."""
+        return []
+
+    async def load_tool_calls(self, session_id: str) -> list[dict[str, Any]]:
+        """No table, no tool call records."""
         return []
 
     def stats(self) -> RecorderStats:

@@ -46,6 +46,7 @@ from relay import pages, wire
 from relay.admission import Admission
 from relay.agent import AgentConfig, load_agent_config
 from relay.auth import authenticate, select_subprotocol
+from relay.bot_binding import BindingStore
 from relay.config import RelayConfig
 from relay.errors import BadRequestError, DrainingError, ForbiddenError, RelayError
 from relay.metrics import Metrics
@@ -53,6 +54,8 @@ from relay.policy import SessionPolicy
 from relay.protection import TaskProtection
 from relay.record_writer import Recorder, open_recorder
 from relay.session import DRAIN_REASON, RelaySession, SessionContext
+from relay.session_setup import SessionSetups
+from relay.tools.registry import build_registry
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +108,20 @@ class Relay:
             active_sessions=lambda: self.admission.active,
             records=self._record_counts,
         )
+        self.setups = SessionSetups(
+            self.agent,
+            build_registry(
+                self.agent.tools,
+                slow_tools=self.agent.slow_tools,
+                recall_api_key=config.recall_api_key,
+                recall_region=config.recall_region,
+                recall_api_base=config.recall_api_base,
+                signing_secret=config.tool_signing_secret,
+                table_name=config.table_name,
+                retention_days=config.record_retention_days,
+            ),
+            BindingStore(config.table_name) if config.table_name else None,
+        )
         self.context = SessionContext(
             config=config,
             policy=SessionPolicy(
@@ -113,7 +130,7 @@ class Relay:
                 error_events=self.agent.locked_fields_error,
                 on_drop=self._locked_fields_dropped,
             ),
-            agent_update=self.agent.session_update(),
+            setups=self.setups,
             metrics=self.metrics,
             recorder=self.recorder,
         )

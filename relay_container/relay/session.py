@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from relay.admission import Ticket
 from relay.client_events import ClientEvents
@@ -42,14 +42,20 @@ from relay.effects import (
     Promote,
     Reading,
     Timer,
+    ToolEvent,
     Write,
 )
 from relay.errors import UpstreamError
+from relay.greeting import greeting_response
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
 from relay.record_items import ConnectionRecord
 from relay.record_writer import Recorder
+from relay.session_setup import SessionSetup, SessionSetups
 from relay.tokens import Claims
+from relay.tool_calls import seed_events as tool_seed_events
+from relay.tool_runner import ToolRunner
+from relay.tools.builtins import ToolContext
 from relay.upstream import UpstreamConnection, open_upstream
 
 __all__ = ["DRAIN_REASON", "RelaySession", "SessionContext"]
@@ -59,6 +65,9 @@ logger = logging.getLogger(__name__)
 monotonic: Final = time.monotonic
 #: Bound of a resume's conversation load (it flushes first, so at most twice this).
 HISTORY_LOAD_SECONDS: Final = 1.0
+#: Bound of reading the session's bot and persona (a table read); late, the operator's
+#: agent runs.
+SETUP_LOAD_SECONDS: Final = 2.0
 #: Bound of the records flush before a handover closes the client.
 HANDOVER_FLUSH_SECONDS: Final = 1.0
 #: Socket write-buffer marks: beyond HIGH the other leg stops being read.
@@ -86,8 +95,8 @@ class SessionContext:
 
     config: RelayConfig
     policy: SessionPolicy
-    #: The serialized agent session.update sent first on every upstream.
-    agent_update: bytes
+    #: The operator's agent and relay tools, and each bot's persona (resolved per session).
+    setups: SessionSetups
     metrics: Metrics
     recorder: Recorder
     #: Opens an upstream connection (a seam: benchmarks and tests may hand over their own).
@@ -124,10 +133,15 @@ class RelaySession(asyncio.Protocol):
         self._dials: dict[int, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._handover: asyncio.Task[None] | None = None
+        self._runner: ToolRunner | None = None
+        #: Checks the client's events; its tool guard covers every relay tool from the start.
+        self._events = ClientEvents(
+            context.policy, model=model, session_id=self.id, tools=context.setups.guard()
+        )
         self.core = SessionCore(
             context.config,
-            ClientEvents(context.policy, model=model, session_id=self.id),
-            agent_update=context.agent_update,
+            self._events,
+            agent_update=context.setups.default_update,
             new_record=self._new_record,
             resume=resume,
             ping_payload=os.urandom(8),
@@ -287,6 +301,9 @@ class RelaySession(asyncio.Protocol):
                 self._dials[effect.leg] = task
             elif isinstance(effect, Promote):
                 self._promote(effect.leg)
+            elif isinstance(effect, ToolEvent):
+                if self._runner is not None:
+                    self._runner.on_upstream(effect.kind, effect.payload)
             elif isinstance(effect, Handover):
                 self._handover = self._loop.create_task(self._hand_over(effect))
             elif isinstance(effect, Finished):
@@ -329,6 +346,7 @@ class RelaySession(asyncio.Protocol):
     async def _dial(self, leg: int, load_history: bool) -> None:
         config = self.context.config
         dialled = monotonic()
+        primary = leg == 1
         history_task = (
             self._loop.create_task(
                 self.context.recorder.load_turns(self.claims.sub, timeout=HISTORY_LOAD_SECONDS)
@@ -336,7 +354,9 @@ class RelaySession(asyncio.Protocol):
             if load_history
             else None
         )
+        setup_task = self._loop.create_task(self._resolve_setup(load_history)) if primary else None
         history: Sequence[Turn] = ()
+        setup: tuple[SessionSetup, list[dict[str, Any]]] | None = None
         try:
             async with asyncio.timeout(config.open_timeout):
                 connection = await self.context.dial(
@@ -344,20 +364,22 @@ class RelaySession(asyncio.Protocol):
                 )
             if history_task is not None:
                 history = await history_task
+            if setup_task is not None:
+                setup = await setup_task
         except TimeoutError:
             return self._dial_failed(leg, UpstreamError("the model did not answer in time"))
         except OSError as exc:
-            return self._dial_failed(
-                leg, UpstreamError(f"cannot reach the model: {exc.strerror or exc}")
-            )
+            reason = f"cannot reach the model: {exc.strerror or exc}"
+            return self._dial_failed(leg, UpstreamError(reason))
         except UpstreamError as exc:
             return self._dial_failed(leg, exc)
         except Exception:  # a dial task is a boundary: the session hears of every failure
             logger.exception("upstream dial failed unexpectedly", extra={"session_id": self.id})
             return self._dial_failed(leg, UpstreamError("internal error while reaching the model"))
         finally:
-            if history_task is not None and not history_task.done():
-                history_task.cancel()
+            for task in (history_task, setup_task):
+                if task is not None and not task.done():
+                    task.cancel()
         if self._dials.pop(leg, None) is None or connection.transport is None:
             if connection.transport is not None:
                 connection.transport.abort()  # abandoned while it connected
@@ -369,14 +391,65 @@ class RelaySession(asyncio.Protocol):
             self._upstream = connection.transport
             self._current_leg = leg
             self._log("upstream connected", connect_ms=round((monotonic() - dialled) * 1000))
+        extra_seeds: list[bytes] = []
+        if setup is not None:
+            extra_seeds = self._configure(*setup)
         leftover = connection.attach(self if current else _SideLeg(self, leg))
-        self._apply(self.core.upstream_opened(leg, history, monotonic()))
+        now = monotonic()
+        self._apply(self.core.upstream_opened(leg, history, now, extra_seeds))
+        if setup is not None and setup[0].greeting and not history:
+            # Once, when a session starts in a meeting: a resumed one has its history.
+            self._apply(self.core.send_upstream(greeting_response(setup[0].greeting), now))
         if leftover:
             if current:
                 self.upstream_data_received(leftover)
             else:
                 self._apply(self.core.leg_data(leg, leftover, monotonic()))
         return None
+
+    async def _resolve_setup(self, load_history: bool) -> tuple[SessionSetup, list[dict[str, Any]]]:
+        """The session's bot, persona and tools, and its earlier tool calls (resume)."""
+        calls = await self.context.recorder.load_tool_calls(self.claims.sub) if load_history else []
+        executed = [call["call_id"] for call in calls]
+        try:
+            async with asyncio.timeout(SETUP_LOAD_SECONDS):
+                setup = await self.context.setups.resolve(self.claims.sub, executed=executed)
+        except TimeoutError:
+            logger.warning("the session's bot was not read in time", extra={"sub": self.claims.sub})
+            setup = self.context.setups.operator(executed=executed)
+        return setup, calls
+
+    def _configure(self, setup: SessionSetup, calls: list[dict[str, Any]]) -> list[bytes]:
+        """Apply the session's setup; the finished tool calls to replay (resume)."""
+        self.core.configure(setup.agent_update, watch_tools=setup.registry is not None)
+        self._events.tools = setup.tracker
+        if setup.registry is None or setup.tracker is None:
+            return []
+        self._runner = ToolRunner(
+            setup.registry,
+            setup.tracker,
+            ToolContext(session_id=self.claims.sub, bot_id=setup.bot_id),
+            send_upstream=self._send_tool_event,
+            on_start=lambda call: self.core.record.tool_call(
+                call_id=call.call_id, name=call.name, arguments=call.arguments
+            ),
+            on_result=lambda call, result: self.core.record.tool_call(
+                call_id=call.call_id, name=call.name, arguments=call.arguments, output=result.output
+            ),
+        )
+        seeds: list[bytes] = []
+        for call in calls:
+            if isinstance(call.get("output"), str):
+                seeds += tool_seed_events(
+                    call["call_id"],
+                    str(call.get("name")),
+                    str(call.get("arguments")),
+                    call["output"],
+                )
+        return seeds
+
+    async def _send_tool_event(self, event: bytes) -> None:
+        self._apply(self.core.send_upstream(event, monotonic()))
 
     def _dial_failed(self, leg: int, error: UpstreamError) -> None:
         if self._dials.pop(leg, None) is not None:
@@ -423,6 +496,8 @@ class RelaySession(asyncio.Protocol):
         for task in self._dials.values():
             task.cancel()
         self._dials.clear()
+        if self._runner is not None:
+            self._runner.cancel()
         self._ticket.release()
         core = self.core
         stats = self.context.recorder.stats()

@@ -116,6 +116,11 @@ class ToolRunner:
         """Tool calls in progress."""
         return len(self._tasks)
 
+    def cancel(self) -> None:
+        """Cancel running tools without waiting (the session ended)."""
+        for task in list(self._tasks):
+            task.cancel()
+
     async def aclose(self) -> None:
         """Cancel running tools and wait for them."""
         for task in list(self._tasks):

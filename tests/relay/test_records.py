@@ -333,9 +333,9 @@ async def test_records_connection_turns_and_summed_usage(
     assert turn["at"].endswith("Z")
     assert turn["expires_at"] > time.time() + 29 * 86_400
     [conn] = connections_of(items)
-    assert conn["sk"] == schema.connection_sk("2026-11-29T20:00:00.123Z", "c1")
+    assert conn["sk"] == schema.connection_sk("2026-11-29T20:00:00.123000Z", "c1")
     assert conn["model"] == "gpt-realtime-2.1"
-    assert conn["started_at"] == "2026-11-29T20:00:00.123Z"
+    assert conn["started_at"] == "2026-11-29T20:00:00.123000Z"
     assert conn["ended_at"] >= conn["started_at"]
     assert (conn["close_code"], conn["close_reason"], conn["upstream_close_code"]) == (
         1000,

@@ -1,0 +1,113 @@
+"""What a session runs with: its bot, persona, tools and greeting, resolved when it starts.
+
+The operator's ``agent.yaml`` (``AgentConfig``) and relay tools (``ToolRegistry``) are the
+process's; a bot created with ``voicebot bot create --instructions/--agent`` also has an
+overlay, stored under the session the token names (``relay.bot_binding``), never taken
+from client input. :meth:`SessionSetups.resolve` reads it (while the model connects),
+merges it within the fields the operator lets a bot override (``relay.overlay``), and
+returns the ``session.update`` to send, the tools the session runs, its tool-call tracker
+(seeded with the call ids already run, so a resumed session never runs one twice) and the
+greeting. A table that cannot be read, or an overlay the operator's config no longer
+allows, costs the persona, not the meeting: the session runs the operator's agent and the
+problem is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from relay.agent import AgentConfig
+from relay.bot_binding import BindingStore
+from relay.errors import ConfigError, UpstreamError
+from relay.overlay import merge
+from relay.tool_calls import ToolCallTracker
+from relay.tools.registry import ToolRegistry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSetup:
+    """One session's agent, as resolved at its start."""
+
+    agent_update: bytes
+    #: The Recall bot of the session (None: not started by ``voicebot bot create``).
+    bot_id: str | None
+    #: The relay tools this session runs (None: none).
+    registry: ToolRegistry | None
+    tracker: ToolCallTracker | None
+    greeting: str | None
+
+
+class SessionSetups:
+    """Resolves each session's setup from the operator's agent, tools and stored bindings."""
+
+    def __init__(
+        self,
+        agent: AgentConfig,
+        registry: ToolRegistry | None = None,
+        bindings: BindingStore | None = None,
+    ) -> None:
+        self.agent = agent
+        self.registry = registry if registry is not None and registry.names else None
+        self.bindings = bindings
+        #: The operator's own ``session.update`` (a session's until its setup is resolved).
+        self.default_update = agent.session_update()
+
+    def operator(self, *, executed: Iterable[str] = ()) -> SessionSetup:
+        """The operator's agent and every relay tool (no bot persona)."""
+        registry = self.registry
+        tracker = (
+            ToolCallTracker(registry.names, registry.declarations(), executed=executed)
+            if registry is not None
+            else None
+        )
+        return SessionSetup(self.default_update, None, registry, tracker, self.agent.greeting)
+
+    def guard(self) -> ToolCallTracker | None:
+        """A tracker over every relay tool, guarding a session's client events from its
+        first byte (before its own setup is resolved)."""
+        if self.registry is None:
+            return None
+        return ToolCallTracker(self.registry.names, self.registry.declarations())
+
+    async def resolve(self, session_id: str, *, executed: Iterable[str] = ()) -> SessionSetup:
+        """The setup of the session ``session_id`` (the token's subject)."""
+        agent, registry, bot_id = self.agent, self.registry, None
+        binding = None
+        if self.bindings is not None:
+            try:
+                binding = await self.bindings.load_overlay(session_id)
+            except UpstreamError as error:
+                logger.warning(
+                    "the session's bot could not be read; the operator's agent runs",
+                    extra={"sub": session_id, "error": str(error)},
+                )
+        if binding is not None:
+            bot_id = binding.bot_id
+            try:
+                agent = merge(self.agent, binding.overlay or None)
+            except ConfigError as error:
+                logger.warning(
+                    "the bot's persona is not allowed by agent.yaml; the operator's agent runs",
+                    extra={"sub": session_id, "bot_id": bot_id, "error": str(error)},
+                )
+            chosen = binding.overlay.get("tools") if binding.overlay else None
+            if registry is not None and isinstance(chosen, list):
+                registry = registry.only([name for name in chosen if isinstance(name, str)])
+        if registry is not None and not registry.names:
+            registry = None
+        tracker = (
+            ToolCallTracker(registry.names, registry.declarations(), executed=executed)
+            if registry is not None
+            else None
+        )
+        return SessionSetup(
+            agent_update=agent.session_update(),
+            bot_id=bot_id,
+            registry=registry,
+            tracker=tracker,
+            greeting=agent.greeting,
+        )
