@@ -81,7 +81,14 @@ def read(path: Path, *, require_alive: bool = True) -> DevProfile | None:
         return None
     if not isinstance(profile.pid, int) or isinstance(profile.pid, bool) or profile.pid <= 0:
         return None
-    strings = (profile.table_name, profile.dynamodb_url, profile.region, profile.page_session)
+    strings = (
+        profile.table_name,
+        profile.dynamodb_url,
+        profile.region,
+        profile.relay_url,
+        profile.webhook_url,
+        profile.page_session,
+    )
     if not all(isinstance(value, str) and value for value in strings):
         return None
     if not profile.dynamodb_url.startswith(("http://127.0.0.1:", "http://localhost:")):

@@ -673,8 +673,10 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def stdout_closed() -> bool:
-    """Whether our stdout's reader is gone (a closed pipe, as `| tee` after Ctrl-C, or a hung-up
-    terminal): then nobody sees the stack any more, so it stops.
+    """Whether our stdout's reader is gone: nobody sees the stack any more, so it stops.
+
+    A pipe whose reader closed (``voicebot dev | tee log``, then Ctrl-C) polls as POLLERR; a
+    terminal that hung up, as POLLHUP. A regular file or ``/dev/null`` never does.
     """
     try:
         fd = sys.stdout.fileno()

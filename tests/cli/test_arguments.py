@@ -175,6 +175,8 @@ def test_every_command_has_help():
         ["bot", "leave"],
         ["bot", "show"],
         ["bots"],
+        ["transcript"],
+        ["outputs"],
         ["token", "mint"],
         ["webhook", "send-sample"],
         ["dev"],
@@ -182,3 +184,11 @@ def test_every_command_has_help():
         result = run_cli([*args, "--help"])
         assert result.exit_code == 0, args
         assert "Usage: " in result.output
+
+
+def test_help_names_the_variable_each_option_reads():
+    """`bot create --help` names RECALL_API_KEY_SECRET_ARN for --recall-key-secret-arn."""
+    result = run_cli(["bot", "create", "--help"])
+    text = " ".join(result.output.split())
+    option = text.index("--recall-key-secret-arn TEXT")
+    assert "RECALL_API_KEY_SECRET_ARN" in text[option : option + 200]

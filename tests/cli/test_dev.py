@@ -16,6 +16,7 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -205,6 +206,13 @@ def running_dev(**extra: str) -> Iterator[DevRun]:
         yield read_banner(proc, lines, profile, stderr)
     finally:
         stop_dev(proc)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_profiles() -> Iterator[None]:
+    """The profiles this module's runs wrote go when it is done."""
+    yield
+    shutil.rmtree(PROFILE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

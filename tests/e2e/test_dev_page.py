@@ -1,0 +1,45 @@
+"""`make dev` as a person uses it: the printed agent page in Chromium, then `voicebot` with no
+flags in a second terminal, showing the conversation just held in the browser."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page
+
+from tests.cli.conftest import run_cli
+from tests.cli.test_dev import running_dev
+from tests.conftest import TIMEOUT
+from tests.e2e.conftest import agent_stats, poll
+
+pytestmark = pytest.mark.e2e
+
+FIRST_SCREEN = "Speak, then pause: the agent answers when you stop."
+
+
+def test_the_browser_conversation_is_shown_with_no_flags(page: Page):
+    """The printed page says what to do, answers the meeting, and `voicebot` then lists that
+    conversation and prints its transcript with nothing but the dev profile."""
+    with running_dev() as dev:
+        page.goto(dev.page_url)  # as printed: the token in the fragment
+        assert page.locator("#heard-text").inner_text() == FIRST_SCREEN
+        poll(lambda: agent_stats(page)["audioMsPlayed"] > 0, "a reply played in the page")
+
+        def turns() -> list[dict[str, Any]] | None:
+            shown = run_cli(["transcript", dev.page_session, "--json"], dev.profile_env())
+            assert shown.exit_code == 0, shown.output
+            found: list[dict[str, Any]] = json.loads(shown.stdout)
+            return found if {t["role"] for t in found} >= {"user", "assistant"} else None
+
+        said = poll(turns, "the page's turns in the local table", timeout=6 * TIMEOUT)
+        assert any(t["role"] == "user" and t["text"].startswith("(heard ") for t in said)
+
+        listed = run_cli(["bots", "--json"], dev.profile_env())
+        assert listed.exit_code == 0, listed.output
+        [row] = [b for b in json.loads(listed.stdout) if b["bot_id"] == dev.page_session]
+        assert row["bot_name"] == "agent page (voicebot dev)"
+        shown = run_cli(["bot", "show", dev.page_session], dev.profile_env())
+        assert shown.exit_code == 0, shown.output
+        assert "Transcript (" in shown.stdout
