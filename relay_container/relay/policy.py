@@ -145,9 +145,17 @@ class SessionPolicy:
         )
         if not removals and not system_inputs:
             return Verdict(raw)
+        removed = tuple(
+            [".".join(path) for path in removals] + [f"input[{i}]" for i in system_inputs]
+        )
         edited = json_edit.strip_value(raw)
         for path in removals:
-            edited = json_edit.remove_member(edited, (container, *path)) or edited
+            smaller = json_edit.remove_member(edited, (container, *path))
+            if smaller is None:
+                # The decoded event has the field, so its bytes do too; should they ever
+                # disagree, the event is refused rather than forwarded with the field.
+                return self._refusal(None, removed, event, session_id, event_type)
+            edited = smaller
         if system_inputs:
             edited = json_edit.replace_member_value(
                 edited,
@@ -156,9 +164,6 @@ class SessionPolicy:
                     body_raw, "input", lambda items: json_edit.remove_elements(items, system_inputs)
                 ),
             )
-        removed = tuple(
-            [".".join(path) for path in removals] + [f"input[{i}]" for i in system_inputs]
-        )
         return self._refusal(edited, removed, event, session_id, event_type)
 
     # Private

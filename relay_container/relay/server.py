@@ -422,7 +422,7 @@ class Relay:
 
     def _model(self, query: dict[str, list[str]]) -> str:
         requested = query.get("model")
-        if not requested:
+        if not requested or not requested[0]:  # ?model= (blank) means the default
             return self.config.model
         model = requested[0]
         if model not in self.config.models:

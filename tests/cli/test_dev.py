@@ -269,7 +269,12 @@ async def talk(relay_ws: str, token: str) -> list[str]:
                 if event["type"] == wanted:
                     return event
 
-    async with connect(f"{relay_ws}?token={token}", compression=None, open_timeout=TIMEOUT) as ws:
+    async with connect(
+        relay_ws,
+        additional_headers={"Authorization": f"Bearer {token}"},
+        compression=None,
+        open_timeout=TIMEOUT,
+    ) as ws:
         await until(ws, "session.created")
         await until(ws, "session.updated")
         for frame in pcm_frames(loud_ms=700, quiet_ms=900):
@@ -292,8 +297,12 @@ async def test_session_through_relay_and_simulator(dev: DevRun):
 async def test_local_agent_is_the_repositorys_agent_yaml(dev: DevRun):
     """`make dev` talks like the deployment: the relay applies relay_container/agent.yaml."""
     agent = yaml.safe_load((ROOT / "relay_container" / "agent.yaml").read_text())
-    url = f"{dev.banner['relay']}?token={dev.page_token}"
-    async with connect(url, compression=None, open_timeout=TIMEOUT) as ws:
+    async with connect(
+        dev.banner["relay"],
+        additional_headers={"Authorization": f"Bearer {dev.page_token}"},
+        compression=None,
+        open_timeout=TIMEOUT,
+    ) as ws:
         async with asyncio.timeout(3 * TIMEOUT):
             while (event := json.loads(await ws.recv()))["type"] != "session.updated":
                 pass

@@ -63,7 +63,9 @@ def tile_text(page: Page, element: str) -> str:
 
 
 def open_page(page: Page, base: str, token: str, extra: str = "") -> None:
-    page.goto(f"{base}/?token={token}{extra}")
+    # As the CLI builds it: options in the query, the token only in the fragment.
+    query = f"?{extra.lstrip('&')}" if extra else ""
+    page.goto(f"{base}/{query}#token={token}")
 
 
 def responses_done(sessions: list[dict[str, Any]], index: int = 0) -> list[dict[str, Any]]:
@@ -246,6 +248,23 @@ def test_refused_token_is_shown_and_not_retried(stack: Stack, page: Page, make_t
     # Absence can only be observed over time: longer than the first two backoff delays.
     page.wait_for_timeout(1600)
     assert len(sockets) == attempts
+    assert sim.sessions() == []
+
+
+def test_a_query_token_is_never_read(stack: Stack, page: Page):
+    """A page opened with ?token= (the old form) does not use it: it asks for #token= and
+    takes the token out of its address."""
+    sim = stack.simulator()
+    relay = stack.relay(sim)
+    token = mint()
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.goto(f"{relay.http}/?token={token}")
+
+    poll(lambda: page.locator("#error").is_visible(), "an error on the tile")
+    assert "no relay token" in tile_text(page, "error")
+    assert token not in page.evaluate("location.href")
+    assert sockets == []
     assert sim.sessions() == []
 
 

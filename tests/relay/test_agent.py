@@ -35,7 +35,15 @@ def test_the_documented_example_file_loads() -> None:
     config = load_agent_config(EXAMPLE)
     assert config.voice == "marin"
     assert config.locked_fields == ("instructions", "tools", "model")
+    assert config.locked_fields_error is False
     assert "meeting" in config.instructions
+
+
+def test_locked_values_are_what_a_client_is_compared_with() -> None:
+    """The operator's values include tools: [] when the agent has none (kept if sent)."""
+    values = load_agent_config(EXAMPLE).locked_values()
+    assert values["tools"] == []
+    assert values["instructions"] == load_agent_config(EXAMPLE).instructions
 
 
 def test_semantic_vad_and_no_transcription_from_json(tmp_path: Path) -> None:
@@ -69,8 +77,17 @@ def test_semantic_vad_and_no_transcription_from_json(tmp_path: Path) -> None:
         ("instructons: typo\n", "instructons"),
         ("- a list\n", "mapping"),
         ("voice: 'unterminated\n", "not valid JSON/YAML"),
+        ("locked_fields_error: sometimes\n", "locked_fields_error"),
     ],
-    ids=["wrong-type", "out-of-range", "unknown-vad", "unknown-key", "not-a-mapping", "syntax"],
+    ids=[
+        "wrong-type",
+        "out-of-range",
+        "unknown-vad",
+        "unknown-key",
+        "not-a-mapping",
+        "syntax",
+        "locked-fields-error-not-bool",
+    ],
 )
 def test_bad_agent_files_are_refused_at_start(tmp_path: Path, text: str, problem: str) -> None:
     """A bad AGENT_CONFIG stops start-up with a message naming the field."""

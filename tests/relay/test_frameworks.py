@@ -31,13 +31,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from openai.types.realtime.audio_transcription import AudioTranscription
 from openai.types.realtime.input_audio_buffer_append_event import InputAudioBufferAppendEvent
-from openai.types.realtime.realtime_audio_config import (
-    RealtimeAudioConfig,
-    RealtimeAudioConfigInput,
-    RealtimeAudioConfigOutput,
-)
+from openai.types.realtime.realtime_audio_config import RealtimeAudioConfig
+from openai.types.realtime.realtime_audio_config_input import RealtimeAudioConfigInput
+from openai.types.realtime.realtime_audio_config_output import RealtimeAudioConfigOutput
 from openai.types.realtime.realtime_audio_formats import AudioPCM
+from openai.types.realtime.realtime_audio_input_turn_detection import SemanticVad
 from openai.types.realtime.realtime_session_create_request import RealtimeSessionCreateRequest
 from openai.types.realtime.session_update_event import SessionUpdateEvent
 from websockets.asyncio.client import ClientConnection, connect
@@ -136,8 +136,9 @@ async def agents_sdk_client(relay: Relay, token: str) -> Heard:
             audio=RealtimeAudioConfig(
                 input=RealtimeAudioConfigInput(
                     format=AudioPCM(type="audio/pcm", rate=24000),
-                    transcription={"model": "gpt-4o-mini-transcribe"},
-                    turn_detection={"type": "semantic_vad", "interrupt_response": True},
+                    # The SDK passes these as dicts; pydantic builds the same models.
+                    transcription=AudioTranscription(model="gpt-4o-mini-transcribe"),
+                    turn_detection=SemanticVad(type="semantic_vad", interrupt_response=True),
                 ),
                 output=RealtimeAudioConfigOutput(
                     voice="ash", format=AudioPCM(type="audio/pcm", rate=24000)

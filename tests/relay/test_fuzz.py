@@ -100,6 +100,8 @@ _header_values = st.one_of(
             "dGhlIHNhbXBsZSBub25jZQ==",
             "chunked",
             "99999999999999999999",
+            "a b",
+            "realtime,,",
         ]
     ),
     st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
@@ -117,6 +119,7 @@ _targets = st.one_of(
             max_size=30,
         ).map("&".join),
     ),
+    st.integers(0, 40).map(lambda n: "/v1/realtime?" + "&".join(f"f{i}=1" for i in range(n))),
     st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=60),
 )
 _requests = st.one_of(

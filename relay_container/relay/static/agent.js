@@ -123,17 +123,17 @@ function normalizeRelayUrl(raw) {
 function takeCredentials() {
   const store = storage();
   const page = new URL(location.href);
-  // The token comes in the fragment (#token=…: browsers never send a fragment to a server,
-  // so it reaches no access log) or, for compatibility, in the query (?token=…).
+  // The token comes only in the fragment (#token=…): browsers never send a fragment to a
+  // server, so it reaches no access log. A ?token= is never read (the relay refuses it);
+  // it is still taken out of the address below.
   const fragment = new URLSearchParams(page.hash.slice(1));
-  let token = fragment.get("token") || page.searchParams.get("token");
+  const token = fragment.get("token");
   let relayUrl = null;
   const wss = page.searchParams.get("wss");
   if (wss) {
     try {
       const url = normalizeRelayUrl(wss);
-      // A token inside the relay URL is taken out too: we authenticate by subprotocol.
-      token = token || url.searchParams.get("token");
+      // A token inside the relay URL is dropped, unread: we authenticate by subprotocol.
       url.searchParams.delete("token");
       relayUrl = url.toString();
     } catch {
