@@ -57,7 +57,7 @@ synth: $(BIN)/activate node_modules/.installed $(CHECKOV)  ## offline synth (no 
 	rm -rf cdk.out
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) synth --quiet
 	$(BIN)/cfn-lint cdk.out/*.template.json
-	$(CHECKOV) --quiet --compact --framework cloudformation $$(printf -- '-f %s ' cdk.out/*.template.json)
+	$(CHECKOV) --quiet --compact --skip-download --framework cloudformation $$(printf -- '-f %s ' cdk.out/*.template.json)
 
 deploy: synth  ## needs AWS credentials and Docker (for the relay image)
 	$(BIN)/python -m infra.preflight --engine "$${CDK_DOCKER:-docker}" $(ARGS)
