@@ -237,7 +237,7 @@ def test_deploys_add_tasks_before_draining_and_roll_back_on_failure(
 def test_cluster_has_container_insights_unless_switched_off(
     template: Template, custom: Synthesized
 ) -> None:
-    """Per-task CPU and memory are visible, unless -c container_insights=false saves them."""
+    """Per-task CPU and memory are visible, unless -c relay_container_insights=false saves them."""
     template.has_resource_properties(
         "AWS::ECS::Cluster",
         {
