@@ -10,7 +10,10 @@ sessions over at their next turn boundary) instead of holding calls until SIGTER
   scale-in picked it; ECS is deregistering it);
 - :attr:`LeaveReason.SUPERSEDED`: the deployment that started the task is no longer the
   service's ``PRIMARY`` one, and the primary deployment already runs its desired count
-  (leaving earlier would push calls onto tasks that are not there yet).
+  (leaving earlier would push calls onto tasks that are not there yet). This is the only
+  early signal for a task that holds scale-in protection: ECS neither deregisters nor
+  stops a protected task, so STOPPING comes only once protection ends; on SUPERSEDED the
+  server should call ``TaskProtection.release()`` and leave.
 
 Inputs: the task metadata endpoint v4 (``$ECS_CONTAINER_METADATA_URI_V4/task``: the task's
 ARN and cluster; no permission needed) and the ECS API (``DescribeTasks`` on this task:
