@@ -35,6 +35,8 @@ from enum import StrEnum
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,17 @@ class BotoEcs:
 
     def __init__(self, client: Any) -> None:
         self.client = client
+
+    @classmethod
+    def default(cls) -> BotoEcs:
+        """A client for the task's own Region (ECS sets AWS_DEFAULT_REGION, which boto3 reads).
+
+        Short timeouts and two attempts: a slow answer only delays the next look.
+        """
+        config = Config(
+            connect_timeout=3, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}
+        )
+        return cls(boto3.client("ecs", config=config))
 
     def describe_task(self, cluster: str, task_arn: str) -> Mapping[str, Any]:
         """Describe one task; raise LookupError if ECS does not know it."""

@@ -277,3 +277,12 @@ async def test_without_a_metadata_uri_nothing_happens() -> None:
         await watcher.run()
     assert heard == []
     assert watcher.reason is None
+
+
+def test_default_client_has_short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On ECS the watcher's client waits seconds, not boto3's minute, for a slow answer."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    ecs = BotoEcs.default()
+    assert ecs.client.meta.region_name == "eu-west-1"
+    assert ecs.client.meta.config.read_timeout == 5
+    assert ecs.client.meta.config.connect_timeout == 3
