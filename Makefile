@@ -82,7 +82,7 @@ synth: $(BIN)/activate node_modules/.installed $(CHECKOV)  ## offline synth (no 
 	rm -rf cdk.out
 	$(CDK_RUN) synth --quiet
 	$(BIN)/cfn-lint cdk.out/*.template.json
-	$(CHECKOV) --quiet --compact --framework cloudformation $$(printf -- '-f %s ' cdk.out/*.template.json)
+	$(CHECKOV) --quiet --compact --skip-download --framework cloudformation $$(printf -- '-f %s ' cdk.out/*.template.json)
 
 bootstrap: $(BIN)/activate node_modules/.installed  ## once per account and region: cdk bootstrap
 	$(CDK_RUN) bootstrap $(ARGS)

@@ -40,32 +40,6 @@ BY_TYPE: Final[dict[str, tuple[tuple[str, str], ...]]] = {
             "policy to keep in step without narrowing who can read the value.",
         ),
     ),
-    "AWS::Lambda::Function": (
-        (
-            "CKV_AWS_116",
-            "API Gateway invokes the webhook function synchronously; a dead-letter queue "
-            "applies only to asynchronous invocations, and Recall (Svix) retries every "
-            "delivery that did not get a 2xx for days.",
-        ),
-        (
-            "CKV_AWS_117",
-            "The function calls only DynamoDB and Secrets Manager over their TLS endpoints; "
-            "inside a VPC it would need a NAT gateway or interface endpoints (~$7-33/month "
-            "each) for no reduction in exposure.",
-        ),
-        (
-            "CKV_AWS_115",
-            "Concurrency is bounded where requests enter: the HTTP API stage throttles to "
-            "webhook_throttle_rate/burst; reserved concurrency would take capacity from the "
-            "account's pool and can reject Recall's bursts that the stage admits.",
-        ),
-        (
-            "CKV_AWS_173",
-            "The environment holds names only (table, secret ARN, log level); the signing "
-            "secret is read from Secrets Manager at run time, and Lambda encrypts the "
-            "variables at rest with its AWS-managed key.",
-        ),
-    ),
     "AWS::SNS::Topic": (
         (
             "CKV_AWS_26",
@@ -76,12 +50,58 @@ BY_TYPE: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     ),
 }
 
+#: Decisions for the webhook function.
+WEBHOOK_FUNCTION: Final = (
+    (
+        "CKV_AWS_116",
+        "API Gateway invokes the webhook function synchronously; a dead-letter queue "
+        "applies only to asynchronous invocations, and Recall (Svix) retries every "
+        "delivery that did not get a 2xx for days.",
+    ),
+    (
+        "CKV_AWS_117",
+        "The function calls only DynamoDB and Secrets Manager over their TLS endpoints; "
+        "inside a VPC it would need a NAT gateway or interface endpoints (~$7-33/month "
+        "each) for no reduction in exposure.",
+    ),
+    (
+        "CKV_AWS_115",
+        "Concurrency is bounded where requests enter: the HTTP API stage throttles to "
+        "webhook_throttle_rate/burst; reserved concurrency would take capacity from the "
+        "account's pool and can reject Recall's bursts that the stage admits.",
+    ),
+    (
+        "CKV_AWS_173",
+        "The environment holds names only (table, secret ARN, log level); the signing "
+        "secret is read from Secrets Manager at run time, and Lambda encrypts the "
+        "variables at rest with its AWS-managed key.",
+    ),
+)
+
+#: Decisions for Lambda functions CDK adds for its own custom resources (e.g. the one that
+#: empties the VPC's default security group at deploy time).
+CDK_PROVIDER_FUNCTION: Final = tuple(
+    (
+        check,
+        "A handler CDK adds for its own custom resource (it runs only when CloudFormation "
+        "creates, updates or deletes that resource, e.g. emptying the VPC's default security "
+        "group); it handles no application data, and a dead-letter queue, a VPC, a "
+        "concurrency limit or a key of ours would change nothing about it.",
+    )
+    for check in ("CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_115", "CKV_AWS_173")
+)
+
 
 def skip_checkov_findings(stack: VoiceAgentStack) -> None:
     """Write every skip with its reason into the resources' template metadata."""
+    webhook = stack.webhook_api.function.node.default_child
     for resource in _resources(stack):
         for check, reason in BY_TYPE.get(resource.cfn_resource_type, ()):
             skip(resource, check, reason)
+        if resource.cfn_resource_type == "AWS::Lambda::Function":
+            decisions = WEBHOOK_FUNCTION if resource is webhook else CDK_PROVIDER_FUNCTION
+            for check, reason in decisions:
+                skip(resource, check, reason)
     relay = stack.relay
     bucket = relay.node.find_child("AccessLogs")
     skip(

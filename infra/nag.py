@@ -73,9 +73,19 @@ def _acknowledge_relay(stack: VoiceAgentStack) -> None:
         relay.task_definition.task_role,
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:"
         f"task/<{cluster}>/*]",
-        "ecs:GetTaskProtection/UpdateTaskProtection for the relay's own task (scale-in "
-        "protection while calls are live): a task's ARN exists only at run time, so the "
-        "resource is scoped to tasks of this cluster, the narrowest ARN IAM can express.",
+        "ecs:GetTaskProtection/UpdateTaskProtection/DescribeTasks for the relay's own task "
+        "(bounded scale-in protection; learning that ECS is stopping it): a task's ARN "
+        "exists only at run time, so the resource is scoped to tasks of this cluster, the "
+        "narrowest ARN IAM can express.",
+    )
+    _ack(
+        relay.task_definition.task_role,
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:"
+        f"service/<{cluster}>/*]",
+        "ecs:DescribeServices for the relay's own service (is its deployment still the "
+        "primary one?): the service's name cannot appear in its own task role (the service "
+        "depends on the role), so the resource is this cluster's services; the cluster holds "
+        "only the relay service, and the action is read-only.",
     )
     execution_role = relay.task_definition.execution_role
     assert execution_role is not None

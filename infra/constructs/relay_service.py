@@ -31,7 +31,9 @@ Deploys and scale-in finish on time while calls are live (docs/aws.md, "Deploys"
   relay hands its calls over to other tasks), then sends SIGTERM: the relay closes what
   is left with 1001 within ``DRAIN_SECONDS``, inside the **120 s stop timeout**;
 - task **scale-in protection** is bounded (``relay/protection.py``: minutes, never
-  renewed), so neither a deployment nor CloudFormation waits on it for long.
+  renewed), so neither a deployment nor CloudFormation waits on it for long;
+- the task role may describe its own task and service (``relay/leaving.py``), so the relay
+  can learn that ECS is stopping or superseding it before SIGTERM, and leave at once.
 
 Scaling: target tracking on the relay's own EMF metric ``ActiveSessions`` (Average over
 the tasks' samples = sessions per task), with CPU as a second guard. ALB request count
@@ -268,18 +270,24 @@ class RelayService(Construct):
 
     def _grant_task_protection(self) -> None:
         # The ECS agent endpoint ($ECS_AGENT_URI/task-protection/v1/state) acts with the
-        # task role. Only tasks of this cluster; the task's own id is known at run time.
+        # task role; the leave watcher (relay/leaving.py) describes its own task and its
+        # service. Only this cluster's tasks and services: a task's own id, and the
+        # service's name (the service depends on this role), are known at run time.
+        stack = Stack.of(self)
+        tasks = stack.format_arn(
+            service="ecs", resource="task", resource_name=f"{self.cluster.cluster_name}/*"
+        )
+        services = stack.format_arn(
+            service="ecs", resource="service", resource_name=f"{self.cluster.cluster_name}/*"
+        )
         self.task_definition.add_to_task_role_policy(
             iam.PolicyStatement(
-                actions=["ecs:GetTaskProtection", "ecs:UpdateTaskProtection"],
-                resources=[
-                    Stack.of(self).format_arn(
-                        service="ecs",
-                        resource="task",
-                        resource_name=f"{self.cluster.cluster_name}/*",
-                    )
-                ],
+                actions=["ecs:GetTaskProtection", "ecs:UpdateTaskProtection", "ecs:DescribeTasks"],
+                resources=[tasks],
             )
+        )
+        self.task_definition.add_to_task_role_policy(
+            iam.PolicyStatement(actions=["ecs:DescribeServices"], resources=[services])
         )
 
     def _build_load_balancer(

@@ -2,7 +2,7 @@
 
 When the task goes from idle to holding a session it asks the ECS agent
 (``PUT $ECS_AGENT_URI/task-protection/v1/state``) to protect it from scale-in for
-``protect_minutes`` (default 10, at most :data:`MAX_PROTECT_MINUTES`), and **never renews
+``protect_minutes`` (default 5, at most :data:`MAX_PROTECT_MINUTES`), and **never renews
 it**; it clears the protection when the last session ends, and for good once the task is
 leaving (:meth:`TaskProtection.release`). ECS does not stop a protected task, in a
 scale-in or a deployment, until its protection ends, so an unbounded one would hold a
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 STATE_PATH: Final = "/task-protection/v1/state"
 #: Longest protection ever asked for: a deploy waits at most this long on a busy task.
-MAX_PROTECT_MINUTES: Final = 15
+MAX_PROTECT_MINUTES: Final = 10
 
 
 class TaskProtection:
@@ -46,7 +46,7 @@ class TaskProtection:
         self,
         agent_uri: str | None,
         *,
-        protect_minutes: int = 10,
+        protect_minutes: int = 5,
         retry_seconds: float = 10.0,
         timeout: float = 5.0,
     ) -> None:

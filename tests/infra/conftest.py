@@ -17,10 +17,11 @@ import pytest
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from aws_cdk import App
+from aws_cdk import App, CfnElement
 from aws_cdk.assertions import Template
+from constructs import IConstruct
 
-from infra.app import build
+from infra.app import PROJECT_ROOT, build
 from infra.stack import VoiceAgentStack
 
 #: Context of the "everything optional switched on" variant.
@@ -65,14 +66,28 @@ class Synthesized:
         assert len(found) == 1, f"expected one {resource_type}, found {sorted(found)}"
         return dict(next(iter(found.values())))
 
+    def resource_of(self, construct: IConstruct) -> dict[str, Any]:
+        """The template resource of ``construct`` (its default child), by its logical id."""
+        element = construct.node.default_child
+        assert isinstance(element, CfnElement), construct.node.path
+        logical_id = self.stack.resolve(self.stack.get_logical_id(element))
+        return dict(self.resources[logical_id])
+
     def validation_report(self) -> dict[str, Any]:
         """cdk-nag's report as written into the assembly."""
         return dict(json.loads((self.outdir / "validation-report.json").read_text()))
 
 
+#: cdk.json's context (feature flags): `cdk synth` applies them, so the tests do too.
+CDK_JSON_CONTEXT: dict[str, Any] = json.loads((PROJECT_ROOT / "cdk.json").read_text())["context"]
+
+
 def synthesize(outdir: Path, context: dict[str, Any] | None = None) -> Synthesized:
     """Build the real app (settings, stack, cdk-nag) into ``outdir`` and synthesize it."""
-    app = App(outdir=str(outdir), context={"aws:cdk:bundling-stacks": [], **(context or {})})
+    app = App(
+        outdir=str(outdir),
+        context={**CDK_JSON_CONTEXT, "aws:cdk:bundling-stacks": [], **(context or {})},
+    )
     stack = build(app)
     app.synth()  # raises ValidationFailed on any unacknowledged cdk-nag error
     return Synthesized(stack=stack, template=Template.from_stack(stack), outdir=outdir)

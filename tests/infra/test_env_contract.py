@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from infra.constructs.relay_service import container_environment
+from infra.settings import RelaySettings
 from tests.infra.conftest import Synthesized
 
 #: Relay variables that must be set on AWS (no safe default there).
@@ -24,7 +26,7 @@ def test_lambda_environment_is_what_the_receiver_reads(synthesized: Synthesized)
     settings = pytest.importorskip(
         "functions.webhooks.settings", reason="the webhook receiver is not written yet"
     )
-    function = synthesized.only("AWS::Lambda::Function")
+    function = synthesized.resource_of(synthesized.stack.webhook_api.function)
     names = set(function["Properties"]["Environment"]["Variables"])
     assert names == settings.ENV_VARS - settings.LOCAL_ONLY_ENV_VARS
 
@@ -56,3 +58,41 @@ def test_relay_secrets_arrive_as_ecs_secrets_never_plain(synthesized: Synthesize
     assert not any("KEY" in name or "SECRET" in name or "TOKEN" in name for name in plain)
     secrets = synthesized.of_type("AWS::SecretsManager::Secret")
     assert all(value["Ref"] in secrets for value in secret.values())
+
+
+def test_relay_settings_reach_the_container_through_one_mapping(synthesized: Synthesized) -> None:
+    """The task's environment is container_environment(settings): one place maps each knob."""
+    config = pytest.importorskip("relay.config", reason="the relay config is not written yet")
+    relay = synthesized.stack.relay
+    plain = {e["Name"]: e["Value"] for e in _relay_container(synthesized)["Environment"]}
+    mapped = container_environment(
+        relay.settings, table_name="TABLE", metrics_service=relay.metrics_service
+    )
+    assert set(plain) == set(mapped)
+    assert set(mapped) <= config.ENV_VARS
+    assert {k: v for k, v in plain.items() if k != "TABLE_NAME"} == {
+        k: v for k, v in mapped.items() if k != "TABLE_NAME"
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "variable", "value"),
+    [
+        ({"max_sessions": 60}, "RELAY_MAX_SESSIONS", "60"),
+        ({"max_sessions_per_subject": 1}, "RELAY_MAX_SESSIONS_PER_SUBJECT", "1"),
+        ({"max_session_seconds": 7200}, "RELAY_MAX_SESSION_SECONDS", "7200"),
+        ({"drain_seconds": 45}, "DRAIN_SECONDS", "45"),
+        ({"model": "gpt-realtime-mini"}, "OPENAI_REALTIME_MODEL", "gpt-realtime-mini"),
+        ({"allowed_models": ("a", "b")}, "RELAY_ALLOWED_MODELS", "gpt-realtime-2.1,a,b"),
+        ({"log_level": "DEBUG"}, "LOG_LEVEL", "DEBUG"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_each_relay_knob_lands_in_its_variable(
+    change: dict[str, Any], variable: str, value: str
+) -> None:
+    """A context value (`-c relay_max_sessions=60`) is the container's variable, unrenamed."""
+    environment = container_environment(
+        RelaySettings(**change), table_name="T", metrics_service="S"
+    )
+    assert environment[variable] == value

@@ -237,7 +237,7 @@ def test_deploys_add_tasks_before_draining_and_roll_back_on_failure(
 def test_cluster_has_container_insights_unless_switched_off(
     template: Template, custom: Synthesized
 ) -> None:
-    """Per-task CPU and memory are visible, unless -c container_insights=false saves them."""
+    """Per-task CPU and memory are visible, unless -c relay_container_insights=false saves them."""
     template.has_resource_properties(
         "AWS::ECS::Cluster",
         {
@@ -250,8 +250,8 @@ def test_cluster_has_container_insights_unless_switched_off(
     assert settings == [{"Name": "containerInsights", "Value": "disabled"}]
 
 
-def test_task_role_may_manage_task_protection_in_its_cluster(synthesized: Synthesized) -> None:
-    """The relay can protect itself from scale-in while it has live calls, nothing wider."""
+def test_task_role_may_protect_and_describe_only_its_cluster(synthesized: Synthesized) -> None:
+    """The relay protects itself (bounded) and asks ECS whether it is leaving; nothing wider."""
     task = synthesized.only("AWS::ECS::TaskDefinition")["Properties"]
     role_id = task["TaskRoleArn"]["Fn::GetAtt"][0]
     statements = [
@@ -260,18 +260,27 @@ def test_task_role_may_manage_task_protection_in_its_cluster(synthesized: Synthe
         if {"Ref": role_id} in p["Properties"]["Roles"]
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
-    (protection,) = [s for s in statements if "ecs:UpdateTaskProtection" in s["Action"]]
-    assert sorted(protection["Action"]) == ["ecs:GetTaskProtection", "ecs:UpdateTaskProtection"]
-    resource = json.dumps(protection["Resource"])
     cluster_id = next(iter(synthesized.of_type("AWS::ECS::Cluster")))
-    assert ":task/" in resource
-    assert cluster_id in resource
-    actions = {
-        a
-        for s in statements
-        for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
-    }
-    assert not any(a.endswith(":*") for a in actions)
+
+    def actions(statement: dict[str, Any]) -> list[str]:
+        action = statement["Action"]
+        return sorted(action if isinstance(action, list) else [action])
+
+    (on_tasks,) = [s for s in statements if "ecs:UpdateTaskProtection" in actions(s)]
+    assert actions(on_tasks) == [
+        "ecs:DescribeTasks",
+        "ecs:GetTaskProtection",
+        "ecs:UpdateTaskProtection",
+    ]
+    assert ":task/" in json.dumps(on_tasks["Resource"])
+    assert cluster_id in json.dumps(on_tasks["Resource"])
+    (on_service,) = [s for s in statements if "ecs:DescribeServices" in actions(s)]
+    assert actions(on_service) == ["ecs:DescribeServices"]
+    assert ":service/" in json.dumps(on_service["Resource"])
+    assert cluster_id in json.dumps(on_service["Resource"])
+    everything = {a for s in statements for a in actions(s)}
+    assert not any(a.endswith(":*") for a in everything)
+    assert not [s for s in statements if s.get("Resource") == "*"]
 
 
 def test_scaling_tracks_active_sessions_per_task_with_cpu_as_a_guard(

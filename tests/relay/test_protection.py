@@ -160,3 +160,5 @@ async def test_relay_protects_the_task_while_a_session_is_live(
     await eventually(lambda: relay.protection.confirmed is False and not relay.sessions)
     enabled = [body["ProtectionEnabled"] for _, _, body in ecs_agent.calls]
     assert enabled[-2:] == [True, False]
+    (grant,) = [body for _, _, body in ecs_agent.calls if body["ProtectionEnabled"]]
+    assert 1 <= int(str(grant["ExpiresInMinutes"])) <= MAX_PROTECT_MINUTES  # the relay's default
