@@ -397,7 +397,7 @@ class RelaySession(asyncio.Protocol):
         leftover = connection.attach(self if current else _SideLeg(self, leg))
         now = monotonic()
         self._apply(self.core.upstream_opened(leg, history, now, extra_seeds))
-        if setup is not None and setup[0].greeting and not history:
+        if setup is not None and setup[0].greeting and not history and not setup[1]:
             # Once, when a session starts in a meeting: a resumed one has its history.
             self._apply(self.core.send_upstream(greeting_response(setup[0].greeting), now))
         if leftover:
