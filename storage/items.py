@@ -53,6 +53,10 @@ from storage.updates import Update
 
 #: The attribute that orders a bot's states (see :func:`bot_status_update`).
 STATE_ORDER_ATTRIBUTE: Final = "updated_at"
+#: Longest free text kept in a timeline item (transcript text, participant name, errors).
+MAX_SUMMARY_CHARS: Final = 500
+_SURROGATE_MIN: Final = "\ud800"
+_SURROGATE_MAX: Final = "\udfff"
 
 
 class BotStatus(TypedDict):
@@ -331,9 +335,6 @@ def connection_update(summary: ConnectionSummary) -> Update:
 
 # Values
 
-#: Longest free text kept in a timeline item (transcript text, participant name, errors).
-MAX_SUMMARY_CHARS: Final = 500
-
 
 def storable_text(text: str, max_chars: int | None = None) -> str:
     """``text`` as DynamoDB can store it: lone surrogates become U+FFFD, cut to ``max_chars``.
@@ -347,10 +348,6 @@ def storable_text(text: str, max_chars: int | None = None) -> str:
         return text
     # In a str, a surrogate is always unpaired: json.loads joins the escaped pairs.
     return "".join("\ufffd" if _SURROGATE_MIN <= c <= _SURROGATE_MAX else c for c in text)
-
-
-_SURROGATE_MIN: Final = "\ud800"
-_SURROGATE_MAX: Final = "\udfff"
 
 
 class SessionAgent(TypedDict):

@@ -113,7 +113,9 @@ def dynamodb_client() -> DynamoDBClient:
     from botocore.config import Config
 
     # Worst case per call: 2 attempts × (1 s connect + 2 s read) + backoff ≈ 7 s; the
-    # receiver makes at most two calls and stops at the first failure.
+    # receiver stops at the first failure and makes two calls (the transaction, the state
+    # update), three for a duplicate, whose transaction fails fast on its condition before
+    # the stored body is read; so two slow calls at most, inside Recall's 15 s.
     config = Config(
         connect_timeout=1,
         read_timeout=2,

@@ -10,14 +10,17 @@ escapes, and everything else as it was written.
 from __future__ import annotations
 
 import json
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import boto3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cli.render import cell, safe
+from cli.render import ESCAPED_CATEGORIES, KEPT_FORMAT_CHARACTERS, cell, safe
 from functions.webhooks.events import BotStatusEvent, parse_event
 from functions.webhooks.store import DeliveryRecord, WebhookStore
 from storage import items
@@ -151,3 +154,17 @@ def test_safe_escapes_what_a_terminal_acts_on_and_nothing_else(text: str, shown:
 def test_cells_put_newlines_and_carriage_returns_on_one_line():
     """A value with CR/LF cannot overwrite or break a table row."""
     assert cell("first\r\nsecond\rthird\x1c") == "first second third"
+
+
+@settings(max_examples=300, database=None)
+@given(text=st.text(st.characters(exclude_categories=()), max_size=80))
+def test_no_text_reaches_the_terminal_with_a_character_it_acts_on(text: str):
+    """Whatever was stored, a printed cell holds no control, format, surrogate or separator."""
+    for shown in (safe(text), cell(text)):
+        active = [
+            c
+            for c in shown
+            if unicodedata.category(c) in ESCAPED_CATEGORIES and c not in KEPT_FORMAT_CHARACTERS
+        ]
+        assert active == []
+    shown.encode("utf-8")  # printable in any UTF-8 terminal: no lone surrogate left

@@ -35,7 +35,9 @@ from tests.relay.conftest import (
 CALL = ("take_note", "call_1", json.dumps({"text": "ship on Friday"}))
 
 
-def function_call_events(name: str, call_id: str, arguments: str, status: str) -> list[dict]:
+def function_call_events(
+    name: str, call_id: str, arguments: str, status: str
+) -> list[dict[str, Any]]:
     item = {
         "type": "function_call",
         "id": f"item_{call_id}",
@@ -159,7 +161,9 @@ async def start(
     return await start_relay(upstream, table, endpoint)
 
 
-def bind(endpoint: str, table: str, session_id: str, bot_id: str, overlay: dict | None) -> None:
+def bind(
+    endpoint: str, table: str, session_id: str, bot_id: str, overlay: dict[str, Any] | None
+) -> None:
     """What ``voicebot bot create`` records for the relay (``SessionAgent``)."""
     item: dict[str, Any] = {
         schema.PARTITION_KEY: schema.session_pk(session_id),
