@@ -23,7 +23,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 CDK_RUN := PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK)
 
 .DEFAULT_GOAL := help
-.PHONY: help dev test lint types pytest synth bootstrap deploy outputs destroy bench fmt clean native
+.PHONY: help dev test lint types pytest synth checkov bootstrap deploy outputs destroy bench fmt clean native
 
 help:  ## this list
 	@echo "usage: make TARGET [ARGS='cdk arguments'] [APPROVAL=never] [DEV_ARGS='voicebot dev arguments']"
@@ -78,10 +78,13 @@ $(NATIVE)/.built: $(BIN)/activate $(RELAY_SOURCES)
 	$(BIN)/python relay_container/build_native.py --out $(NATIVE)
 	touch $@
 
-synth: $(BIN)/activate node_modules/.installed $(CHECKOV)  ## offline synth (no Docker, no AWS account) + cdk-nag + cfn-lint + checkov
+synth: $(BIN)/activate node_modules/.installed  ## offline synth (no Docker, no AWS account) + cdk-nag + cfn-lint
 	rm -rf cdk.out
 	$(CDK_RUN) synth --quiet
 	$(BIN)/cfn-lint cdk.out/*.template.json
+
+# checkov runs in `make test` (tests/infra/test_checkov.py); this target is for a look by hand.
+checkov: synth $(CHECKOV)  ## checkov on the synthesized templates (every skip has its reason)
 	$(CHECKOV) --quiet --compact --skip-download --framework cloudformation $$(printf -- '-f %s ' cdk.out/*.template.json)
 
 bootstrap: $(BIN)/activate node_modules/.installed  ## once per account and region: cdk bootstrap
