@@ -39,14 +39,26 @@ def acknowledge_findings(stack: VoiceAgentStack) -> None:
         "SnapStart applies to published versions only, and the function is served only "
         "through the `live` alias of `current_version`, which CDK publishes on every change.",
     )
-    for secret in (stack.secrets.recall_webhook, stack.secrets.openai_api_key):
+    for secret in (
+        stack.secrets.recall_webhook,
+        stack.secrets.openai_api_key,
+        stack.secrets.recall_api_key,
+    ):
         _ack(
             secret,
             "AwsSolutions-SMG4",
-            "Third-party credential (Recall signing secret / OpenAI API key): it can only be "
+            "Third-party credential (Recall signing secret / OpenAI or Recall API key): it can "
+            "only be "
             "rotated at the issuer, then put here by a person; a rotation Lambda has nothing to "
             "call. The webhook secret accepts several space-separated values for overlap.",
         )
+    _ack(
+        stack.secrets.tool_signing,
+        "AwsSolutions-SMG4",
+        "The tool signing key is shared with the operator's own tool endpoints, which verify "
+        "with it; rotating it automatically would break them until they are updated. Rotate "
+        "it deliberately (a new value here, then at the endpoints, then restart the relay).",
+    )
     _ack(
         stack.secrets.relay_token,
         "AwsSolutions-SMG4",

@@ -101,6 +101,8 @@ class RelaySettings:
     model: str = "gpt-realtime-2.1"
     allowed_models: tuple[str, ...] = ()  # empty: only model
     log_level: str = "INFO"
+    #: Recall region of the bots the relay's tools act on (its API key is per region).
+    recall_region: str = "us-west-2"
     container_insights: bool = True  # per-task metrics (~$11/month); service CPU/memory stay
 
     @property
@@ -141,7 +143,13 @@ class RelaySettings:
              "relay_idle_timeout_seconds: 60..4000 (well above the relay's 20 s pings)"),
             (self.log_level in _LOG_LEVELS,
              f"relay_log_level: one of {sorted(_LOG_LEVELS)}"),
+            (self.recall_region in RECALL_REGIONS,
+             f"relay_recall_region: one of {', '.join(RECALL_REGIONS)} (docs/recall.md)"),
         ]  # fmt: skip
+
+
+#: Recall's regions (docs/recall.md): a workspace, its key and its bots live in one.
+RECALL_REGIONS = ("us-west-2", "us-east-1", "eu-central-1", "ap-northeast-1")
 
 
 @dataclass(frozen=True, slots=True)

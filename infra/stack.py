@@ -97,6 +97,8 @@ class VoiceAgentStack(Stack):
             project_root=project_root,
             openai_api_key=self.secrets.openai_api_key,
             relay_token_secret=self.secrets.relay_token,
+            recall_api_key=self.secrets.recall_api_key,
+            tool_signing_secret=self.secrets.tool_signing,
             table_name=self.storage.table.table_name,
             metrics_service=f"{settings.stack_name}-relay",
             log_retention=log_retention,
@@ -159,6 +161,18 @@ class VoiceAgentStack(Stack):
             "OpenAIKeySecretArn",
             value=self.secrets.openai_api_key.secret_arn,
             description="Put an OpenAI API key here, then force a new relay deployment",
+        )
+        CfnOutput(
+            self,
+            "RecallApiKeySecretArn",
+            value=self.secrets.recall_api_key.secret_arn,
+            description="Put your Recall API key here for the relay's tools (leave, chat)",
+        )
+        CfnOutput(
+            self,
+            "ToolSigningSecretArn",
+            value=self.secrets.tool_signing.secret_arn,
+            description="Key that signs HTTP tool requests: your endpoints verify with it",
         )
         CfnOutput(
             self,

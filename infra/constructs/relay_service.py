@@ -152,6 +152,7 @@ def container_environment(
         "RELAY_METRICS_NAMESPACE": METRICS_NAMESPACE,
         "RELAY_METRICS_SERVICE": metrics_service,
         "LOG_LEVEL": settings.log_level,
+        "RECALL_REGION": settings.recall_region,
     }
 
 
@@ -172,6 +173,8 @@ class RelayService(Construct):
         project_root: Path,
         openai_api_key: secretsmanager.ISecret,
         relay_token_secret: secretsmanager.ISecret,
+        recall_api_key: secretsmanager.ISecret,
+        tool_signing_secret: secretsmanager.ISecret,
         table_name: str,
         metrics_service: str,
         log_retention: logs.RetentionDays,
@@ -229,6 +232,8 @@ class RelayService(Construct):
             secrets={
                 "OPENAI_API_KEY": ecs.Secret.from_secrets_manager(openai_api_key),
                 "RELAY_TOKEN_SECRET": ecs.Secret.from_secrets_manager(relay_token_secret),
+                "RECALL_API_KEY": ecs.Secret.from_secrets_manager(recall_api_key),
+                "RELAY_TOOL_SIGNING_SECRET": ecs.Secret.from_secrets_manager(tool_signing_secret),
             },
         )
         self._grant_task_protection()

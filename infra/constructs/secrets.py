@@ -47,8 +47,16 @@ OPENAI_KEY_PLACEHOLDER: Final = PLACEHOLDER_PREFIX + "put-an-OpenAI-API-key-here
 RELAY_TOKEN_KEY_LENGTH: Final = 64
 
 
+#: What the Recall API key secret holds until a person puts the key (tools then fail
+#: with Recall's 401, told to the model as a tool error).
+RECALL_KEY_PLACEHOLDER = "PLACEHOLDER-put-your-Recall-API-key-here"
+#: 32 alphanumerics: a key both the relay and the ``standardwebhooks`` library accept.
+TOOL_SIGNING_KEY_LENGTH = 32
+
+
 class AppSecrets(Construct):
-    """Creates the secrets; exposes ``recall_webhook``, ``openai_api_key``, ``relay_token``."""
+    """Creates the secrets; exposes ``recall_webhook``, ``openai_api_key``, ``recall_api_key``,
+    ``tool_signing`` and ``relay_token``."""
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         """Create the three secrets (see the module docstring for how to fill them)."""
@@ -70,6 +78,28 @@ class AppSecrets(Construct):
                 "then force a new deployment of the relay service."
             ),
             secret_string_value=SecretValue.unsafe_plain_text(OPENAI_KEY_PLACEHOLDER),
+        )
+        self.recall_api_key = secretsmanager.Secret(
+            self,
+            "RecallApiKey",
+            description=(
+                "Recall.ai API key the relay's tools use (leave_meeting, send_chat_message). "
+                "Created with a placeholder; put the key, then force a new relay deployment."
+            ),
+            secret_string_value=SecretValue.unsafe_plain_text(RECALL_KEY_PLACEHOLDER),
+        )
+        self.tool_signing = secretsmanager.Secret(
+            self,
+            "ToolSigningSecret",
+            description=(
+                "Key that signs the relay's HTTP tool requests (Standard Webhooks); give it to "
+                "your tool endpoints to verify them (generated; never typed by a person)."
+            ),
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=TOOL_SIGNING_KEY_LENGTH,
+                exclude_punctuation=True,
+                include_space=False,
+            ),
         )
         self.relay_token = secretsmanager.Secret(
             self,

@@ -18,7 +18,9 @@ from tests.infra.conftest import Synthesized
 
 #: Relay variables that must be set on AWS (no safe default there).
 RELAY_REQUIRED = frozenset({"OPENAI_API_KEY", "RELAY_TOKEN_SECRET", "TABLE_NAME", "DRAIN_SECONDS"})
-RELAY_SECRETS = frozenset({"OPENAI_API_KEY", "RELAY_TOKEN_SECRET"})
+RELAY_SECRETS = frozenset(
+    {"OPENAI_API_KEY", "RELAY_TOKEN_SECRET", "RECALL_API_KEY", "RELAY_TOOL_SIGNING_SECRET"}
+)
 
 
 def test_lambda_environment_is_what_the_receiver_reads(synthesized: Synthesized) -> None:

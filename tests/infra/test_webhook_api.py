@@ -8,7 +8,11 @@ from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
-from infra.constructs.secrets import OPENAI_KEY_PLACEHOLDER, RECALL_WEBHOOK_PLACEHOLDER
+from infra.constructs.secrets import (
+    OPENAI_KEY_PLACEHOLDER,
+    RECALL_KEY_PLACEHOLDER,
+    RECALL_WEBHOOK_PLACEHOLDER,
+)
 from tests.infra.conftest import Synthesized
 
 
@@ -125,9 +129,11 @@ def test_template_holds_no_secret_value_only_placeholders(synthesized: Synthesiz
         for s in secrets.values()
         if "SecretString" in s["Properties"]
     )
-    assert literal == sorted([OPENAI_KEY_PLACEHOLDER, RECALL_WEBHOOK_PLACEHOLDER])
+    assert literal == sorted(
+        [OPENAI_KEY_PLACEHOLDER, RECALL_WEBHOOK_PLACEHOLDER, RECALL_KEY_PLACEHOLDER]
+    )
     generated = [s for s in secrets.values() if "GenerateSecretString" in s["Properties"]]
-    assert len(generated) == 1
+    assert len(generated) == 2  # the relay token key and the tool signing key
     body = json.dumps(synthesized.template.to_json())
     assert not re.search(r"whsec_[A-Za-z0-9+/=]{8,}", body)
     assert not re.search(r"sk-[A-Za-z0-9_-]{8,}", body)
