@@ -54,6 +54,7 @@ ENV_VARS: Final[frozenset[str]] = frozenset(
         "RELAY_METRICS_SERVICE",
         "LOG_LEVEL",
         "ECS_AGENT_URI",
+        "ECS_CONTAINER_METADATA_URI_V4",
         "RECALL_API_KEY",
         "RECALL_REGION",
         "RECALL_API_BASE",
@@ -112,6 +113,8 @@ class RelayConfig:
     #: otherwise stay at WARNING (``DEBUG,botocore=DEBUG``; relay.logs).
     log_level: str = "INFO"
     ecs_agent_uri: str | None = None
+    #: ECS's task metadata endpoint (set by ECS): the leave watcher finds its task there.
+    ecs_metadata_uri: str | None = None
     #: Recall API key for the tools that act in the meeting (an ECS secret on AWS).
     recall_api_key: str | None = field(default=None, repr=False)
     #: Recall region of the bots (keys are per region); ``RECALL_API_BASE`` overrides its URL.
@@ -318,6 +321,7 @@ class RelayConfig:
             metrics_service=get("RELAY_METRICS_SERVICE") or defaults.metrics_service,
             log_level=level,
             ecs_agent_uri=get("ECS_AGENT_URI"),
+            ecs_metadata_uri=get("ECS_CONTAINER_METADATA_URI_V4"),
             recall_api_key=get("RECALL_API_KEY"),
             recall_region=recall_region,
             recall_api_base=recall_base,

@@ -49,6 +49,7 @@ from relay.auth import authenticate, select_subprotocol
 from relay.bot_binding import BindingStore
 from relay.config import RelayConfig
 from relay.errors import BadRequestError, DrainingError, ForbiddenError, RelayError
+from relay.leaving import BotoEcs, LeaveReason, LeaveWatcher
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
 from relay.protection import TaskProtection
@@ -161,6 +162,9 @@ class Relay:
         if self.config.metrics_interval > 0:
             self._spawn(self.metrics.run(self.config.metrics_interval))
         self._spawn(self.protection.run())
+        if self.config.ecs_metadata_uri:
+            watcher = LeaveWatcher(self.config.ecs_metadata_uri, BotoEcs.default(), self._leave)
+            self._spawn(watcher.run())
         logger.info(
             "relay listening",
             extra={
@@ -264,6 +268,16 @@ class Relay:
             "locked fields dropped",
             extra={"session_id": session_id, "event_type": event_type, "fields": list(removed)},
         )
+
+    def _leave(self, reason: LeaveReason) -> None:
+        """ECS is replacing or stopping this task: leave now rather than at SIGTERM (no new
+        sessions, live ones handed over at their next turn boundary); scale-in protection
+        goes at once, so nothing makes the deployment wait for this task."""
+        if self.draining:
+            return
+        logger.info("relay leaving", extra={"reason": str(reason)})
+        self.protection.release()
+        self._spawn(self.drain())
 
     def _record_counts(self) -> tuple[int, int, int]:
         stats = self.recorder.stats()

@@ -17,7 +17,15 @@ import boto3
 import pytest
 
 from relay.leaving import BotoEcs, LeaveReason, LeaveWatcher, leave_reason, service_of
-from tests.relay.conftest import eventually
+from tests.conftest import TIMEOUT
+from tests.relay.conftest import (
+    FakeUpstream,
+    StartRelay,
+    eventually,
+    mint,
+    open_client,
+    recv_until,
+)
 
 TASK_ARN = "arn:aws:ecs:us-east-1:123456789012:task/relay-cluster/0123456789abcdef"
 CLUSTER = "arn:aws:ecs:us-east-1:123456789012:cluster/relay-cluster"
@@ -286,3 +294,22 @@ def test_default_client_has_short_timeouts(monkeypatch: pytest.MonkeyPatch) -> N
     assert ecs.client.meta.region_name == "eu-west-1"
     assert ecs.client.meta.config.read_timeout == 5
     assert ecs.client.meta.config.connect_timeout == 3
+
+
+async def test_a_relay_whose_task_is_stopping_leaves_at_once(
+    aws: FakeAws,
+    start_relay: StartRelay,
+    fake_upstream: FakeUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Wired into the server: ECS says STOPPED, so the relay stops admitting (health 503)
+    and hands its idle session over (1001, reconnect) without waiting for SIGTERM."""
+    aws.task = _task("STOPPED")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ECS", aws.ecs_url)
+    relay = await start_relay(fake_upstream.url, ecs_metadata_uri=aws.metadata_uri)
+    async with open_client(relay, mint("bot-leaving")) as ws:
+        await recv_until(ws, "session.created")
+        await eventually(lambda: relay.draining)
+        async with asyncio.timeout(TIMEOUT):
+            await ws.wait_closed()
+    assert (ws.close_code, ws.close_reason) == (1001, "relay draining: reconnect")
