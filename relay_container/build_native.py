@@ -1,11 +1,12 @@
 """Compile the relay's per-message modules with mypyc: what the image ships, what CI tests.
 
 Owns: the list of compiled modules and how they are built. Every relayed message runs
-``wire`` (framing), ``session`` (the shell's socket callbacks), ``core`` / ``core_legs`` /
-``upstream_leg`` / ``client_events`` / ``effects`` (the session core), ``events`` (the
-type sniffers) and ``metrics`` (the delay histogram); compiled, they execute about half
-the instructions per audio round trip
-(bench/README.md, "Relay"). Everything else stays interpreted. The sources are the same
+``wire`` (framing), ``session`` (the shell's socket callbacks), ``core`` / ``core_client``
+/ ``core_moves`` / ``core_legs`` / ``upstream_leg`` / ``client_events`` / ``effects`` (the
+session core), ``events`` (the type sniffers) and ``metrics`` (the delay histogram);
+compiled, they execute about half the instructions per audio round trip (bench/README.md,
+"Relay").
+Everything else stays interpreted. The sources are the same
 files: the build copies the ``relay`` package (and ``storage``, which it imports) into
 ``--out``, compiles there, and leaves the extension modules beside the sources, where
 Python's import system prefers them. Nothing is written into the source tree, so an
@@ -35,6 +36,8 @@ MODULES: Final = (
     "relay/wire.py",
     "relay/session.py",
     "relay/core.py",
+    "relay/core_client.py",
+    "relay/core_moves.py",
     "relay/core_legs.py",
     "relay/upstream_leg.py",
     "relay/client_events.py",

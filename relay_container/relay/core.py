@@ -26,43 +26,31 @@ from typing import Final
 from websockets.frames import CloseCode
 
 from relay import wire
-from relay.client_events import is_plain_append
-from relay.conversation import Turn, TurnTaking, seed_events
-from relay.core_legs import C_CLOSED, C_CLOSING, C_DETACHED, C_OPEN, LegCore
+from relay.conversation import Turn, seed_events
+from relay.core_client import ClientCore
+from relay.core_legs import C_CLOSING, C_DETACHED, C_OPEN
 from relay.effects import (
     CLIENT,
     Abort,
     Close,
     Dial,
     Effect,
-    Handover,
-    Promote,
     Reading,
     ToolEvent,
     Write,
 )
 from relay.errors import (
-    QueueOverflowError,
     SessionTooLongError,
     TransitionError,
     UpstreamError,
 )
 from relay.events import (
-    INPUT_AUDIO_APPEND,
-    ITEM_TRUNCATE,
     RESPONSE_CREATED,
-    SESSION_UPDATE,
     TOOL_EVENT_TYPES,
     UNRECORDED_HEADS,
     recorded_type,
     tool_event_type,
 )
-from relay.rollover import RetiringLeg
-
-#: The reason of a 1001 that tells the page to reconnect at once (drain or handover).
-DRAIN_REASON: Final = "relay draining: reconnect"
-#: A rollover waits at most this long for a pause between turns, then switches anyway.
-ROLLOVER_MAX_WAIT_SECONDS: Final = 120.0
 
 _TEXT: Final = wire.TEXT
 _BINARY: Final = wire.BINARY
@@ -72,7 +60,7 @@ _PONG: Final = wire.PONG
 _encode: Final = wire.encode
 
 
-class SessionCore(LegCore):
+class SessionCore(ClientCore):
     """One session's two legs and what happens between them."""
 
     # Read-only views
@@ -162,131 +150,6 @@ class SessionCore(LegCore):
             if self.finished:
                 break
             self._due(name, now)
-        return self._take()
-
-    # Inputs: the client leg
-
-    def client_data(self, data: bytes, now: float) -> bytes | list[Effect]:
-        """Client bytes. Returns the bytes for the current upstream leg when that is all."""
-        self._now = now
-        reader = self._reader
-        if reader is None:
-            return b""
-        try:
-            frames, _ = reader.feed(data)
-        except wire.FrameError as exc:
-            self._fail_framing(exc.close_code, str(exc))
-            return self._take()
-        out: list[bytes] = []
-        for opcode, fin, payload in frames:
-            if opcode <= _BINARY:
-                if opcode == _CONT:
-                    if self._fragments is None:
-                        self._fail_framing(
-                            CloseCode.PROTOCOL_ERROR, "unexpected continuation frame"
-                        )
-                        break
-                    self._fragment_size += len(payload)
-                    if self._fragment_size > self.config.max_frame_bytes:
-                        limit = self.config.max_frame_bytes
-                        self._fail_framing(
-                            CloseCode.MESSAGE_TOO_BIG,
-                            f"message over the relay's limit of {limit} bytes",
-                        )
-                        break
-                    self._fragments.append(payload)
-                    if fin:
-                        message = b"".join(self._fragments)
-                        self._fragments = None
-                        self._client_message(self._fragment_opcode, message, out)
-                elif self._fragments is not None:
-                    self._fail_framing(CloseCode.PROTOCOL_ERROR, "expected a continuation frame")
-                    break
-                elif fin:
-                    self._client_message(opcode, payload, out)
-                else:
-                    self._fragments = [payload]
-                    self._fragment_opcode = opcode
-                    self._fragment_size = len(payload)
-            elif opcode == _PING:
-                if self.client_state is C_OPEN:
-                    self._to_client(_encode(_PONG, payload, mask=False))
-            elif opcode == _PONG:
-                if payload == self._ping_payload:  # unsolicited pongs prove nothing
-                    self._ping_sent = None
-            else:
-                self._forward(out)
-                out = []
-                self._client_close_received(payload)
-                break
-        if out:
-            if not self._fx and self.up.is_open:
-                return out[0] if len(out) == 1 else b"".join(out)
-            self._forward(out)
-        return self._take() if self._fx else b""
-
-    def client_lost(self, now: float) -> list[Effect]:
-        """The client's TCP connection ended: hold the model for a re-attach, or end it too."""
-        self._now = now
-        if self.client_state is C_CLOSED or self.client_state is C_DETACHED:
-            raise TransitionError(f"client lost while {self.client_state.value}")
-        vanished = self.close_code is None
-        if vanished:
-            self.close_code = CloseCode.ABNORMAL_CLOSURE
-            self.close_reason = "client disconnected"
-        self._reader = None
-        self._deadlines.clear("client_close")
-        self._deadlines.clear("client_stalled")
-        if vanished and self.holdable and not self.up.is_closed and not self.finished:
-            self._detach()
-            return self._take()
-        self.client_state = C_CLOSED
-        self._close_upstream(CloseCode.GOING_AWAY, "client went away")
-        self._maybe_finish()
-        return self._take()
-
-    def client_writable(self, writable: bool, now: float) -> list[Effect]:
-        """The client's socket buffer filled (False) or drained (True)."""
-        self._now = now
-        self._client_blocked = not writable
-        if writable:
-            self._blocked_bytes = 0
-            self._deadlines.clear("client_stalled")
-        else:
-            self._deadlines.set("client_stalled", now + self.config.ping_timeout)
-        # The client reads slower than the model talks: stop reading the model meanwhile.
-        self.up.reads_paused = not writable
-        if not self.up.is_closed:
-            self._fx.append(Reading(self.up.leg, writable))
-        return self._take()
-
-    def reattach(self, now: float) -> list[Effect]:
-        """A new client socket for this detached session: held frames first, then live."""
-        self._now = now
-        if self.client_state is not C_DETACHED or self.finished:
-            raise TransitionError(f"re-attach while the client is {self.client_state.value}")
-        detached_ms = round((now - self.detached_at) * 1000)
-        self.client_state = C_OPEN
-        self.reattached += 1
-        self._deadlines.clear("hold")
-        if self._deadlines.get("ping_client") is None:
-            self._deadlines.set("ping_client", now + self.config.ping_interval)
-        self._reader = self._client_reader()
-        self._fragments = None
-        self._ping_sent = None
-        self._client_blocked = False
-        self._blocked_bytes = 0
-        self.close_code, self.close_reason = None, ""
-        if self._client_reads_paused:
-            self._fx.append(Reading(CLIENT, False))
-        old = self.record
-        self.record = self._new_record(old.conversation.turns())
-        self.record.turn_taking = old.turn_taking
-        held = self._hold.release()
-        if held:
-            self._to_client(b"".join(held))
-            self.frames_down += len(held)
-        self._note("client reattached", buffered_frames=len(held), detached_ms=detached_ms)
         return self._take()
 
     # Inputs: the upstream legs
@@ -432,51 +295,6 @@ class SessionCore(LegCore):
 
     # Internals
 
-    def _client_message(self, opcode: int, payload: bytes, out: list[bytes]) -> None:
-        if self.client_state is not C_OPEN:
-            return
-        if opcode == _TEXT and is_plain_append(payload):
-            kind: str | None = INPUT_AUDIO_APPEND  # nearly every frame: known from its head
-            if self._replaying:
-                self._rollover.keep_append(payload, self._now)
-        else:
-            kind, payload, error = self._events.check(opcode, payload)
-            if kind is None:
-                if error is not None:
-                    self._invalid_event(error)
-                return
-            if error is not None:
-                self._client_event(error)
-            if kind == ITEM_TRUNCATE and self._drop_truncates:
-                return  # it names an item of the upstream session a rollover replaced
-            if kind == SESSION_UPDATE and self._rollover.note_client_update(payload):
-                # The fresh session was set up without it: prepare it again.
-                self._drop_standby()
-                self._deadlines.set("rollover", self._now)
-        self.frames_up += 1
-        self.bytes_up += len(payload)
-        out.append(_encode(_TEXT, payload, mask=True))
-
-    def _forward(self, frames: list[bytes]) -> None:
-        """Client frames for the model: written, queued until it is ready, or dropped."""
-        if not frames:
-            return
-        up = self.up
-        if up.is_open:
-            self._fx.append(Write(up.leg, b"".join(frames)))
-        elif up.is_dialing:
-            self._queue.extend(frames)
-            self._queue_bytes += sum(len(frame) for frame in frames)
-            limit = self.config.pre_upstream_queue_bytes
-            if self._queue_bytes > limit:
-                self._note("queue overflow")
-                self._fail(
-                    QueueOverflowError(
-                        f"more than {limit} bytes arrived before the model was ready; "
-                        "wait for session.created before streaming audio"
-                    )
-                )
-
     def _upstream_frames(self, frames: list[wire.Frame]) -> None:
         """The model's frames the slow way: control frames, acks to swallow, a client that is
         detached, closing or not to be interleaved with."""
@@ -539,101 +357,4 @@ class SessionCore(LegCore):
         elif name.startswith("abort:"):
             self._fx.append(Abort(int(name[6:])))
 
-    # Rollover
-
-    @property
-    def _rollover_wait(self) -> float:
-        """How long a prepared rollover waits for a pause between turns."""
-        return min(ROLLOVER_MAX_WAIT_SECONDS, self.config.rollover_seconds / 4)
-
-    def _start_rollover(self, now: float) -> None:
-        """Time for a fresh upstream: dial it; the switch waits for a pause between turns."""
-        if not self.up.is_open or self._rollover.active or self.leaving:
-            return
-        leg, self._next_leg = self._next_leg, self._next_leg + 1
-        self._rollover.begin(leg, now)
-        self._forced = False
-        self._deadlines.set("rollover_force", now + self._rollover_wait + self.config.open_timeout)
-        self._fx.append(Dial(leg))
-
-    def _standby_lost(self, reason: str) -> None:
-        """The fresh session failed: keep the current one, try again a little later."""
-        self._note("rollover failed", error=reason)
-        self._drop_standby()
-        if not self.finished:
-            self._deadlines.set("rollover", self._now + self._rollover_wait)
-
-    def _drop_standby(self) -> None:
-        if self._rollover.active:
-            self._fx.append(Abort(self._rollover.leg))
-            self._rollover.reset()
-        self._deadlines.clear("rollover_force")
-
-    def _maybe_switch(self) -> None:
-        rollover = self._rollover
-        if not rollover.ready or self._in_fragment:
-            return
-        if not (self._forced or self.record.turn_taking.between_turns):
-            return
-        up = self.up
-        if not up.is_open:
-            self._drop_standby()
-            return
-        # The old session is retired with what its reader holds; the fresh one takes over.
-        old, new = up.leg, rollover.leg
-        self._retiring[old] = RetiringLeg(up.reader)
-        self._fx.append(
-            Write(
-                old, _encode(wire.CLOSE, wire.close_payload(1000, "session rolled over"), mask=True)
-            )
-        )
-        self._deadlines.set(f"abort:{old}", self._now + self.config.close_timeout)
-        assert rollover.reader is not None
-        up.promote(new, rollover.reader)
-        self._fx.append(Promote(new))
-        replay = rollover.replay(self._now)
-        if replay:
-            self._fx.append(Write(new, replay))
-        if up.reads_paused:
-            self._fx.append(Reading(new, False))
-        if self._client_reads_paused and self.client_state is C_OPEN:
-            self._client_reads_paused = False  # it was the old session that was slow
-            self._fx.append(Reading(CLIENT, True))
-        if self._forced:
-            self.record.turn_taking = TurnTaking()  # what was in progress ended with it
-        self._drop_truncates = True
-        self.rollovers += 1
-        self._note(
-            "rollover: switched to the fresh upstream",
-            forced=self._forced,
-            waited_ms=round((self._now - rollover.started_at) * 1000),
-            refused_setup_events=rollover.refusals,
-            replayed_bytes=len(replay),
-        )
-        rollover.reset()
-        self._replaying = self._forced = False
-        self._deadlines.clear("rollover_force")
-        self._arm_rollover(self._now)
-
-    def _arm_rollover(self, now: float) -> None:
-        """The next rollover, and the start of its audio replay ``replay_seconds`` before."""
-        if self.config.rollover_seconds <= 0:
-            return
-        at = now + self.config.rollover_seconds
-        self._deadlines.set("rollover", at)
-        if self.config.rollover_replay_seconds > 0:
-            self._deadlines.set("replay", max(now, at - self.config.rollover_replay_seconds))
-
     # Leaving
-
-    def _maybe_hand_over(self) -> None:
-        if self.leaving and not self._in_fragment and self.record.turn_taking.between_turns:
-            self._hand_over()
-
-    def _hand_over(self) -> None:
-        """Ask the shell to close the client with "reconnect" once the records are out."""
-        if not self.leaving or self.client_state is not C_OPEN:
-            return
-        self.leaving = False  # once
-        self._deadlines.clear("leave")
-        self._fx.append(Handover(CloseCode.GOING_AWAY, DRAIN_REASON))

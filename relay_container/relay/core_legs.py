@@ -27,7 +27,6 @@ from relay.effects import (
     Effect,
     Finished,
     Happened,
-    Reading,
     Timer,
     Write,
 )
@@ -290,32 +289,6 @@ class LegCore:
         up.lost()
         self._deadlines.clear("ping_up")
         self._fail(error, upstream=False)
-        self._maybe_finish()
-
-    def _detach(self) -> None:
-        """The client vanished without a close frame: keep the model for the grace period."""
-        self.client_state = C_DETACHED
-        self.detached_at = self._now
-        self._fragments = None
-        self._hold.start(mid_message=self._in_fragment)
-        self._in_fragment = False
-        self._deferred.clear()
-        self.record.connection_ended(close_code=self.close_code, close_reason=self.close_reason)
-        self._deadlines.set("hold", self._now + self.config.reattach_seconds)
-        if self.up.reads_paused and not self.up.is_closed:
-            self.up.reads_paused = False
-            self._fx.append(Reading(self.up.leg, True))
-        self._note("client detached", reattach_seconds=self.config.reattach_seconds)
-
-    def _hold_expired(self, reason: str) -> None:
-        if self.client_state is not C_DETACHED:
-            return
-        self._note("detached session ended", reason=reason)
-        self.holdable = False
-        self.client_state = C_CLOSED
-        self._hold.clear()
-        self._deadlines.clear("hold")
-        self._close_upstream(CloseCode.NORMAL_CLOSURE, "client session ended")
         self._maybe_finish()
 
     def _maybe_finish(self) -> None:

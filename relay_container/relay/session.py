@@ -21,15 +21,17 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from relay.admission import Ticket
 from relay.client_events import ClientEvents
 from relay.config import RelayConfig
 from relay.conversation import Turn
-from relay.core import DRAIN_REASON, SessionCore
+from relay.core import SessionCore
+from relay.core_moves import DRAIN_REASON
+from relay.dialer import Dialer, open_leg
 from relay.effects import (
     CLIENT,
     Abort,
@@ -51,11 +53,10 @@ from relay.metrics import Metrics
 from relay.policy import SessionPolicy
 from relay.record_items import ConnectionRecord
 from relay.record_writer import Recorder
-from relay.session_setup import SessionSetup, SessionSetups
+from relay.session_report import SessionReport
+from relay.session_setup import SessionSetups, start_tools
 from relay.tokens import Claims
-from relay.tool_calls import seed_events as tool_seed_events
 from relay.tool_runner import ToolRunner
-from relay.tools.builtins import ToolContext
 from relay.upstream import UpstreamConnection, open_upstream
 
 __all__ = ["DRAIN_REASON", "RelaySession", "SessionContext"]
@@ -63,30 +64,11 @@ __all__ = ["DRAIN_REASON", "RelaySession", "SessionContext"]
 logger = logging.getLogger(__name__)
 
 monotonic: Final = time.monotonic
-#: Bound of a resume's conversation load (it flushes first, so at most twice this).
-HISTORY_LOAD_SECONDS: Final = 1.0
-#: Bound of reading the session's bot and persona (a table read); late, the operator's
-#: agent runs.
-SETUP_LOAD_SECONDS: Final = 2.0
 #: Bound of the records flush before a handover closes the client.
 HANDOVER_FLUSH_SECONDS: Final = 1.0
 #: Socket write-buffer marks: beyond HIGH the other leg stops being read.
 WRITE_HIGH: Final = 256 * 1024
 WRITE_LOW: Final = 64 * 1024
-#: What the core reports → the counter it moves.
-_COUNTED: Final = {
-    "upstream failed": "UpstreamErrors",
-    "rollover failed": "UpstreamErrors",
-    "queue overflow": "QueueOverflows",
-    "re-attach buffer overflow": "ReattachOverflows",
-    "session resumed": "SessionsResumed",
-    "rollover: switched to the fresh upstream": "Rollovers",
-    "client cut": "ClientsCut",
-}
-_WARNINGS: Final = frozenset({"upstream failed", "rollover failed", "client cut"})
-
-
-Dialer = Callable[..., Awaitable[UpstreamConnection]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +107,7 @@ class RelaySession(asyncio.Protocol):
         self._on_finished = on_finished
         self._loop = asyncio.get_running_loop()
         self._metrics = context.metrics
+        self._report = SessionReport(context.metrics, session_id=self.id, sub=claims.sub)
         self._started = monotonic()
         self._client: asyncio.Transport | None = None
         self._upstream: asyncio.Transport | None = None
@@ -190,7 +173,7 @@ class RelaySession(asyncio.Protocol):
         """Take over the client socket after the 101 and start dialling the model."""
         self._client = transport
         transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
-        self._log("session opened", jti=self.claims.jti, model=self.model)
+        self._report.log("session opened", jti=self.claims.jti, model=self.model)
         self._apply(self.core.start(monotonic()))
         if leftover:
             self.data_received(leftover)
@@ -289,7 +272,7 @@ class RelaySession(asyncio.Protocol):
             elif isinstance(effect, Timer):
                 self._arm(effect.at)
             elif isinstance(effect, Happened):
-                self._happened(effect)
+                self._report.happened(effect)
             elif isinstance(effect, Close | Abort):
                 self._end_leg(effect)
             elif isinstance(effect, Reading):
@@ -334,52 +317,27 @@ class RelaySession(asyncio.Protocol):
         self._timer = None
         self._apply(self.core.tick(monotonic()))
 
-    def _happened(self, event: Happened) -> None:
-        counter = _COUNTED.get(event.what)
-        if counter is not None:
-            self._metrics.count(counter)
-        level = logging.WARNING if event.what in _WARNINGS else logging.INFO
-        self._log(event.what, level=level, **event.fields)
-
     # Upstream legs
 
     async def _dial(self, leg: int, load_history: bool) -> None:
-        config = self.context.config
         dialled = monotonic()
         primary = leg == 1
-        history_task = (
-            self._loop.create_task(
-                self.context.recorder.load_turns(self.claims.sub, timeout=HISTORY_LOAD_SECONDS)
-            )
-            if load_history
-            else None
-        )
-        setup_task = self._loop.create_task(self._resolve_setup(load_history)) if primary else None
-        history: Sequence[Turn] = ()
-        setup: tuple[SessionSetup, list[dict[str, Any]]] | None = None
         try:
-            async with asyncio.timeout(config.open_timeout):
-                connection = await self.context.dial(
-                    url=config.upstream_url, model=self.model, api_key=config.openai_api_key
-                )
-            if history_task is not None:
-                history = await history_task
-            if setup_task is not None:
-                setup = await setup_task
-        except TimeoutError:
-            return self._dial_failed(leg, UpstreamError("the model did not answer in time"))
-        except OSError as exc:
-            reason = f"cannot reach the model: {exc.strerror or exc}"
-            return self._dial_failed(leg, UpstreamError(reason))
+            opened = await open_leg(
+                self.context.config,
+                self.context.dial,
+                model=self.model,
+                subject=self.claims.sub,
+                recorder=self.context.recorder,
+                setups=self.context.setups if primary else None,
+                load_history=load_history,
+            )
         except UpstreamError as exc:
             return self._dial_failed(leg, exc)
         except Exception:  # a dial task is a boundary: the session hears of every failure
             logger.exception("upstream dial failed unexpectedly", extra={"session_id": self.id})
             return self._dial_failed(leg, UpstreamError("internal error while reaching the model"))
-        finally:
-            for task in (history_task, setup_task):
-                if task is not None and not task.done():
-                    task.cancel()
+        connection = opened.connection
         if self._dials.pop(leg, None) is None or connection.transport is None:
             if connection.transport is not None:
                 connection.transport.abort()  # abandoned while it connected
@@ -390,63 +348,31 @@ class RelaySession(asyncio.Protocol):
         if current:
             self._upstream = connection.transport
             self._current_leg = leg
-            self._log("upstream connected", connect_ms=round((monotonic() - dialled) * 1000))
+            self._report.log("upstream connected", connect_ms=round((monotonic() - dialled) * 1000))
         extra_seeds: list[bytes] = []
+        setup = opened.setup
         if setup is not None:
-            extra_seeds = self._configure(*setup)
+            self.core.configure(setup.agent_update, watch_tools=setup.registry is not None)
+            self._events.tools = setup.tracker
+            self._runner, extra_seeds = start_tools(
+                setup,
+                opened.tool_calls,
+                session_id=self.claims.sub,
+                send_upstream=self._send_tool_event,
+                record=lambda **call: self.core.record.tool_call(**call),
+            )
         leftover = connection.attach(self if current else _SideLeg(self, leg))
         now = monotonic()
-        self._apply(self.core.upstream_opened(leg, history, now, extra_seeds))
-        if setup is not None and setup[0].greeting and not history and not setup[1]:
+        self._apply(self.core.upstream_opened(leg, opened.history, now, extra_seeds))
+        if setup is not None and setup.greeting and not opened.history and not opened.tool_calls:
             # Once, when a session starts in a meeting: a resumed one has its history.
-            self._apply(self.core.send_upstream(greeting_response(setup[0].greeting), now))
+            self._apply(self.core.send_upstream(greeting_response(setup.greeting), now))
         if leftover:
             if current:
                 self.upstream_data_received(leftover)
             else:
                 self._apply(self.core.leg_data(leg, leftover, monotonic()))
         return None
-
-    async def _resolve_setup(self, load_history: bool) -> tuple[SessionSetup, list[dict[str, Any]]]:
-        """The session's bot, persona and tools, and its earlier tool calls (resume)."""
-        calls = await self.context.recorder.load_tool_calls(self.claims.sub) if load_history else []
-        executed = [call["call_id"] for call in calls]
-        try:
-            async with asyncio.timeout(SETUP_LOAD_SECONDS):
-                setup = await self.context.setups.resolve(self.claims.sub, executed=executed)
-        except TimeoutError:
-            logger.warning("the session's bot was not read in time", extra={"sub": self.claims.sub})
-            setup = self.context.setups.operator(executed=executed)
-        return setup, calls
-
-    def _configure(self, setup: SessionSetup, calls: list[dict[str, Any]]) -> list[bytes]:
-        """Apply the session's setup; the finished tool calls to replay (resume)."""
-        self.core.configure(setup.agent_update, watch_tools=setup.registry is not None)
-        self._events.tools = setup.tracker
-        if setup.registry is None or setup.tracker is None:
-            return []
-        self._runner = ToolRunner(
-            setup.registry,
-            setup.tracker,
-            ToolContext(session_id=self.claims.sub, bot_id=setup.bot_id),
-            send_upstream=self._send_tool_event,
-            on_start=lambda call: self.core.record.tool_call(
-                call_id=call.call_id, name=call.name, arguments=call.arguments
-            ),
-            on_result=lambda call, result: self.core.record.tool_call(
-                call_id=call.call_id, name=call.name, arguments=call.arguments, output=result.output
-            ),
-        )
-        seeds: list[bytes] = []
-        for call in calls:
-            if isinstance(call.get("output"), str):
-                seeds += tool_seed_events(
-                    call["call_id"],
-                    str(call.get("name")),
-                    str(call.get("arguments")),
-                    call["output"],
-                )
-        return seeds
 
     async def _send_tool_event(self, event: bytes) -> None:
         self._apply(self.core.send_upstream(event, monotonic()))
@@ -499,35 +425,14 @@ class RelaySession(asyncio.Protocol):
         if self._runner is not None:
             self._runner.cancel()
         self._ticket.release()
-        core = self.core
-        stats = self.context.recorder.stats()
-        self._log(
-            "session closed",
+        self._report.closed(
+            self.core,
+            self.context.recorder.stats(),
             jti=self.claims.jti,
             model=self.model,
-            close_code=core.close_code,
-            close_reason=core.close_reason,
-            upstream_close_code=core.upstream_close_code,
-            duration_ms=round(self.duration * 1000),
-            frames_up=core.frames_up,
-            frames_down=core.frames_down,
-            bytes_up=core.bytes_up,
-            bytes_down=core.bytes_down,
-            reattached=core.reattached,
-            rollovers=core.rollovers,
-            turns=len(core.record.conversation),
-            records_written=stats.written,
-            records_dropped=stats.dropped,
-            record_write_failures=stats.failed_attempts,
+            duration=self.duration,
         )
         self._on_finished(self)
-
-    def _log(self, message: str, *, level: int = logging.INFO, **fields: object) -> None:
-        logger.log(
-            level,
-            message,
-            extra={"session_id": self.id, "sub": self.claims.sub, **fields},
-        )
 
 
 class _SideLeg:

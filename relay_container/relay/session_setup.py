@@ -1,5 +1,7 @@
 """What a session runs with: its bot, persona, tools and greeting, resolved when it starts.
 
+(:func:`start_tools` then builds the session's tool runner from it.)
+
 The operator's ``agent.yaml`` (``AgentConfig``) and relay tools (``ToolRegistry``) are the
 process's; a bot created with ``voicebot bot create --instructions/--agent`` also has an
 overlay, stored under the session the token names (``relay.bot_binding``), never taken
@@ -15,14 +17,18 @@ problem is logged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from relay.agent import AgentConfig
 from relay.bot_binding import BindingStore
 from relay.errors import ConfigError, UpstreamError
 from relay.overlay import merge
 from relay.tool_calls import ToolCallTracker
+from relay.tool_calls import seed_events as tool_seed_events
+from relay.tool_runner import ToolRunner
+from relay.tools.builtins import ToolContext
 from relay.tools.registry import ToolRegistry
 
 logger = logging.getLogger(__name__)
@@ -111,3 +117,38 @@ class SessionSetups:
             tracker=tracker,
             greeting=agent.greeting,
         )
+
+
+def start_tools(
+    setup: SessionSetup,
+    calls: Sequence[Mapping[str, Any]],
+    *,
+    session_id: str,
+    send_upstream: Callable[[bytes], Awaitable[None]],
+    record: Callable[..., None],
+) -> tuple[ToolRunner | None, list[bytes]]:
+    """The session's tool runner (None without relay tools), and the events that replay
+    its finished tool calls (a resume); ``record(call_id=, name=, arguments=, output=)``
+    stores a call when it starts and again when it ends."""
+    if setup.registry is None or setup.tracker is None:
+        return None, []
+    runner = ToolRunner(
+        setup.registry,
+        setup.tracker,
+        ToolContext(session_id=session_id, bot_id=setup.bot_id),
+        send_upstream=send_upstream,
+        on_start=lambda call: record(
+            call_id=call.call_id, name=call.name, arguments=call.arguments
+        ),
+        on_result=lambda call, result: record(
+            call_id=call.call_id, name=call.name, arguments=call.arguments, output=result.output
+        ),
+    )
+    seeds: list[bytes] = []
+    for call in calls:
+        output = call.get("output")
+        if isinstance(output, str):
+            seeds += tool_seed_events(
+                str(call["call_id"]), str(call.get("name")), str(call.get("arguments")), output
+            )
+    return runner, seeds

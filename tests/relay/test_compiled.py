@@ -20,7 +20,9 @@ import pytest
 from relay import (
     client_events,
     core,
+    core_client,
     core_legs,
+    core_moves,
     effects,
     events,
     metrics,
@@ -37,7 +39,19 @@ EXPECT_COMPILED = os.environ.get("RELAY_EXPECT_COMPILED") == "1"
 
 @pytest.mark.parametrize(
     "module",
-    [wire, session, core, core_legs, upstream_leg, client_events, effects, events, metrics],
+    [
+        wire,
+        session,
+        core,
+        core_client,
+        core_moves,
+        core_legs,
+        upstream_leg,
+        client_events,
+        effects,
+        events,
+        metrics,
+    ],
     ids=lambda m: m.__name__,
 )
 def test_the_per_message_modules_are_the_build_this_pass_expects(module: ModuleType) -> None:
