@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-#: Output Media runs on these platforms only (reference/recall.md §2).
+#: Output Media runs on these platforms only (docs/recall.md).
 PLATFORM_HOSTS: Final[dict[str, tuple[str, ...]]] = {
     "zoom": ("zoom.us", "zoomgov.com"),
     "google_meet": ("meet.google.com",),

@@ -1,6 +1,6 @@
 """A signed sample Recall delivery, to check a webhook endpoint end to end.
 
-Owns the sample ``bot.in_call_recording`` body (Recall v1.11 shape, reference/recall.md §4)
+Owns the sample ``bot.in_call_recording`` body (Recall v1.11 shape, docs/recall.md)
 and its Standard Webhooks signature (``webhook-id``, ``webhook-timestamp``,
 ``webhook-signature: v1,<base64>``) made with the ``standardwebhooks`` library from a
 ``whsec_`` secret. Never prints the secret or the signature.

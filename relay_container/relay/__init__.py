@@ -4,20 +4,30 @@ Run as ``python -m relay`` (configuration: ``relay.config.ENV_VARS``). One modul
 
 - ``__main__``: config once, JSON logs, serve until SIGTERM, drain, exit 0.
 - ``config``: ``RelayConfig.from_env`` — the only reader of the environment.
-- ``server``: the listener; HTTP request → page, refusal, or 101 + session; the drain.
+- ``server``: the listener; HTTP request → page, refusal, or 101 + session; the drain and
+  leaving (``leaving``: ECS says the task is going; ``protection``: bounded scale-in
+  protection).
 - ``pages``: ``/healthz``, ``/`` and ``/static/*`` (the agent page folder).
-- ``auth``: the relay token from Bearer / subprotocol / ``?token=``; subprotocol choice.
+- ``auth``: the relay token from Bearer / subprotocol (never the query); subprotocol choice.
 - ``admission``: per-process and per-subject session limits.
-- ``session``: one relayed session — both sockets, frames, limits, closes, back-pressure.
+- ``core``, ``core_client``, ``core_moves``, ``core_legs``: one session as a sans-I/O state
+  machine (bytes and time in, bytes and ``effects`` out): the legs' states, closing and
+  keepalive; the client's side; re-attach, rollover and leaving; the upstream side.
+  Its collaborators: ``client_events`` (what a client event is, policy and tool guard),
+  ``upstream_leg``, ``reattach`` (the hold buffer), ``rollover`` (standby, replay,
+  retiring leg), ``resume`` (seed acknowledgements), ``record_items`` (events → items).
+- ``session``: the asyncio shell around one core (sockets, dials, one timer, effects);
+  ``dialer`` opens its upstream legs, ``session_setup`` resolves its bot, persona, tools
+  and greeting, ``session_report`` its log lines and counters.
 - ``upstream``: the GA handshake with OpenAI (no beta header, no compression).
 - ``wire``: WebSocket frame parsing and encoding for the hot path (pure).
-- ``events``: ``peek_type`` and OpenAI-shaped ``error`` events (pure).
-- ``policy``: locked session fields a client may not set.
+- ``events``: the event vocabulary: every type the relay reads, the sniffers, error events.
+- ``policy`` (``json_edit``): locked session fields a client may not set.
 - ``agent``: ``AgentConfig`` (AGENT_CONFIG file) → the first ``session.update``.
 - ``errors``: every refusal and fault with its HTTP status / close code / error code.
-- ``logs``, ``metrics``, ``protection``: JSON logs, EMF metrics, ECS scale-in protection.
-- ``records``, ``conversation``: session records in DynamoDB, the conversation for resume.
-- ``handover``: a rollover's fresh upstream (until ready) and the retired old one.
+- ``logs``, ``metrics``: JSON logs, EMF metrics.
+- ``record_writer``, ``history``, ``conversation``: the records' writer, the stored
+  conversation read back for a resume, the conversation's turns and seeds.
 - ``tool_calls``: which model function calls the relay runs, what it sends back, and the
   client guard (pure); ``tool_runner``: the asyncio shell that runs them for a session.
 - ``tools``: agent.yaml's tool schema, the registry, built-ins, signed HTTP tools, notes,
@@ -26,8 +36,8 @@ Run as ``python -m relay`` (configuration: ``relay.config.ENV_VARS``). One modul
   persona as ``voicebot bot create`` stored them; ``greeting``: the greeting response.
 - ``simulated_tools``: how the simulator decides to call a tool (text requests).
 
-Sessions that survive (issue 7). A client that vanishes without a close frame is held
-for RELAY_REATTACH_SECONDS (upstream events buffered, at most RELAY_REATTACH_BUFFER_BYTES)
+Sessions that survive (docs/design/sessions.md). A client that vanishes without a close
+frame is held for RELAY_REATTACH_SECONDS (upstream events buffered, at most RELAY_REATTACH_BUFFER_BYTES)
 and re-attached when its token subject reconnects to the same task; on another task
 (drain, crash) the new upstream is seeded with the stored conversation; before
 RELAY_ROLLOVER_SECONDS the upstream is replaced by a seeded one between turns. What a
@@ -35,12 +45,13 @@ RELAY_ROLLOVER_SECONDS the upstream is replaced by a seeded one between turns. W
 recorder (with a healthy table, the last few tens of milliseconds of turns; at most its
 2,048-record queue plus one batch) and up to 15 s of usage counters; a drain flushes
 everything within DRAIN_SECONDS. Known limits: assistant turns are stored as generated
-(not cut at a barge-in); tool calls are not replayed; seeds are text (the model does not
+(not cut at a barge-in); tool calls are replayed on resume, not on rollover; seeds are text (the model does not
 hear the earlier audio); frames already written to a client socket that then died are
 not replayed on re-attach (only what arrived after the relay noticed).
 - ``tokens``: the relay token format (shared with the CLI); ``simulator``: a local GA model.
 
-Compiled or not. ``wire``, ``session`` and ``metrics`` run every relayed message; the image
+Compiled or not. ``wire``, ``session``, the ``core`` modules, ``events`` and ``metrics``
+run every relayed message; the image
 ships them compiled with mypyc (``relay_container/build_native.py``), and the relay logs
 ``"compiled": true`` at start-up when it runs them so. A checkout runs the same files
 interpreted; CI runs the relay's tests and the browser tests both ways.

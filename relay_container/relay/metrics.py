@@ -28,7 +28,7 @@ COUNTERS: Final = (
     "AuthFailures",
     "UpstreamErrors",
     "QueueOverflows",
-    # Sessions that outlive a connection (issue 7).
+    # Sessions that outlive a connection (docs/design/sessions.md).
     "SessionsReattached",
     "SessionsResumed",
     "ReattachOverflows",
