@@ -37,17 +37,18 @@ Run as ``python -m relay`` (configuration: ``relay.config.ENV_VARS``). One modul
 - ``simulated_tools``: how the simulator decides to call a tool (text requests).
 
 Sessions that survive (docs/design/sessions.md). A client that vanishes without a close
-frame is held for RELAY_REATTACH_SECONDS (upstream events buffered, at most RELAY_REATTACH_BUFFER_BYTES)
-and re-attached when its token subject reconnects to the same task; on another task
-(drain, crash) the new upstream is seeded with the stored conversation; before
-RELAY_ROLLOVER_SECONDS the upstream is replaced by a seeded one between turns. What a
-``kill -9`` loses: only session records not yet written — queued or in flight in the
-recorder (with a healthy table, the last few tens of milliseconds of turns; at most its
-2,048-record queue plus one batch) and up to 15 s of usage counters; a drain flushes
-everything within DRAIN_SECONDS. Known limits: assistant turns are stored as generated
-(not cut at a barge-in); tool calls are replayed on resume, not on rollover; seeds are text (the model does not
-hear the earlier audio); frames already written to a client socket that then died are
-not replayed on re-attach (only what arrived after the relay noticed).
+frame is held for RELAY_REATTACH_SECONDS (upstream events buffered, at most
+RELAY_REATTACH_BUFFER_BYTES) and re-attached when its token subject reconnects to the same
+task; on another task (drain, crash) the new upstream is seeded with the stored
+conversation; before RELAY_ROLLOVER_SECONDS the upstream is replaced by a seeded one
+between turns. What a ``kill -9`` loses: only session records not yet written — queued or
+in flight in the recorder (with a healthy table, the last few tens of milliseconds of
+turns; at most its 2,048-record queue plus one batch) and up to 15 s of usage counters; a
+drain flushes everything within DRAIN_SECONDS. Known limits: assistant turns are stored as
+generated (not cut at a barge-in); tool calls are replayed on resume, not on rollover;
+seeds are text (the model does not hear the earlier audio); frames already written to a
+client socket that then died are not replayed on re-attach (only what arrived after the
+relay noticed).
 - ``tokens``: the relay token format (shared with the CLI); ``simulator``: a local GA model.
 
 Compiled or not. ``wire``, ``session``, the ``core`` modules, ``events`` and ``metrics``

@@ -1,4 +1,6 @@
-"""Sessions that survive (docs/design/sessions.md): records, re-attach, resume on another relay, rollover.
+"""Sessions that survive: records, re-attach, resume on another relay, rollover.
+
+docs/design/sessions.md describes them.
 
 Real relays on loopback ports (in-process, and one ``python -m relay`` subprocess for the
 ``kill -9``), the simulated GA model or a scripted GA upstream, and moto's DynamoDB server.
