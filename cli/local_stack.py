@@ -98,6 +98,9 @@ class DevConfig:
     stop_timeout: float = 5.0
     verbose: bool = False
     python: str = sys.executable
+    #: The simulated model calls this declared tool after every spoken turn (a way to try
+    #: a relay tool without a real model: audio carries no words the simulator can read).
+    simulator_tool: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,11 +415,10 @@ class LocalStack:
         )
         simulator = None
         if with_simulator:
-            simulator = self._spawn(
-                "simulator",
-                [config.python, "-m", "relay.simulator", "--host", HOST, "--port", "0"],
-                base,
-            )
+            command = [config.python, "-m", "relay.simulator", "--host", HOST, "--port", "0"]
+            if config.simulator_tool:
+                command += ["--call-on-speech", config.simulator_tool]
+            simulator = self._spawn("simulator", command, base)
 
         # 2. The table, once the server listens.
         self._wait_for_port(moto, config.dynamodb_port)

@@ -726,16 +726,18 @@ def record_page_session(endpoints: DevEndpoints, page_session: str) -> None:
         aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
     )
-    BotRecords(resource.Table(endpoints.table_name)).record_created(
-        CreatedBot(
-            bot_id=page_session,
-            session_id=page_session,
-            region="local",
-            meeting_url=endpoints.relay_http_url,
-            bot_name=DEV_PAGE_NAME,
-            created_at=datetime.now(UTC),
-        )
+    records = BotRecords(resource.Table(endpoints.table_name))
+    bot = CreatedBot(
+        bot_id=page_session,
+        session_id=page_session,
+        region="local",
+        meeting_url=endpoints.relay_http_url,
+        bot_name=DEV_PAGE_NAME,
+        created_at=datetime.now(UTC),
     )
+    records.record_created(bot)
+    # The relay's tools act for the session's bot: the page is this one (notes go under it).
+    records.record_binding(bot)
 
 
 @voicebot.command("dev")
@@ -760,10 +762,21 @@ def record_page_session(endpoints: DevEndpoints, page_session: str) -> None:
     show_default=True,
     help="DynamoDB-compatible server.",
 )
+@click.option(
+    "--simulator-tool",
+    default=None,
+    metavar="NAME",
+    help="The simulated model calls this tool (declared in agent.yaml) after every spoken turn.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show every child's output, prefixed.")
 @pass_context
 def dev(
-    ctx: Context, relay_port: int, webhook_port: int, dynamodb_port: int, verbose: bool
+    ctx: Context,
+    relay_port: int,
+    webhook_port: int,
+    dynamodb_port: int,
+    simulator_tool: str | None,
+    verbose: bool,
 ) -> None:
     """Run the whole stack locally: DynamoDB, webhooks, relay, simulated model (or OpenAI).
 
@@ -778,6 +791,7 @@ def dev(
         relay_token_secret=ctx.token_secret() if ctx.settings.relay_token_secret else None,
         environ=ctx.settings.environ,
         verbose=verbose,
+        simulator_tool=simulator_tool,
     )
     stop = threading.Event()
 
