@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page
 
-from tests.cli.conftest import run_cli
+from tests.cli.conftest import TOKEN_SECRET, run_cli
 from tests.cli.test_dev import (
-    TOKEN_SECRET,
     dev_env,
     read_banner,
     running_dev,
