@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from relay.errors import ConfigError
 from relay.tools.spec import SlowTools, ToolList, declaration
@@ -65,6 +65,29 @@ class TurnDetection(_Strict):
         return vad
 
 
+class TurnTaking(_Strict):
+    """When the agent speaks in a meeting of several people (``turn_taking`` in agent.yaml).
+
+    ``always``: the model answers every finished turn (server VAD's ``create_response``).
+    ``addressed``: the relay asks for an answer only when a finished turn addresses the
+    agent: its transcript names one of ``wake_phrases`` (whole words, any case), or it
+    follows the agent's own question (``follow_ups``). ``manual``: the agent speaks only
+    when a tool or the client asks it to. Barge-in works in every mode.
+    """
+
+    mode: Literal["always", "addressed", "manual"] = "always"
+    wake_phrases: tuple[str, ...] = Field(default=(), max_length=32)
+    follow_ups: bool = True
+
+    @model_validator(mode="after")
+    def _addressable(self) -> TurnTaking:
+        if self.mode == "addressed" and not self.wake_phrases:
+            raise ValueError("mode addressed needs wake_phrases (the agent's name, say)")
+        if any(not 1 <= len(p.strip()) <= 64 for p in self.wake_phrases):
+            raise ValueError("each wake phrase is 1-64 characters")
+        return self
+
+
 class Transcription(_Strict):
     """Transcription of what participants say (GA ``audio.input.transcription``)."""
 
@@ -84,6 +107,7 @@ class AgentConfig(_Strict):
     voice: str = "marin"
     speed: float = Field(default=1.0, ge=0.25, le=1.5)
     turn_detection: TurnDetection = TurnDetection()
+    turn_taking: TurnTaking = TurnTaking()
     transcription: Transcription | None = Transcription()
     noise_reduction: Literal["near_field", "far_field"] | None = "far_field"
     #: Function tools: built-ins and HTTP tools the relay runs, and GA ``session.tools``
@@ -110,6 +134,14 @@ class AgentConfig(_Strict):
     #: Off by default: some frameworks (Pipecat) treat any error event as fatal.
     locked_fields_error: bool = False
 
+    @model_validator(mode="after")
+    def _transcribed_when_addressed(self) -> AgentConfig:
+        if self.turn_taking.mode == "addressed" and self.transcription is None:
+            raise ValueError(
+                "turn_taking.mode addressed needs transcription (it reads what was said)"
+            )
+        return self
+
     def locked_values(self) -> dict[str, Any]:
         """The operator's session as a client's values are compared with it: every field
         the relay sets, with ``tools`` always present (``[]`` when the agent has none)."""
@@ -119,9 +151,12 @@ class AgentConfig(_Strict):
 
     def session(self) -> dict[str, Any]:
         """The GA ``session`` object."""
+        turn_detection = self.turn_detection.payload()
+        if turn_detection is not None and self.turn_taking.mode != "always":
+            turn_detection["create_response"] = False  # the relay decides (relay.turn_gate)
         audio_input: dict[str, Any] = {
             "format": dict(PCM16_24KHZ),
-            "turn_detection": self.turn_detection.payload(),
+            "turn_detection": turn_detection,
             "transcription": self.transcription.payload() if self.transcription else None,
             "noise_reduction": ({"type": self.noise_reduction} if self.noise_reduction else None),
         }

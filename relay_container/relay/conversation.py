@@ -165,6 +165,10 @@ class TurnWindow:
         """A copy of the kept turns, oldest first."""
         return list(self._turns)
 
+    def newest(self) -> Turn | None:
+        """The newest turn kept, if any."""
+        return self._turns[-1] if self._turns else None
+
     def __len__(self) -> int:
         """How many turns are kept."""
         return len(self._turns)

@@ -45,12 +45,15 @@ from relay.errors import (
     UpstreamError,
 )
 from relay.events import (
+    OUTPUT_AUDIO_TRANSCRIPT_DONE,
     RESPONSE_CREATED,
     TOOL_EVENT_TYPES,
+    TRANSCRIPTION_COMPLETED,
     UNRECORDED_HEADS,
     recorded_type,
     tool_event_type,
 )
+from relay.turn_gate import TurnGate
 
 _TEXT: Final = wire.TEXT
 _BINARY: Final = wire.BINARY
@@ -58,6 +61,10 @@ _CONT: Final = wire.CONT
 _PING: Final = wire.PING
 _PONG: Final = wire.PONG
 _encode: Final = wire.encode
+#: Finished turns a gated session shows its gate.
+GATED_TYPES: Final = frozenset({TRANSCRIPTION_COMPLETED, OUTPUT_AUDIO_TRANSCRIPT_DONE})
+#: What the relay sends when the gate says a turn is for the agent.
+ANSWER_EVENT: Final = b'{"type":"response.create","event_id":"relay_turn_answer"}'
 
 
 class SessionCore(ClientCore):
@@ -122,13 +129,17 @@ class SessionCore(ClientCore):
             self._maybe_hand_over()
         return self._take()
 
-    def configure(self, agent_update: bytes, *, watch_tools: bool) -> None:
-        """The session's own agent (a bot's persona merged in) and whether it runs relay
-        tools; taken before the model is ready, used by every upstream leg after."""
+    def configure(
+        self, agent_update: bytes, *, watch_tools: bool, gate: TurnGate | None = None
+    ) -> None:
+        """The session's own agent (a bot's persona merged in), whether it runs relay tools,
+        and who decides when it answers (``gate``: the relay, per finished turn; None: the
+        model); taken before the model is ready, used by every upstream leg after."""
         if not self.up.is_dialing:
             raise TransitionError("the agent is configured before the model is ready")
         self._agent_update = agent_update
         self.watch_tools = watch_tools
+        self.gate = gate
 
     def send_upstream(self, event: bytes, now: float) -> list[Effect]:
         """An event of the relay's own for the model (a tool's output, a greeting): after
@@ -219,6 +230,8 @@ class SessionCore(ClientCore):
                 and (kind := recorded_type(payload)) is not None
             ):
                 record.on_upstream_event(kind, payload)
+                if self.gate is not None and kind in GATED_TYPES:
+                    self._gate_turn(kind)
                 if self.watch_tools and kind in TOOL_EVENT_TYPES:
                     self._fx.append(ToolEvent(kind, payload))
                 if kind == RESPONSE_CREATED:
@@ -294,6 +307,24 @@ class SessionCore(ClientCore):
         return self._take()
 
     # Internals
+
+    def _gate_turn(self, kind: str) -> None:
+        """A final transcript in a gated session: the relay decides whether to answer."""
+        assert self.gate is not None
+        turn = self.record.conversation.newest()
+        if turn is None:
+            return
+        if kind == OUTPUT_AUDIO_TRANSCRIPT_DONE and turn.role == "assistant":
+            self.gate.agent_said(turn.text)
+        elif (
+            kind == TRANSCRIPTION_COMPLETED
+            and turn.role == "user"
+            and self.gate.user_said(turn.text)
+            and not self.record.turn_taking.responses_in_progress
+            and self.up.is_open
+        ):
+            self._fx.append(Write(self.up.leg, _encode(_TEXT, ANSWER_EVENT, mask=True)))
+            self._note("turn answered", turns_heard=self.gate.heard)
 
     def _upstream_frames(self, frames: list[wire.Frame]) -> None:
         """The model's frames the slow way: control frames, acks to swallow, a client that is

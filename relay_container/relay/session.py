@@ -352,7 +352,9 @@ class RelaySession(asyncio.Protocol):
         extra_seeds: list[bytes] = []
         setup = opened.setup
         if setup is not None:
-            self.core.configure(setup.agent_update, watch_tools=setup.registry is not None)
+            self.core.configure(
+                setup.agent_update, watch_tools=setup.registry is not None, gate=setup.gate
+            )
             self._events.tools = setup.tracker
             self._runner, extra_seeds = start_tools(
                 setup,

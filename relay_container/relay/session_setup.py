@@ -30,6 +30,7 @@ from relay.tool_calls import seed_events as tool_seed_events
 from relay.tool_runner import ToolRunner
 from relay.tools.builtins import ToolContext
 from relay.tools.registry import ToolRegistry
+from relay.turn_gate import TurnGate
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class SessionSetup:
     registry: ToolRegistry | None
     tracker: ToolCallTracker | None
     greeting: str | None
+    #: Who decides when the agent answers (``turn_taking``): None, the model itself.
+    gate: TurnGate | None = None
 
 
 class SessionSetups:
@@ -70,7 +73,9 @@ class SessionSetups:
             if registry is not None
             else None
         )
-        return SessionSetup(self.default_update, None, registry, tracker, self.agent.greeting)
+        return SessionSetup(
+            self.default_update, None, registry, tracker, self.agent.greeting, gate_of(self.agent)
+        )
 
     def guard(self) -> ToolCallTracker | None:
         """A tracker over every relay tool, guarding a session's client events from its
@@ -116,6 +121,7 @@ class SessionSetups:
             registry=registry,
             tracker=tracker,
             greeting=agent.greeting,
+            gate=gate_of(agent),
         )
 
 
@@ -152,3 +158,13 @@ def start_tools(
                 str(call["call_id"]), str(call.get("name")), str(call.get("arguments")), output
             )
     return runner, seeds
+
+
+def gate_of(agent: AgentConfig) -> TurnGate | None:
+    """A session's turn gate under ``agent.turn_taking`` (None: the model answers every turn)."""
+    taking = agent.turn_taking
+    if taking.mode == "always":
+        return None
+    if taking.mode == "manual":
+        return TurnGate(wake_phrases=(), follow_ups=False)
+    return TurnGate(wake_phrases=taking.wake_phrases, follow_ups=taking.follow_ups)

@@ -1,0 +1,46 @@
+"""TurnGate: whether a finished turn in a meeting is for the agent (``turn_taking``).
+
+In ``addressed`` mode the model does not answer every turn by itself (the relay sends
+its ``session.update`` with ``create_response: false``): the session core shows this gate
+each final transcript and asks for an answer (``response.create``) only when the gate
+says the turn addresses the agent. Pure: transcripts in, a decision out.
+
+A turn addresses the agent when it names one of the wake phrases (whole words, any case,
+so "Ava" matches "ava," but not "Java"), or, with ``follow_ups``, when it is the first
+turn after the agent asked a question (its last sentence ended with "?"). In ``manual``
+mode no turn does: the agent speaks when a tool or the client asks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+
+class TurnGate:
+    """Decides per finished user turn (see the module docstring)."""
+
+    __slots__ = ("_asked", "_follow_ups", "_pattern", "answered", "heard")
+
+    def __init__(self, *, wake_phrases: Iterable[str], follow_ups: bool) -> None:
+        phrases = [p.strip() for p in wake_phrases if p.strip()]
+        words = "|".join(r"\s+".join(map(re.escape, p.split())) for p in phrases)
+        self._pattern = re.compile(rf"(?<!\w)(?:{words})(?!\w)", re.IGNORECASE) if words else None
+        self._follow_ups = follow_ups
+        self._asked = False
+        #: Turns heard, and turns the gate asked an answer for.
+        self.heard = self.answered = 0
+
+    def user_said(self, text: str) -> bool:
+        """A participant's finished turn: True when it is for the agent."""
+        self.heard += 1
+        addressed = (self._pattern is not None and self._pattern.search(text) is not None) or (
+            self._follow_ups and self._asked
+        )
+        self._asked = False  # a follow-up is the turn right after the question only
+        self.answered += addressed
+        return addressed
+
+    def agent_said(self, text: str) -> None:
+        """The agent's finished turn (whether it ended with a question)."""
+        self._asked = text.rstrip().endswith("?")
