@@ -42,6 +42,7 @@ async def meeting_model(ws: ServerConnection, upstream: FakeUpstream) -> None:
         auto = True
         turn = 0
         async for message in ws:
+            assert isinstance(message, str)
             upstream.received.append(message)
             event = json.loads(message)
             kind = event["type"]
