@@ -221,11 +221,14 @@ StartRelay = Callable[..., Awaitable[Relay]]
 
 @pytest.fixture
 async def start_relay() -> AsyncIterator[StartRelay]:
-    """Factory: ``await start_relay(upstream_url, recorder=None, **config_overrides)``."""
+    """Factory: ``await start_relay(upstream_url, recorder=None, agent=None, **config_overrides)``
+    (``agent``: an ``AgentConfig`` instead of the default one)."""
     relays: list[Relay] = []
 
-    async def start(upstream_url: str, recorder: Any = None, **overrides: Any) -> Relay:
-        relay = Relay(relay_config(upstream_url, **overrides), recorder=recorder)
+    async def start(
+        upstream_url: str, recorder: Any = None, agent: Any = None, **overrides: Any
+    ) -> Relay:
+        relay = Relay(relay_config(upstream_url, **overrides), recorder=recorder, agent=agent)
         await relay.start()
         relays.append(relay)
         return relay

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import boto3
@@ -24,11 +23,11 @@ from relay.server import Relay
 from storage import schema
 from tests.relay.conftest import (
     FakeUpstream,
+    StartRelay,
     eventually,
     mint,
     open_client,
     recv_until,
-    relay_config,
 )
 
 #: What the fake model calls next, per connection: (name, call_id, arguments JSON).
@@ -127,38 +126,17 @@ def dynamodb_env(dynamodb_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str
     return dynamodb_endpoint
 
 
-StartToolRelay = Callable[[FakeUpstream, str, str], Awaitable[Relay]]
-
-
-@pytest.fixture
-async def start_relay() -> AsyncIterator[StartToolRelay]:
-    """Factory: a relay running AGENT (relay tools, a greeting) with records in ``table``."""
-    relays: list[Relay] = []
-
-    async def start(upstream: FakeUpstream, table: str, endpoint: str) -> Relay:
-        recorder = SessionRecorder(
-            table,
-            region="us-east-1",
-            endpoint_url=endpoint,
-            retry=RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1),
-        )
-        config = relay_config(upstream.url, table_name=table)
-        relay = Relay(config, recorder=recorder, agent=AGENT)
-        await relay.start()
-        relays.append(relay)
-        return relay
-
-    try:
-        yield start
-    finally:
-        for relay in relays:
-            await relay.close()
-
-
 async def start(
-    start_relay: StartToolRelay, upstream: FakeUpstream, table: str, endpoint: str
+    start_relay: StartRelay, upstream: FakeUpstream, table: str, endpoint: str
 ) -> Relay:
-    return await start_relay(upstream, table, endpoint)
+    """A relay running AGENT (relay tools, a greeting) with its records in ``table``."""
+    recorder = SessionRecorder(
+        table,
+        region="us-east-1",
+        endpoint_url=endpoint,
+        retry=RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1),
+    )
+    return await start_relay(upstream.url, recorder, AGENT, table_name=table)
 
 
 def bind(
@@ -187,7 +165,7 @@ def notes_of(endpoint: str, table: str, bot_id: str) -> list[dict[str, Any]]:
 
 
 async def test_the_relay_runs_its_tool_and_the_model_speaks_the_result(
-    start_relay: StartToolRelay, fake_upstream: FakeUpstream, table_name: str, dynamodb_env: str
+    start_relay: StartRelay, fake_upstream: FakeUpstream, table_name: str, dynamodb_env: str
 ) -> None:
     """take_note runs in the relay: the note is stored under the bot, the output and a
     response.create go to the model; the bot's persona and greeting reach it first."""
@@ -214,7 +192,7 @@ async def test_the_relay_runs_its_tool_and_the_model_speaks_the_result(
 
 
 async def test_a_cancelled_call_never_runs(
-    start_relay: StartToolRelay, fake_upstream: FakeUpstream, table_name: str, dynamodb_env: str
+    start_relay: StartRelay, fake_upstream: FakeUpstream, table_name: str, dynamodb_env: str
 ) -> None:
     """arguments.done also fires for a response the participants interrupted: nothing runs."""
     fake_upstream.script = calling_model(*CALL, status="cancelled")
@@ -231,7 +209,7 @@ async def test_a_cancelled_call_never_runs(
 
 
 async def test_a_client_function_passes_through_untouched(
-    start_relay: StartToolRelay, fake_upstream: FakeUpstream, table_name: str, dynamodb_env: str
+    start_relay: StartRelay, fake_upstream: FakeUpstream, table_name: str, dynamodb_env: str
 ) -> None:
     """lookup_weather is the client's: it sees the call and answers it; the relay runs nothing."""
     fake_upstream.script = calling_model("lookup_weather", "call_w", "{}")
@@ -274,7 +252,7 @@ async def test_a_client_function_passes_through_untouched(
     ids=["invoke", "force", "redefine"],
 )
 async def test_a_client_cannot_invoke_force_or_redefine_a_relay_tool(
-    start_relay: StartToolRelay,
+    start_relay: StartRelay,
     fake_upstream: FakeUpstream,
     table_name: str,
     dynamodb_env: str,
@@ -294,7 +272,7 @@ async def test_a_client_cannot_invoke_force_or_redefine_a_relay_tool(
 
 
 async def test_a_resumed_session_knows_its_tool_calls_and_never_runs_one_twice(
-    start_relay: StartToolRelay, fake_upstream: FakeUpstream, table_name: str, dynamodb_env: str
+    start_relay: StartRelay, fake_upstream: FakeUpstream, table_name: str, dynamodb_env: str
 ) -> None:
     """Relay A runs call_1; on relay B the model is seeded with the call and its output, no
     greeting is spoken again, and the same call_id from the model does not run again."""

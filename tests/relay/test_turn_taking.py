@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from relay.agent import AgentConfig
 from relay.server import Relay
 from relay.turn_gate import TurnGate
-from tests.relay.conftest import FakeUpstream, mint, open_client, recv_until, relay_config
+from tests.relay.conftest import FakeUpstream, StartRelay, mint, open_client, recv_until
 
 MEETING = [
     "Let's look at the roadmap first.",
@@ -113,39 +113,22 @@ def agent(mode: str) -> AgentConfig:
     return AgentConfig.model_validate({"turn_taking": taking})
 
 
-@pytest.fixture
-async def start_meeting_relay() -> Any:
-    relays: list[Relay] = []
-
-    async def start(upstream: FakeUpstream, mode: str) -> Relay:
-        relay = Relay(relay_config(upstream.url), agent=agent(mode))
-        await relay.start()
-        relays.append(relay)
-        return relay
-
-    try:
-        yield start
-    finally:
-        for relay in relays:
-            await relay.close()
-
-
 async def test_in_always_mode_the_model_answers_every_turn(
-    start_meeting_relay: Any, fake_upstream: FakeUpstream
+    start_relay: StartRelay, fake_upstream: FakeUpstream
 ) -> None:
     fake_upstream.script = meeting_model
-    relay = await start_meeting_relay(fake_upstream, "always")
+    relay = await start_relay(fake_upstream.url, agent=agent("always"))
     assert await hold_meeting(relay) == list(range(len(MEETING)))
     sent = [json.loads(m) for m in fake_upstream.received]
     assert not [e for e in sent if e["type"] == "response.create"]  # the model's own VAD
 
 
 async def test_in_addressed_mode_the_agent_answers_only_when_addressed(
-    start_meeting_relay: Any, fake_upstream: FakeUpstream
+    start_relay: StartRelay, fake_upstream: FakeUpstream
 ) -> None:
     """Five people, the agent named twice: exactly two answers, to those two turns."""
     fake_upstream.script = meeting_model
-    relay = await start_meeting_relay(fake_upstream, "addressed")
+    relay = await start_relay(fake_upstream.url, agent=agent("addressed"))
     assert await hold_meeting(relay) == [1, 4]
     sent = [json.loads(m) for m in fake_upstream.received]
     assert sent[0]["session"]["audio"]["input"]["turn_detection"]["create_response"] is False
@@ -153,10 +136,10 @@ async def test_in_addressed_mode_the_agent_answers_only_when_addressed(
 
 
 async def test_in_manual_mode_the_agent_never_answers_by_itself(
-    start_meeting_relay: Any, fake_upstream: FakeUpstream
+    start_relay: StartRelay, fake_upstream: FakeUpstream
 ) -> None:
     fake_upstream.script = meeting_model
-    relay = await start_meeting_relay(fake_upstream, "manual")
+    relay = await start_relay(fake_upstream.url, agent=agent("manual"))
     assert await hold_meeting(relay) == []
 
 
