@@ -14,23 +14,19 @@ import asyncio
 import base64
 import os
 import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from relay import wire
-from tests.conftest import TIMEOUT, free_port
+from tests.conftest import TIMEOUT
 from tests.relay.conftest import (
-    SECRET,
-    UPSTREAM_KEY,
     FakeUpstream,
     append_event,
-    environ_for_subprocess,
     mint,
 )
-from tests.relay.test_drain import RelayProcess, health
+from tests.relay.test_drain import RelayProcess, health, spawn_relay
 
 #: The attack's length: long enough to have grown the old relay by tens of MB.
 ATTACK_SECONDS = 4.0
@@ -48,31 +44,8 @@ def rss_kb(pid: int) -> int:
 
 @pytest.fixture
 async def relay_proc(fake_upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[RelayProcess]:
-    port = free_port()
-    log = tmp_path / "relay.log"
-    env = environ_for_subprocess(
-        PORT=str(port),
-        RELAY_HOST="127.0.0.1",
-        OPENAI_REALTIME_URL=fake_upstream.url,
-        OPENAI_API_KEY=UPSTREAM_KEY,
-        RELAY_TOKEN_SECRET=SECRET,
-        LOG_LEVEL="WARNING",
-    )
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "relay", env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
-        )
-    relay = RelayProcess(proc, port, log)
-    try:
-        async with asyncio.timeout(3 * TIMEOUT):
-            while await health(port) != 200:
-                assert proc.returncode is None, log.read_text()
-                await asyncio.sleep(0.05)
+    async with spawn_relay(fake_upstream, tmp_path, LOG_LEVEL="WARNING") as relay:
         yield relay
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 def attacker_socket(port: int, token: str) -> socket.socket:

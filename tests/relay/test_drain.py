@@ -62,23 +62,24 @@ class RelayProcess:
         self.url = f"ws://127.0.0.1:{port}/v1/realtime"
 
 
-@pytest.fixture
-async def relay_process(fake_upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[RelayProcess]:
-    """A relay subprocess in front of the scripted upstream, DRAIN_SECONDS=4."""
+@contextlib.asynccontextmanager
+async def spawn_relay(
+    fake_upstream: FakeUpstream, tmp_path: Path, **env: str
+) -> AsyncIterator[RelayProcess]:
+    """``python -m relay`` in front of the scripted upstream, healthy, killed at the end."""
     port = free_port()
-    log = tmp_path / "relay.log"
-    env = environ_for_subprocess(
+    log = tmp_path / f"relay-{port}.log"
+    environ = environ_for_subprocess(
         PORT=str(port),
         RELAY_HOST="127.0.0.1",
         OPENAI_REALTIME_URL=fake_upstream.url,
         OPENAI_API_KEY=UPSTREAM_KEY,
         RELAY_TOKEN_SECRET=SECRET,
-        DRAIN_SECONDS="4",
-        LOG_LEVEL="DEBUG",
+        **env,
     )
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "relay", env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
+            sys.executable, "-m", "relay", env=environ, stdout=out, stderr=asyncio.subprocess.STDOUT
         )
     relay = RelayProcess(proc, port, log)
     try:
@@ -91,6 +92,13 @@ async def relay_process(fake_upstream: FakeUpstream, tmp_path: Path) -> AsyncIte
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.fixture
+async def relay_process(fake_upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[RelayProcess]:
+    """A relay subprocess in front of the scripted upstream, DRAIN_SECONDS=4."""
+    async with spawn_relay(fake_upstream, tmp_path, DRAIN_SECONDS="4", LOG_LEVEL="DEBUG") as relay:
+        yield relay
 
 
 async def speaking_script(ws: ServerConnection, upstream: FakeUpstream) -> None:
