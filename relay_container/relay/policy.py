@@ -190,7 +190,7 @@ class SessionPolicy:
         except ValueError as exc:
             return _invalid(exc)
         item = event.get("item") if isinstance(event, dict) else None
-        if not (isinstance(item, dict) and item.get("role") in INSTRUCTING_ROLES):
+        if not (isinstance(item, dict) and _instructing(item.get("role"))):
             return Verdict(raw)
         return self._refusal(None, ("item",), event, session_id, CONVERSATION_ITEM_CREATE)
 
@@ -236,7 +236,7 @@ def _instructing_indexes(items: object) -> list[int]:
     return [
         index
         for index, item in enumerate(items)
-        if isinstance(item, dict) and item.get("role") in INSTRUCTING_ROLES
+        if isinstance(item, dict) and _instructing(item.get("role"))
     ]
 
 
@@ -245,3 +245,8 @@ def _invalid(exc: ValueError) -> Verdict:
         None,
         reply=error_event(f"the event is not valid JSON: {str(exc)[:200]}", code="invalid_json"),
     )
+
+
+def _instructing(role: object) -> bool:
+    """A role that instructs the model (a client's value may be anything, even a dict)."""
+    return isinstance(role, str) and role in INSTRUCTING_ROLES

@@ -389,7 +389,7 @@ class ToolCallTracker:
         if not isinstance(item, Mapping):
             return None
         kind = item.get("type")
-        if kind == "function_call" and item.get("name") in self._names:
+        if kind == "function_call" and self._owned(item.get("name")):
             return f"a client may not create a call of the relay's tool {item.get('name')!r}"
         if kind == "function_call_output":
             call_id = item.get("call_id")
@@ -398,7 +398,7 @@ class ToolCallTracker:
         return None
 
     def _tool_choice_problem(self, choice: object) -> str | None:
-        if isinstance(choice, Mapping) and choice.get("name") in self._names:
+        if isinstance(choice, Mapping) and self._owned(choice.get("name")):
             return f"a client may not force the relay's tool {choice.get('name')!r}"
         return None
 
@@ -406,12 +406,16 @@ class ToolCallTracker:
         if not isinstance(tools, list):
             return None
         for tool in tools:
-            if isinstance(tool, Mapping) and tool.get("name") in self._names:
+            if isinstance(tool, Mapping) and self._owned(tool.get("name")):
                 return (
                     f"a client may not declare or redefine the relay's tool {tool.get('name')!r}; "
                     "the relay adds its own tools to the client's list"
                 )
         return None
+
+    def _owned(self, name: object) -> bool:
+        """A relay tool's name (a client's value may be anything, even a dict)."""
+        return isinstance(name, str) and name in self._names
 
     def _refuse(self, message: str, event_id: str | None) -> ClientVerdict:
         return ClientVerdict(

@@ -193,3 +193,29 @@ def test_client_events_refuse_what_is_not_one_json_event() -> None:
     assert kind == "session.update"
     assert b"instructions" not in forwarded
     assert b"voice" in forwarded
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        b'{"type":"conversation.item.create","item":{"role":{"system":1},"type":"message"}}',
+        b'{"type":"response.create","response":{"input":[{"role":["system"]}]}}',
+        b'{"type":"session.update","session":{"tool_choice":{"type":"function","name":{}}}}',
+        b'{"type":"session.update","session":{"tools":[{"type":"function","name":[1]}]}}',
+        b'{"type":"conversation.item.create","item":{"type":"function_call","name":{"a":1}}}',
+    ],
+    ids=["role-dict", "input-role-list", "tool-choice-name-dict", "tool-name-list", "call-name"],
+)
+def test_a_role_or_name_of_the_wrong_type_is_checked_not_a_crash(event: bytes) -> None:
+    """Found by the frame fuzz: a dict where a string belongs used to raise TypeError
+    ("unhashable") inside the client's data_received, dropping the connection."""
+    from relay.tool_calls import ToolCallTracker
+
+    events = ClientEvents(
+        SessionPolicy(["instructions", "tools"]),
+        model="m",
+        session_id="s",
+        tools=ToolCallTracker({"take_note"}, [{"type": "function", "name": "take_note"}]),
+    )
+    kind, _, _ = events.check(wire.TEXT, event)
+    assert kind is None or isinstance(kind, str)
