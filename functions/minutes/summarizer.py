@@ -1,9 +1,10 @@
 """What minutes say: the :class:`Minutes` shape, and the two summarizers that write them.
 
 * :class:`OpenAISummarizer`: an OpenAI text model through the official ``openai`` SDK's
-  Responses API with structured outputs (``client.responses.parse(text_format=Minutes)``;
-  docs/minutes.md): the model's answer is validated against :class:`Minutes`, so a
-  malformed answer is an error (retried by the queue), never stored garbage.
+  Responses API with structured outputs (``client.responses.parse(text_format=DraftMinutes)``;
+  docs/minutes.md): the model's answer is validated against the schema and then cut to
+  :class:`Minutes`' bounds, so a malformed answer is an error (retried by the queue),
+  never stored garbage.
 * :class:`SimulatedSummarizer`: deterministic, offline, no key: used by ``make dev``, the
   tests, and a deployment whose OpenAI key secret is still empty. It extracts rather than
   understands (sentences with "decide"/"agree", "I will"/"X will", questions), and says so
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from storage.items import storable_text
 
 #: Most characters of transcript and notes sent to a model (~30k tokens).
 MAX_TRANSCRIPT_CHARS: Final = 120_000
@@ -62,14 +65,65 @@ class Minutes(BaseModel):
     action_items: list[ActionItem] = Field(default_factory=list, max_length=MAX_ITEMS)
     open_questions: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)
 
+    @classmethod
+    def from_draft(cls, draft: DraftMinutes) -> Minutes:
+        """The model's draft within this shape's bounds (long text and lists are cut)."""
+        return cls(
+            summary=_clip(draft.summary, 4 * MAX_TEXT_CHARS),
+            decisions=[_clip(d, MAX_TEXT_CHARS) for d in draft.decisions[:MAX_ITEMS]],
+            action_items=[
+                ActionItem(
+                    task=_clip(a.task, MAX_TEXT_CHARS),
+                    owner=_clip(a.owner, 200),
+                    due=_clip(a.due, 200) if a.due is not None else None,
+                )
+                for a in draft.action_items[:MAX_ITEMS]
+            ],
+            open_questions=[_clip(q, MAX_TEXT_CHARS) for q in draft.open_questions[:MAX_ITEMS]],
+        )
+
+
+class DraftActionItem(BaseModel):
+    """An action item as the model writes it (see :class:`DraftMinutes`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str
+    owner: str
+    due: str | None
+
+
+class DraftMinutes(BaseModel):
+    """The structured-output schema sent to the model: :class:`Minutes` without bounds.
+
+    Strict structured outputs accept only a subset of JSON Schema, and length and count
+    limits are outside the subset every model honours (docs/minutes.md); so the model
+    gets the shape, and :meth:`Minutes.from_draft` applies the bounds.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    summary: str
+    decisions: list[str]
+    action_items: list[DraftActionItem]
+    open_questions: list[str]
+
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One line of the meeting as the summarizer reads it: who, when, what."""
+    """One line of the meeting as the summarizer reads it: who, when, what.
+
+    The text is made storable on the way in (a lone surrogate, which anyone in a meeting
+    can type into a chat or a transcript, becomes U+FFFD), so minutes always serialize.
+    """
 
     speaker: str  # "participant", "agent", or "note"
     text: str
     at: str = ""
+
+    def __post_init__(self) -> None:
+        """Replace what UTF-8 cannot carry."""
+        object.__setattr__(self, "text", storable_text(self.text))
 
 
 class Summarizer(Protocol):
@@ -125,13 +179,13 @@ class OpenAISummarizer:
             model=self._model,
             instructions=INSTRUCTIONS,
             input=[{"role": "user", "content": transcript}],
-            text_format=Minutes,
+            text_format=DraftMinutes,
             store=False,  # meeting content stays out of OpenAI's stored responses
         )
         parsed = response.output_parsed
-        if not isinstance(parsed, Minutes):
+        if not isinstance(parsed, DraftMinutes):
             raise ValueError("the model returned no minutes (refusal or empty answer)")
-        return parsed
+        return Minutes.from_draft(parsed)
 
 
 class SimulatedSummarizer:
