@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
@@ -96,7 +95,7 @@ def client(base_url: str) -> openai.OpenAI:
         api_key="sk-test",
         base_url=base_url,
         max_retries=0,
-        http_client=httpx.Client(trust_env=False),
+        http_client=openai.DefaultHttpxClient(trust_env=False),
     )
 
 

@@ -26,7 +26,9 @@ def image(**values: str) -> dict[str, Any]:
     return {k: {"S": v} for k, v in values.items()}
 
 
-def record(new: dict[str, Any], old: dict[str, Any] | None = None, name: str = "MODIFY") -> dict:
+def record(
+    new: dict[str, Any], old: dict[str, Any] | None = None, name: str = "MODIFY"
+) -> dict[str, Any]:
     change: dict[str, Any] = {"NewImage": new}
     if old is not None:
         change["OldImage"] = old
