@@ -9,6 +9,7 @@ purpose is to print them (``token mint``, ``dev``), never in errors.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -52,6 +53,7 @@ from cli.sample_webhook import send, signed_sample
 from cli.settings import Settings, load
 from cli.stack import AWS_FAILURES, Stack, describe_aws_error
 from relay import tokens
+from storage.minutes import is_valid_memory_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -219,6 +221,13 @@ def bot() -> None:
     """Create, inspect and dismiss meeting bots."""
 
 
+def check_memory_key(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: a memory key is 1-128 printable characters without whitespace."""
+    if value is not None and not is_valid_memory_key(value):
+        raise click.BadParameter("1-128 printable characters, no whitespace")
+    return value
+
+
 def check_meeting_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     """Click callback: an https URL on a platform Output Media supports."""
     try:
@@ -252,6 +261,14 @@ def check_meeting_url(_ctx: click.Context, _param: click.Parameter, value: str) 
     help="Meeting length the relay token covers, seconds (added to any --join-at wait).",
 )
 @click.option("--page-url", default=None, help="Agent page URL [default: stack's AgentPageUrl].")
+@click.option(
+    "--memory",
+    "memory_key",
+    default=None,
+    callback=check_memory_key,
+    help="Memory key (a team, a recurring meeting): file this meeting's minutes under it "
+    "and start with the minutes of earlier meetings under it.",
+)
 @table_option
 @click.option("--no-record", is_flag=True, help="Do not record the bot in DynamoDB.")
 @click.option(
@@ -272,6 +289,7 @@ def bot_create(
     persona: str | None,
     token_ttl: int,
     page_url: str | None,
+    memory_key: str | None,
     table: str | None,
     no_record: bool,
     recall_key_secret_arn: str | None,
@@ -303,6 +321,8 @@ def bot_create(
         raise click.BadParameter(f"{page!r} is not an http(s) URL", param_hint="'--page-url'")
     secret = ctx.token_secret()
     records: BotRecords | None = None
+    if no_record and memory_key is not None:
+        raise click.UsageError("--memory needs the bot recorded (drop --no-record)")
     if not no_record:
         _, table_resource = ctx.table(table)
         records = BotRecords(table_resource)
@@ -347,6 +367,7 @@ def bot_create(
                     created_at=now,
                 )
             )
+            records.record_session(session_id, bot_id, memory_key)
             result["recorded"] = True
         finally:
             if not result["recorded"]:
@@ -443,6 +464,39 @@ def bot_show(
             details.state, details.events, details.connections, details.turns, render.now_utc()
         )
     )
+
+
+@bot.command("minutes")
+@click.argument("bot_id")
+@table_option
+@stack_option
+@json_option
+@pass_context
+def bot_minutes(
+    ctx: Context, bot_id: str, table: str | None, stack_name: str | None, as_json: bool
+) -> None:
+    """Show a bot's minutes: summary, decisions, action items with owners, open questions.
+
+    They are built once the meeting ends (bot.done, or the relay session's last
+    connection closing), usually within a minute.
+    """
+    use_stack(ctx, stack_name)
+    name, table_resource = ctx.table(table)
+    job = BotRecords(table_resource).minutes(bot_id)
+    if job is None or "minutes" not in job:
+        state = job.get("job_state") if job else None
+        raise CliError(
+            f"no minutes for bot {bot_id} in table {name} yet"
+            + (f" (job {state})" if state else " (its meeting has not ended)")
+        )
+    shown = render.public(job)
+    shown["minutes"] = json.loads(job["minutes"])
+    for internal in ("claim_id", "lease_until"):
+        shown.pop(internal, None)
+    if as_json:
+        click.echo(render.to_json(shown))
+        return
+    click.echo(render.minutes_report(shown))
 
 
 @voicebot.command("bots")

@@ -54,6 +54,14 @@ def acknowledge_findings(stack: VoiceAgentStack) -> None:
         "rotation would invalidate every token handed to a bot in the middle of a meeting. "
         "Rotate it deliberately (put a new random value, restart the relay) when needed.",
     )
+    if stack.minutes.webhook_secret is not None:
+        _ack(
+            stack.minutes.webhook_secret,
+            "AwsSolutions-SMG4",
+            "The minutes delivery key is shared with the user's own endpoint, which verifies "
+            "with it; an automatic rotation would make that endpoint reject every delivery "
+            "until someone copies the new value over. Rotate it deliberately, with the user.",
+        )
     _acknowledge_relay(stack)
     _acknowledge_edge(stack)
 

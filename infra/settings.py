@@ -168,6 +168,13 @@ class StackSettings:
     webhook_throttle_burst: int = 100
     webhook_log_level: str = "INFO"
 
+    # Meeting minutes (infra/constructs/minutes.py, docs/minutes.md)
+    minutes_model: str = "gpt-5-mini"  # OpenAI text model; no key set: simulated minutes
+    #: Where minutes are delivered (a signed Standard Webhooks POST); None: stored only.
+    minutes_webhook_url: str | None = None
+    #: A relay connection's end builds the minutes only after this long with none open.
+    minutes_session_grace_seconds: int = 120
+
     # Relay (Fargate), context keys relay_<field>
     relay: RelaySettings = dataclasses.field(default_factory=RelaySettings)
 
@@ -235,6 +242,13 @@ class StackSettings:
              "alarm_email: an e-mail address"),
             (self.webhook_log_level in _LOG_LEVELS,
              f"webhook_log_level: one of {sorted(_LOG_LEVELS)}"),
+            (bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}", self.minutes_model)),
+             "minutes_model: an OpenAI model name, e.g. gpt-5-mini"),
+            (self.minutes_webhook_url is None
+             or bool(re.fullmatch(r"https://[^\s/?#]+(/[^\s#]*)?", self.minutes_webhook_url)),
+             "minutes_webhook_url: an https:// URL"),
+            (0 <= self.minutes_session_grace_seconds <= 900,
+             "minutes_session_grace_seconds: 0..900 (SQS delays a message 15 minutes at most)"),
         ]  # fmt: skip
 
 

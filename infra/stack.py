@@ -10,11 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.bundling import LocalPipBundling, lambda_code
 from infra.constructs.edge import Edge
+from infra.constructs.minutes import MeetingMinutes
 from infra.constructs.observability import Observability
 from infra.constructs.relay_service import OriginTls, RelayService
 from infra.constructs.secrets import AppSecrets
@@ -25,6 +27,8 @@ from infra.settings import StackSettings
 #: The webhook Lambda bundle: the `webhooks` extra's pins plus these source packages.
 WEBHOOK_EXTRA = "webhooks"
 WEBHOOK_PACKAGES = ("functions", "storage")
+#: The minutes Lambda bundle: the `minutes` extra's pins plus the same sources.
+MINUTES_EXTRA = "minutes"
 #: With a custom domain, CloudFront reaches the ALB over TLS at origin.<domain>.
 ORIGIN_SUBDOMAIN = "origin"
 
@@ -90,6 +94,24 @@ class VoiceAgentStack(Stack):
             log_level=settings.webhook_log_level,
         )
 
+        self.minutes = MeetingMinutes(
+            self,
+            "Minutes",
+            code=lambda_code(
+                LocalPipBundling(
+                    project_root=project_root, extra=MINUTES_EXTRA, packages=WEBHOOK_PACKAGES
+                ),
+                source_dir=str(project_root / "functions"),
+            ),
+            table=self.storage.table,
+            openai_api_key=self.secrets.openai_api_key,
+            model=settings.minutes_model,
+            webhook_url=settings.minutes_webhook_url,
+            grace_seconds=settings.minutes_session_grace_seconds,
+            log_retention=log_retention,
+            log_level=settings.webhook_log_level,
+        )
+
         self.relay = RelayService(
             self,
             "Relay",
@@ -128,10 +150,28 @@ class VoiceAgentStack(Stack):
         self.storage.grant_data(self.webhook_api.function)
         self.secrets.recall_webhook.grant_read(self.webhook_api.function)
         self.storage.grant_data(self.relay.task_definition.task_role)
+        # The minutes job reads meetings and writes minutes; it summarizes with the OpenAI
+        # key; its dead-letter alarm goes where every alarm goes.
+        self.storage.grant_data(self.minutes.function)
+        self.secrets.openai_api_key.grant_read(self.minutes.function)
+        self.minutes.alarm.add_alarm_action(cw_actions.SnsAction(self.observability.topic))
 
         self._outputs()
 
     def _outputs(self) -> None:
+        CfnOutput(
+            self,
+            "MinutesDeadLetterQueueUrl",
+            value=self.minutes.dead_letters.queue_url,
+            description="Minutes jobs that failed every attempt (redrive after a fix)",
+        )
+        if self.minutes.webhook_secret is not None:
+            CfnOutput(
+                self,
+                "MinutesWebhookSecretArn",
+                value=self.minutes.webhook_secret.secret_arn,
+                description="Verify minutes.ready deliveries with whsec_<this secret's value>",
+            )
         CfnOutput(
             self,
             "WebhookUrl",

@@ -37,6 +37,7 @@ say (``functions.minutes.summarizer``).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
@@ -53,6 +54,9 @@ NOTE_PREFIX: Final = "NOTE#"
 MAX_MEMORY_KEY_CHARS: Final = 128
 #: The minutes as stored; DynamoDB's item limit is 400 KB, minutes are a few KB.
 MAX_MINUTES_JSON_CHARS: Final = 100_000
+
+#: Bot statuses that end a meeting for good (Recall's ``bot.done`` and ``bot.fatal``).
+FINAL_STATUSES: Final = frozenset({"done", "fatal"})
 
 JobState = Literal["building", "built", "delivered"]
 BUILDING: Final = "building"
@@ -285,3 +289,32 @@ def memory_entry(
         "built_at": stamp,
         "minutes": minutes_json,
     }
+
+
+def stream_filter_patterns() -> list[str]:
+    """Lambda event-filter patterns for the table's stream: the changes that end a meeting.
+
+    A bot's ``STATE`` with a final status, and a ``CONN#`` item with ``ended_at``. The
+    infra attaches them to the minutes function's stream event source, so it is not even
+    invoked for turns, deliveries and history; the function still decides for itself
+    (``functions.minutes.trigger``), as a filter cannot compare old and new images.
+    """
+    state = {
+        "eventName": ["INSERT", "MODIFY"],
+        "dynamodb": {
+            "NewImage": {
+                schema.SORT_KEY: {"S": [schema.STATE_SK]},
+                "status": {"S": sorted(FINAL_STATUSES)},
+            }
+        },
+    }
+    ended = {
+        "eventName": ["INSERT", "MODIFY"],
+        "dynamodb": {
+            "NewImage": {
+                schema.SORT_KEY: {"S": [{"prefix": schema.CONNECTION_PREFIX}]},
+                "ended_at": {"S": [{"exists": True}]},
+            }
+        },
+    }
+    return [json.dumps(state, separators=(",", ":")), json.dumps(ended, separators=(",", ":"))]

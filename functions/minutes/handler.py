@@ -63,6 +63,10 @@ def build_runtime(settings: Settings) -> Runtime:
     if key is None and settings.openai_api_key_secret_arn and secrets is not None:
         key = read_secret(secrets, settings.openai_api_key_secret_arn)
     summarizer: Summarizer = SimulatedSummarizer()
+    if key is not None and not key.startswith(OPENAI_KEY_PREFIX):
+        # The stack creates the secret with a placeholder until someone puts a key.
+        logger.warning("the OpenAI key secret holds no sk- key: minutes are simulated")
+        key = None
     if key is not None:
         from openai import OpenAI
 
@@ -93,6 +97,8 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(runner=runner, send=send)
 
 
+#: Every OpenAI API key starts with this.
+OPENAI_KEY_PREFIX = "sk-"
 #: SQS caps a message's delay at 15 minutes.
 MAX_DELAY_SECONDS = 900
 

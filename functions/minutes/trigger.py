@@ -18,15 +18,13 @@ on the way in: a message that does not parse is refused, not guessed at.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from storage import schema
+from storage.minutes import FINAL_STATUSES
 
-#: Bot statuses that end a meeting for good (Recall's ``bot.done`` and ``bot.fatal``).
-FINAL_STATUSES: Final = frozenset({"done", "fatal"})
 MAX_MESSAGE_BYTES: Final = 4096
 
 _Id = Annotated[str, Field(min_length=1, max_length=schema.MAX_ID_BYTES)]
@@ -113,33 +111,6 @@ def from_stream_record(record: dict[str, Any]) -> BotJob | SessionCheck | None:
         if schema.is_valid_id(session_id):
             return SessionCheck(session_id=session_id)
     return None
-
-
-def stream_filter_patterns() -> list[str]:
-    """Lambda event-filter patterns passing only records :func:`from_stream_record` may use.
-
-    The infra attaches them to the stream's event source, so the function is not even
-    invoked for turns, deliveries and history; the function still decides for itself.
-    """
-    state = {
-        "eventName": ["INSERT", "MODIFY"],
-        "dynamodb": {
-            "NewImage": {
-                schema.SORT_KEY: {"S": [schema.STATE_SK]},
-                "status": {"S": sorted(FINAL_STATUSES)},
-            }
-        },
-    }
-    ended = {
-        "eventName": ["INSERT", "MODIFY"],
-        "dynamodb": {
-            "NewImage": {
-                schema.SORT_KEY: {"S": [{"prefix": schema.CONNECTION_PREFIX}]},
-                "ended_at": {"S": [{"exists": True}]},
-            }
-        },
-    }
-    return [json.dumps(state, separators=(",", ":")), json.dumps(ended, separators=(",", ":"))]
 
 
 def _string(image: dict[str, Any], name: str) -> str | None:

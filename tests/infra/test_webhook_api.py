@@ -13,7 +13,12 @@ from tests.infra.conftest import Synthesized
 
 
 def _function(synthesized: Synthesized) -> dict[str, Any]:
-    return synthesized.only("AWS::Lambda::Function")
+    (function,) = [
+        f
+        for f in synthesized.of_type("AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "functions.webhooks.app.handler"
+    ]
+    return dict(function)
 
 
 def _logical_id(synthesized: Synthesized, resource_type: str, fragment: str) -> str:
@@ -102,7 +107,7 @@ def test_function_role_reaches_only_its_table_secret_and_logs(synthesized: Synth
     statements = [s for group in policies for s in group]
     table_id = _logical_id(synthesized, "AWS::DynamoDB::GlobalTable", "Storage")
     secret_id = _logical_id(synthesized, "AWS::SecretsManager::Secret", "RecallWebhook")
-    log_id = _logical_id(synthesized, "AWS::Logs::LogGroup", "FunctionLogs")
+    log_id = _logical_id(synthesized, "AWS::Logs::LogGroup", "WebhookApiFunctionLogs")
     by_service = {s["Action"][0].split(":")[0]: s for s in statements}
     assert set(by_service) == {"logs", "dynamodb", "secretsmanager"}
     assert by_service["dynamodb"]["Resource"] == [

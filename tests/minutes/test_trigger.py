@@ -18,8 +18,8 @@ from functions.minutes.trigger import (
     from_stream_record,
     message_body,
     parse_message,
-    stream_filter_patterns,
 )
+from storage.minutes import stream_filter_patterns
 
 
 def image(**values: str) -> dict[str, Any]:
