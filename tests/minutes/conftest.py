@@ -14,6 +14,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -215,16 +216,33 @@ def seed_meeting(
     store: MinutesStore, *, bot_id: str, session_id: str, memory_key: str | None = None
 ) -> None:
     """A bot created by the CLI, and what was said in its meeting (as the relay stores it)."""
+    from functions.minutes.store import serialize
+
     client = store._client
     table = store._table
     store.put_session_bot(minutes.session_bot_item(session_id, bot_id, memory_key))
+    created = items.bot_created_update(
+        {
+            "bot_id": bot_id,
+            "session_id": session_id,
+            "region": "us-west-2",
+            "meeting_url": "https://meet.google.com/abc-defg-hij",
+            "bot_name": "Assistant",
+        },
+        datetime.now(UTC),
+    ).request()
+    client.update_item(
+        TableName=table,
+        Key=serialize(created["Key"]),
+        UpdateExpression=created["UpdateExpression"],
+        ExpressionAttributeNames=created["ExpressionAttributeNames"],
+        ExpressionAttributeValues=serialize(created["ExpressionAttributeValues"]),
+    )
     said = [
         ("user", "Hello everyone. We decided to ship the beta on Friday."),
         ("assistant", "Noted. I will send the release notes to the team."),
         ("user", "Dana will update the pricing page. Who owns the migration?"),
     ]
-    from functions.minutes.store import serialize
-
     for i, (role, text) in enumerate(said):
         item = items.turn_item(
             session_id=session_id,
