@@ -276,6 +276,20 @@ def refused_update(*, bot_id: str, at: datetime, status: int) -> UpdateParams:
     }
 
 
+def memory_query(memory_key: str, limit: int) -> dict[str, Any]:
+    """``Query`` parameters (without ``TableName``) for the newest ``limit`` minutes under a key.
+
+    Values are plain Python (serialize them as the caller's client needs); newest first.
+    """
+    return {
+        "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+        "ExpressionAttributeNames": {"#pk": schema.PARTITION_KEY, "#sk": schema.SORT_KEY},
+        "ExpressionAttributeValues": {":pk": memory_pk(memory_key), ":prefix": MEMORY_PREFIX},
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+
+
 def memory_entry(
     *, memory_key: str, bot_id: str, built_at: datetime, minutes_json: str
 ) -> MemoryEntry:

@@ -106,16 +106,9 @@ class MinutesStore:
 
     def memory(self, memory_key: str, limit: int) -> list[minutes.MemoryEntry]:
         """The newest ``limit`` minutes filed under ``memory_key``, newest first."""
-        answer = self._client.query(
-            TableName=self._table,
-            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
-            ExpressionAttributeNames={"#pk": schema.PARTITION_KEY, "#sk": schema.SORT_KEY},
-            ExpressionAttributeValues=serialize(
-                {":pk": minutes.memory_pk(memory_key), ":prefix": minutes.MEMORY_PREFIX}
-            ),
-            ScanIndexForward=False,
-            Limit=limit,
-        )
+        query = minutes.memory_query(memory_key, limit)
+        query["ExpressionAttributeValues"] = serialize(query["ExpressionAttributeValues"])
+        answer = self._client.query(TableName=self._table, **query)
         return [cast("minutes.MemoryEntry", deserialize(i)) for i in answer.get("Items", [])]
 
     # Writes
