@@ -118,6 +118,10 @@ class BotRecords:
         item = answer.get("Item")
         return cast("minutes.MinutesJob", plain(item)) if item else None
 
+    def notes(self, bot_id: str) -> list[dict[str, Any]]:
+        """What the agent noted in the bot's meeting (``NOTE#`` items), in order."""
+        return list(self._query_prefix(schema.bot_pk(bot_id), minutes.NOTE_PREFIX))
+
     def state(self, bot_id: str) -> items.BotState | None:
         """The bot's ``STATE`` item, or ``None`` if we never saw it."""
         try:
