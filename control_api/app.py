@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -149,6 +150,23 @@ def create_app(runtime: Callable[[], Runtime] = default_runtime) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+
+    def openapi() -> dict[str, Any]:
+        # The create body is read raw (size-bounded) and validated by hand, so FastAPI does
+        # not see its model: add its schema where the route's requestBody points.
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            body = CreateBot.model_json_schema(ref_template="#/components/schemas/{model}")
+            document.setdefault("components", {}).setdefault("schemas", {})["CreateBot"] = body
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
