@@ -175,6 +175,11 @@ class StackSettings:
     #: A relay connection's end builds the minutes only after this long with none open.
     minutes_session_grace_seconds: int = 120
 
+    # Control API (infra/constructs/control_api.py, docs/control-api.md)
+    control_api_throttle_rate: int = 5  # requests/s, steady (Recall creates ≤ 60 bots/min)
+    control_api_throttle_burst: int = 10
+    recall_region: str = "us-west-2"  # where the control API creates bots by default
+
     # Relay (Fargate), context keys relay_<field>
     relay: RelaySettings = dataclasses.field(default_factory=RelaySettings)
 
@@ -247,6 +252,11 @@ class StackSettings:
             (self.minutes_webhook_url is None
              or bool(re.fullmatch(r"https://[^\s/?#]+(/[^\s#]*)?", self.minutes_webhook_url)),
              "minutes_webhook_url: an https:// URL"),
+            (1 <= self.control_api_throttle_rate <= self.webhook_throttle_rate
+             and 1 <= self.control_api_throttle_burst <= self.webhook_throttle_burst,
+             "control_api_throttle_rate/burst: at least 1, at most the webhook's"),
+            (self.recall_region in {"us-west-2", "us-east-1", "eu-central-1", "ap-northeast-1"},
+             "recall_region: us-west-2, us-east-1, eu-central-1 or ap-northeast-1"),
             (0 <= self.minutes_session_grace_seconds <= 900,
              "minutes_session_grace_seconds: 0..900 (SQS delays a message 15 minutes at most)"),
         ]  # fmt: skip

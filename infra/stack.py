@@ -15,6 +15,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.bundling import LocalPipBundling, lambda_code
+from infra.constructs.control_api import ControlApi
 from infra.constructs.edge import Edge
 from infra.constructs.minutes import MeetingMinutes
 from infra.constructs.observability import Observability
@@ -29,6 +30,9 @@ WEBHOOK_EXTRA = "webhooks"
 WEBHOOK_PACKAGES = ("functions", "storage")
 #: The minutes Lambda bundle: the `minutes` extra's pins plus the same sources.
 MINUTES_EXTRA = "minutes"
+#: The control API bundle: it reuses the CLI's Recall client and readers and relay.tokens.
+CONTROL_API_EXTRA = "control_api"
+CONTROL_API_PACKAGES = ("control_api", "cli", "functions", "relay_container/relay", "storage")
 #: With a custom domain, CloudFront reaches the ALB over TLS at origin.<domain>.
 ORIGIN_SUBDOMAIN = "origin"
 
@@ -133,6 +137,27 @@ class VoiceAgentStack(Stack):
             price_class=settings.cloudfront_price_class,
             custom_domain=settings.custom_domain,
         )
+        self.control_api = ControlApi(
+            self,
+            "ControlApi",
+            code=lambda_code(
+                LocalPipBundling(
+                    project_root=project_root,
+                    extra=CONTROL_API_EXTRA,
+                    packages=CONTROL_API_PACKAGES,
+                ),
+                source_dir=str(project_root / "control_api"),
+            ),
+            http_api=self.webhook_api.api,
+            stage=self.webhook_api.stage,
+            table_name=self.storage.table.table_name,
+            relay_token_secret=self.secrets.relay_token,
+            agent_page_url=self.edge.page_url,
+            recall_region=settings.recall_region,
+            log_retention=log_retention,
+            throttle_rate=settings.control_api_throttle_rate,
+            throttle_burst=settings.control_api_throttle_burst,
+        )
         self.observability = Observability(
             self,
             "Observability",
@@ -153,12 +178,33 @@ class VoiceAgentStack(Stack):
         # The minutes job reads meetings and writes minutes; it summarizes with the OpenAI
         # key; its dead-letter alarm goes where every alarm goes.
         self.storage.grant_data(self.minutes.function)
+        # The control API creates and reads bots and mints relay tokens for their pages.
+        self.storage.grant_data(self.control_api.function)
+        self.secrets.relay_token.grant_read(self.control_api.function)
         self.secrets.openai_api_key.grant_read(self.minutes.function)
         self.minutes.alarm.add_alarm_action(cw_actions.SnsAction(self.observability.topic))
 
         self._outputs()
 
     def _outputs(self) -> None:
+        CfnOutput(
+            self,
+            "ControlApiUrl",
+            value=self.control_api.url,
+            description="The control API (SigV4-signed requests; docs/control-api.md)",
+        )
+        CfnOutput(
+            self,
+            "ControlApiInvokePolicyArn",
+            value=self.control_api.invoke_policy.managed_policy_arn,
+            description="Attach to the IAM roles or users allowed to call the control API",
+        )
+        CfnOutput(
+            self,
+            "RecallApiKeySecretArn",
+            value=self.control_api.recall_api_key.secret_arn,
+            description="Put your Recall API key here (the control API creates bots with it)",
+        )
         CfnOutput(
             self,
             "MinutesDeadLetterQueueUrl",
