@@ -52,6 +52,7 @@ from cli.recall_api import REGION_BASE_URLS, RecallClient, base_url
 from cli.sample_webhook import send, signed_sample
 from cli.settings import Settings, load
 from cli.stack import AWS_FAILURES, Stack, describe_aws_error
+from cli.via_api import via_api
 from relay import tokens
 from storage.minutes import is_valid_memory_key
 
@@ -238,6 +239,7 @@ def check_meeting_url(_ctx: click.Context, _param: click.Parameter, value: str) 
 
 
 @bot.command("create")
+@via_api("create")
 @click.option(
     "--meeting-url",
     required=True,
@@ -391,6 +393,7 @@ def bot_create(
 
 
 @bot.command("leave")
+@via_api("leave")
 @click.argument("bot_id")
 @click.option(
     "--region",
@@ -433,6 +436,7 @@ def bot_leave(
 
 
 @bot.command("show")
+@via_api("show")
 @click.argument("bot_id")
 @table_option
 @stack_option
@@ -467,6 +471,7 @@ def bot_show(
 
 
 @bot.command("minutes")
+@via_api("minutes")
 @click.argument("bot_id")
 @table_option
 @stack_option
@@ -500,6 +505,7 @@ def bot_minutes(
 
 
 @voicebot.command("bots")
+@via_api("bots")
 @click.option(
     "--limit", type=click.IntRange(min=1, max=1000), default=20, show_default=True, help="How many."
 )
@@ -528,6 +534,7 @@ def bots(
 
 
 @voicebot.command("transcript")
+@via_api("transcript")
 @click.argument("bot_id")
 @table_option
 @stack_option

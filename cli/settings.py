@@ -38,6 +38,8 @@ class Settings:
     #: Where ``voicebot dev`` writes, and the other commands read, the local stack's profile.
     dev_profile: Path = field(default_factory=lambda: default_path(Path.home(), None))
     openai_api_key: str | None = None
+    #: The control API's base URL (``…/v1``) for ``--via-api``; default: the stack's output.
+    api_url: str | None = None
     #: The whole environment, passed on to the local stack's child processes.
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -63,6 +65,7 @@ class Settings:
             if (profile := get("VOICEBOT_DEV_PROFILE"))
             else default_path(Path(get("HOME") or Path.home()), get("XDG_STATE_HOME")),
             openai_api_key=get("OPENAI_API_KEY"),
+            api_url=get("VOICEBOT_API_URL"),
             environ=MappingProxyType(dict(environ)),
         )
 

@@ -261,3 +261,13 @@ def test_openapi_document_is_served_and_checked_in(api: Api) -> None:
     body = served["paths"]["/v1/bots"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/CreateBot"}
     assert served["components"]["schemas"]["CreateBot"]["additionalProperties"] is False
+
+
+def test_the_lambda_imports_no_cli_framework() -> None:
+    """The function's bundle has no click: importing the app pulls in none of the CLI's commands."""
+    import subprocess
+    import sys
+
+    probe = "import control_api.app, sys; print('click' in sys.modules, 'cli.main' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
