@@ -249,4 +249,5 @@ def minutes_report(job: Mapping[str, Any]) -> str:
     ]
     if job.get("memory_key"):
         footer.append(("memory", job["memory_key"]))
-    return "\n".join(lines) + "\n" + fields(footer)
+    lines.extend(f"{name:<12} {cell(value)}" for name, value in footer)
+    return "\n".join(lines)
