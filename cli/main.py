@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -561,7 +561,7 @@ def transcript(
     click.echo(transcript_text(details.turns))
 
 
-def transcript_text(turns: list[dict[str, Any]]) -> str:
+def transcript_text(turns: Sequence[Mapping[str, Any]]) -> str:
     """One line per turn: UTC time, who spoke, and everything they said."""
     lines = []
     for turn in turns:
