@@ -22,7 +22,9 @@ TEMPLATE = json.loads(
 MEETING = "https://meet.google.com/abc-defg-hij"
 
 
-def event(method: str, path: str, body: Any = None, caller: str = "", **headers: str) -> dict:
+def event(
+    method: str, path: str, body: Any = None, caller: str = "", **headers: str
+) -> dict[str, Any]:
     """An HTTP API (v2) event for ``ANY /v1/{proxy+}`` with the IAM authorizer's context."""
     shaped: dict[str, Any] = copy.deepcopy(TEMPLATE)
     shaped["rawPath"] = path
