@@ -742,7 +742,8 @@ def record_page_session(endpoints: DevEndpoints, page_session: str) -> None:
         aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
     )
-    BotRecords(resource.Table(endpoints.table_name)).record_created(
+    records = BotRecords(resource.Table(endpoints.table_name))
+    records.record_created(
         CreatedBot(
             bot_id=page_session,
             session_id=page_session,
@@ -752,6 +753,8 @@ def record_page_session(endpoints: DevEndpoints, page_session: str) -> None:
             created_at=datetime.now(UTC),
         )
     )
+    # The page's session ending (its last connection closing) builds its minutes.
+    records.record_session(page_session, page_session, None)
 
 
 @voicebot.command("dev")
