@@ -79,6 +79,19 @@ class ApiError(Exception):
         self.message = message
 
 
+class NotRecordedError(ApiError):
+    """Recall created the bot but the table refused its record (503, naming the bot)."""
+
+    def __init__(self, bot_id: str, region: str, reason: str) -> None:
+        """Say what exists, so the bot is not lost."""
+        super().__init__(
+            503,
+            "not_recorded",
+            f"bot {bot_id} was created in {region} but not recorded ({reason}); "
+            "retrying with the same Idempotency-Key will not create another",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Runtime:
     """What requests need, built once per process."""
@@ -303,9 +316,12 @@ def _create(
             )
     try:
         created = _create_bot(runtime, spec)
+    except NotRecordedError:
+        # Recall made the bot: the key stays claimed (a retry must not make a second one).
+        raise
     except BaseException:
         if key is not None:
-            # Only failures before Recall answered reach here with nothing created.
+            # Nothing was created: release the key so the caller may retry at once.
             _aws(idempotency.abandon, caller, key)
         raise
     answer = created.model_dump()
@@ -316,7 +332,6 @@ def _create(
 
 def _create_bot(runtime: Runtime, spec: CreateBot) -> CreatedBot:
     """What ``voicebot bot create`` does, with the same pieces."""
-    from cli.bot_records import CreatedBot as CreatedRecord
     from cli.bot_request import BotSpec, InvalidInput, meeting_platform, with_token, without_token
     from cli.errors import CliError, RecallApiError
     from cli.recall_api import REGION_BASE_URLS, RecallClient, RetryPolicy, base_url
@@ -373,6 +388,31 @@ def _create_bot(runtime: Runtime, spec: CreateBot) -> CreatedBot:
     except CliError as exc:
         raise ApiError(502, "recall_error", str(exc)) from None
     bot_id = str(bot["id"])
+    try:
+        _record(records, bot_id, session_id, region, spec, now)
+    except ApiError as exc:
+        raise NotRecordedError(bot_id, region, exc.message) from None
+    return CreatedBot(
+        bot_id=bot_id,
+        session_id=session_id,
+        region=region,
+        page_url=without_token(bot_spec.page_url),
+        join_at=bot_spec.request().get("join_at"),
+        recorded=True,
+    )
+
+
+def _record(
+    records: BotRecords,
+    bot_id: str,
+    session_id: str,
+    region: str,
+    spec: CreateBot,
+    now: datetime,
+) -> None:
+    """Record a bot Recall created, as ``voicebot bot create`` does."""
+    from cli.bot_records import CreatedBot as CreatedRecord
+
     _aws(
         records.record_created,
         CreatedRecord(
@@ -385,14 +425,6 @@ def _create_bot(runtime: Runtime, spec: CreateBot) -> CreatedBot:
         ),
     )
     _aws(records.record_session, session_id, bot_id, spec.memory_key)
-    return CreatedBot(
-        bot_id=bot_id,
-        session_id=session_id,
-        region=region,
-        page_url=without_token(bot_spec.page_url),
-        join_at=bot_spec.request().get("join_at"),
-        recorded=True,
-    )
 
 
 def _leave(runtime: Runtime, bot_id: str) -> Leaving:

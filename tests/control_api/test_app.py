@@ -271,3 +271,53 @@ def test_the_lambda_imports_no_cli_framework() -> None:
     probe = "import control_api.app, sys; print('click' in sys.modules, 'cli.main' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+class RefusingStateWrites:
+    """The real table, except that writing a bot's STATE is refused (a fault injected)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    def update_item(self, **kwargs: Any) -> Any:
+        if kwargs.get("Key", {}).get("sk") == "STATE":
+            from botocore.exceptions import ClientError
+
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+                "UpdateItem",
+            )
+        return self._table.update_item(**kwargs)
+
+
+def test_bot_created_but_not_recorded_is_named_and_never_created_twice(
+    dynamodb_endpoint: str, table_name: str, fake_recall: Any
+) -> None:
+    """Recall made the bot, the table refused it: 503 naming the bot; the key stays taken."""
+    import httpx
+
+    settings = settings_for(table_name, fake_recall)
+    table = boto3.resource(
+        "dynamodb", endpoint_url=dynamodb_endpoint, region_name="us-east-1"
+    ).Table(table_name)
+
+    def runtime() -> Runtime:
+        faulty: Any = RefusingStateWrites(table)
+        return Runtime(settings=settings, secrets=Secrets(settings), table=faulty)
+
+    with serve_in_thread(create_app(runtime)) as url:
+        headers = {"idempotency-key": "once"}
+        first = httpx.post(
+            url + "/v1/bots", json={"meeting_url": MEETING}, headers=headers, trust_env=False
+        )
+        again = httpx.post(
+            url + "/v1/bots", json={"meeting_url": MEETING}, headers=headers, trust_env=False
+        )
+    assert first.status_code == 503
+    assert first.json()["error"] == "not_recorded"
+    assert fake_recall.created_ids[0] in first.json()["message"]
+    assert again.status_code == 409
+    assert len(fake_recall.created_ids) == 1
