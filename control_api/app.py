@@ -27,6 +27,7 @@ Importing this module reads no environment and calls no AWS API.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Callable
@@ -61,6 +62,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
     from cli.bot_records import BotRecords
+
+logger = logging.getLogger("control_api")
 
 API_PREFIX: Final = "/v1"
 MAX_BODY_BYTES: Final = 16 * 1024
@@ -184,6 +187,12 @@ def create_app(runtime: Callable[[], Runtime] = default_runtime) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return _problem(exc.status_code, exc.error, exc.message)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # Logged once here, with its traceback; the caller gets no internals.
+        logger.error("control API request failed", exc_info=exc)
+        return _problem(500, "internal_error", "unexpected error; retry later")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

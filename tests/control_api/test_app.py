@@ -321,3 +321,25 @@ def test_bot_created_but_not_recorded_is_named_and_never_created_twice(
     assert fake_recall.created_ids[0] in first.json()["message"]
     assert again.status_code == 409
     assert len(fake_recall.created_ids) == 1
+
+
+def test_an_unexpected_failure_is_a_json_500_without_internals(
+    dynamodb_endpoint: str, table_name: str, fake_recall: Any
+) -> None:
+    """A bug below the routes answers JSON 500 and leaks no traceback or value."""
+    import httpx
+
+    settings = settings_for(table_name, fake_recall)
+
+    class Broken:
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError("secret-internal-detail")
+
+    def runtime() -> Runtime:
+        broken: Any = Broken()
+        return Runtime(settings=settings, secrets=Secrets(settings), table=broken)
+
+    with serve_in_thread(create_app(runtime)) as url:
+        answer = httpx.get(url + "/v1/bots/b1", trust_env=False)
+    assert answer.status_code == 500
+    assert answer.json() == {"error": "internal_error", "message": "unexpected error; retry later"}
