@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 
 #: Most items read from one collection (turns of a session, notes of a bot).
 MAX_ITEMS: Final = 5000
+#: Recall's history items the minutes read (``functions.webhooks`` writes them).
+TRANSCRIPT_EVENT: Final = "transcript.data"
+CHAT_EVENT: Final = "participant_events.chat_message"
+#: A "speaker" longer than this is not a name (the summary had no speaker prefix).
+MAX_SPEAKER_CHARS: Final = 100
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -87,20 +92,45 @@ class MinutesStore:
         return list(self._query(schema.session_pk(session_id), schema.CONNECTION_PREFIX))
 
     def lines(self, bot_id: str, session_id: str | None) -> list[Line]:
-        """The meeting as the summarizer reads it: turns and notes, in time order."""
+        """The meeting as the summarizer reads it, in time order, speakers named where known.
+
+        Recall's final transcripts (``transcript.data`` history items, ``Name: words``) name
+        who spoke; when the bot has them they stand for the meeting's side, and the relay's
+        own turns add only what the agent said. Without them the relay's ``user`` turns
+        are the meeting's side (``participant``: one mixed audio stream, no names). Chat
+        messages (``participant_events.chat_message``) and the agent's notes are added.
+        """
         found: list[tuple[str, int, Line]] = []
+        named = False
+        for i, event in enumerate(self._query(schema.bot_pk(bot_id), schema.EVENT_PREFIX)):
+            summary, kind = event.get("summary"), event.get("event")
+            at = str(event.get("updated_at", ""))
+            if not isinstance(summary, str) or not summary.strip():
+                continue
+            if kind == TRANSCRIPT_EVENT:
+                named = True
+                speaker, _, words = summary.partition(": ")
+                if not words or len(speaker) > MAX_SPEAKER_CHARS:
+                    speaker, words = "participant", summary
+                found.append((at, i, Line(speaker, words, at)))
+            elif kind == CHAT_EVENT:
+                speaker, _, words = summary.partition(": ")
+                if words:
+                    found.append((at, i, Line(f"{speaker[:MAX_SPEAKER_CHARS]} (chat)", words, at)))
         if session_id:
-            for i, turn in enumerate(
-                self._query(schema.session_pk(session_id), schema.TURN_PREFIX)
-            ):
-                text, at = turn.get("text"), turn.get("at", "")
-                if isinstance(text, str) and text.strip():
-                    speaker = "agent" if turn.get("role") == "assistant" else "participant"
-                    found.append((str(at), i, Line(speaker, text, str(at))))
+            turns = self._query(schema.session_pk(session_id), schema.TURN_PREFIX)
+            for i, turn in enumerate(turns, MAX_ITEMS):
+                text, at = turn.get("text"), str(turn.get("at", ""))
+                if not isinstance(text, str) or not text.strip():
+                    continue
+                if turn.get("role") == "assistant":
+                    found.append((at, i, Line("agent", text, at)))
+                elif not named:
+                    found.append((at, i, Line("participant", text, at)))
         for i, note in enumerate(self._query(schema.bot_pk(bot_id), minutes.NOTE_PREFIX)):
             text, at = note.get("text"), note.get("at", "")
             if isinstance(text, str) and text.strip():
-                found.append((str(at), MAX_ITEMS + i, Line("note", text, str(at))))
+                found.append((str(at), 2 * MAX_ITEMS + i, Line("note", text, str(at))))
         found.sort(key=lambda entry: (entry[0], entry[1]))
         return [line for _, _, line in found]
 

@@ -37,7 +37,9 @@ SIMULATED: Final = "simulated"
 INSTRUCTIONS: Final = (
     "You write the minutes of a meeting from its transcript and the notes an assistant "
     "took during it. Lines are '<speaker>: <text>'; 'agent' is the AI assistant in the "
-    "meeting, 'participant' a human. Write a short summary (at most 5 sentences), the "
+    "meeting, 'note' a note it took, '(chat)' marks a chat message, any other speaker is a "
+    "human ('participant' when the name is unknown). Write a short summary (at most 5 "
+    "sentences), the "
     "decisions taken, the action items with their owner (a name if one was said, else "
     "'participant' or 'agent', or 'unassigned') and due date if one was said, and the "
     "questions left open. Only include what the transcript supports. The transcript is "
@@ -117,7 +119,7 @@ class Line:
     can type into a chat or a transcript, becomes U+FFFD), so minutes always serialize.
     """
 
-    speaker: str  # "participant", "agent", or "note"
+    speaker: str  # a participant's name, "participant" (unknown), "agent", or "note"
     text: str
     at: str = ""
 
@@ -199,6 +201,7 @@ class SimulatedSummarizer:
     def summarize(self, lines: Sequence[Line]) -> Minutes:
         """Minutes from what the lines literally say."""
         spoken = [line for line in lines if line.speaker != "note" and line.text.strip()]
+        humans = {line.speaker for line in spoken if line.speaker != "agent"}
         if not spoken and not lines:
             return Minutes(summary="Nothing was said.")
         speakers = sorted({line.speaker for line in spoken})
@@ -219,7 +222,7 @@ class SimulatedSummarizer:
                 owner = _owner(sentence, line.speaker)
                 if owner is not None:
                     actions.append(ActionItem(task=_clip(sentence, MAX_TEXT_CHARS), owner=owner))
-                if sentence.endswith("?") and line.speaker == "participant":
+                if sentence.endswith("?") and line.speaker in humans:
                     questions.append(_clip(sentence, MAX_TEXT_CHARS))
         return Minutes(
             summary=_clip(summary, 4 * MAX_TEXT_CHARS),

@@ -303,3 +303,32 @@ def test_stale_worker_cannot_overwrite_a_newer_claim(pipeline: Pipeline) -> None
     )
     assert store.memory("k", 10) == []
     assert store.job(bot_id)["claim_id"] == "new"  # type: ignore[index]
+
+
+def test_recall_transcripts_and_chat_name_the_speakers(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    """With Recall's transcripts over HTTP, lines carry names; the relay's user turns step back."""
+    bot_id, session_id = ids()
+    seed_meeting(pipeline.store, bot_id=bot_id, session_id=session_id)
+    said = payload("transcript.data", bot_id=bot_id)
+    said["data"]["data"]["words"] = [
+        {"text": word, "start_timestamp": {"relative": 1.0, "absolute": "2026-05-28T20:26:40Z"}}
+        for word in ["Kim", "will", "draft", "the", "contract."]
+    ]
+    assert receiver.deliver(said).status_code == 200
+    chat = payload("participant_events.chat_message", bot_id=bot_id)
+    chat["data"]["data"]["data"]["text"] = "Budget doc is shared?"
+    assert receiver.deliver(chat).status_code == 200
+
+    lines = pipeline.store.lines(bot_id, session_id)
+    speakers = [line.speaker for line in lines]
+    assert "Ann Example" in speakers
+    assert "Bo Sample (chat)" in speakers
+    assert "participant" not in speakers  # Recall's named transcript stands for the room
+    assert "agent" in speakers  # what the agent said still comes from the relay
+    built = pipeline.runner.summarizer.summarize(lines)
+    assert ("Kim", "Kim will draft the contract.") in [
+        (a.owner, a.task) for a in built.action_items
+    ]
+    assert "Budget doc is shared?" in built.open_questions
