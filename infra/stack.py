@@ -183,6 +183,9 @@ class VoiceAgentStack(Stack):
         self.secrets.relay_token.grant_read(self.control_api.function)
         self.secrets.openai_api_key.grant_read(self.minutes.function)
         self.minutes.alarm.add_alarm_action(cw_actions.SnsAction(self.observability.topic))
+        self.observability.dashboard.add_widgets(
+            *self.minutes.widgets(), *self.control_api.widgets()
+        )
 
         self._outputs()
 

@@ -24,6 +24,7 @@ from aws_cdk import Duration, RemovalPolicy, SecretValue, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -130,3 +131,17 @@ class ControlApi(Construct):
             ],
         )
         self.url = f"{stage.url}v1"
+
+    def widgets(self, width: int = 8) -> list[cloudwatch.IWidget]:
+        """Dashboard graph: control API calls, errors and duration."""
+        return [
+            cloudwatch.GraphWidget(
+                title="Control API Lambda: invocations / errors / p99 ms",
+                left=[
+                    self.function.metric_invocations(statistic="Sum"),
+                    self.function.metric_errors(statistic="Sum"),
+                ],
+                right=[self.function.metric_duration(statistic="p99")],
+                width=width,
+            )
+        ]

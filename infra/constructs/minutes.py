@@ -132,6 +132,29 @@ class MeetingMinutes(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
+    def widgets(self, width: int = 8) -> list[cloudwatch.IWidget]:
+        """Dashboard graphs: jobs run and failed, queue backlog, dead letters."""
+        return [
+            cloudwatch.GraphWidget(
+                title="Minutes jobs: invocations / errors",
+                left=[
+                    self.function.metric_invocations(statistic="Sum"),
+                    self.function.metric_errors(statistic="Sum"),
+                ],
+                width=width,
+            ),
+            cloudwatch.GraphWidget(
+                title="Minutes queue: oldest job (s) / dead letters",
+                left=[self.queue.metric_approximate_age_of_oldest_message(statistic="Maximum")],
+                right=[
+                    self.dead_letters.metric_approximate_number_of_messages_visible(
+                        statistic="Maximum"
+                    )
+                ],
+                width=width,
+            ),
+        ]
+
     # Private
 
     def _build_function(

@@ -166,3 +166,15 @@ def test_function_runs_python_314_on_arm64(template: Template) -> None:
         {"Handler": HANDLER, "Runtime": "python3.14", "Architectures": ["arm64"], "Timeout": 180},
     )
     template.has_output("MinutesDeadLetterQueueUrl", Match.any_value())
+
+
+def test_dashboard_shows_minutes_jobs_and_the_control_api(synthesized: Synthesized) -> None:
+    """The stack's dashboard has a row for minutes jobs, their queue, and the control API."""
+    (dashboard,) = synthesized.of_type("AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for title in (
+        "Minutes jobs: invocations / errors",
+        "Minutes queue: oldest job (s) / dead letters",
+        "Control API Lambda: invocations / errors / p99 ms",
+    ):
+        assert title in body
