@@ -86,6 +86,8 @@ class ControlApi(Construct):
             code=code,
             role=role,
             log_group=self.log_group,
+            # JSON lines: the stdlib logger's `extra` fields (bot_id, outcome) become keys.
+            logging_format=lambda_.LoggingFormat.JSON,
             memory_size=512,
             timeout=Duration.seconds(29),
             environment={

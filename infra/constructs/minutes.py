@@ -179,6 +179,8 @@ class MeetingMinutes(Construct):
             code=code,
             role=role,
             log_group=self.log_group,
+            # JSON lines: the stdlib logger's `extra` fields (bot_id, outcome) become keys.
+            logging_format=lambda_.LoggingFormat.JSON,
             memory_size=512,
             timeout=TIMEOUT,
             environment=environment,

@@ -163,7 +163,13 @@ def test_function_runs_python_314_on_arm64(template: Template) -> None:
     """Same runtime as the webhook receiver."""
     template.has_resource_properties(
         "AWS::Lambda::Function",
-        {"Handler": HANDLER, "Runtime": "python3.14", "Architectures": ["arm64"], "Timeout": 180},
+        {
+            "Handler": HANDLER,
+            "Runtime": "python3.14",
+            "Architectures": ["arm64"],
+            "Timeout": 180,
+            "LoggingConfig": Match.object_like({"LogFormat": "JSON"}),
+        },
     )
     template.has_output("MinutesDeadLetterQueueUrl", Match.any_value())
 
