@@ -36,7 +36,7 @@ $(BIN)/activate: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	PYTHONWARNINGS="ignore:Editable installation" \
-	  $(BIN)/pip install -q -e ".[infra,webhooks,relay,cli,dev,native]"
+	  $(BIN)/pip install -q -e ".[infra,webhooks,minutes,control_api,relay,cli,dev,native]"
 	touch $(BIN)/activate
 
 # checkov in its own environment: its pins clash with the project's (pyproject.toml `checkov`).

@@ -26,7 +26,7 @@ from boto3.dynamodb.conditions import Key
 
 from cli.errors import AwsError
 from cli.stack import AWS_FAILURES, describe_aws_error
-from storage import items, schema, times
+from storage import items, minutes, schema, times
 from storage.items import plain
 
 if TYPE_CHECKING:
@@ -123,6 +123,31 @@ class BotRecords:
             raise AwsError(
                 f"cannot record the session of bot {bot.bot_id} ({describe_aws_error(exc)})"
             ) from None
+
+    def record_session(self, session_id: str, bot_id: str, memory_key: str | None) -> None:
+        """Point the bot's relay session at it (the minutes job's way from a session's end
+        back to its bot, and where the relay finds the bot's memory key)."""
+        try:
+            self._table.put_item(
+                Item=cast(
+                    "dict[str, Any]", minutes.session_bot_item(session_id, bot_id, memory_key)
+                )
+            )
+        except AWS_FAILURES as exc:
+            raise AwsError(f"cannot record bot {bot_id} ({describe_aws_error(exc)})") from None
+
+    def minutes(self, bot_id: str) -> minutes.MinutesJob | None:
+        """The bot's minutes job (``minutes`` still JSON text), or ``None`` if none started."""
+        try:
+            answer = self._table.get_item(Key=minutes.minutes_key(bot_id), ConsistentRead=True)
+        except AWS_FAILURES as exc:
+            raise AwsError(f"cannot read bot {bot_id} ({describe_aws_error(exc)})") from None
+        item = answer.get("Item")
+        return cast("minutes.MinutesJob", plain(item)) if item else None
+
+    def notes(self, bot_id: str) -> list[dict[str, Any]]:
+        """What the agent noted in the bot's meeting (``NOTE#`` items), in order."""
+        return list(self._query_prefix(schema.bot_pk(bot_id), minutes.NOTE_PREFIX))
 
     def state(self, bot_id: str) -> items.BotState | None:
         """The bot's ``STATE`` item, or ``None`` if we never saw it."""

@@ -1,10 +1,12 @@
 """``voicebot dev``: the whole stack as child processes on 127.0.0.1, started and stopped cleanly.
 
-Owns the lifecycle of four children, each in its own process group so that a terminal's
+Owns the lifecycle of five children, each in its own process group so that a terminal's
 Ctrl-C reaches only us and we stop them in order: moto's DynamoDB-compatible server (the
 table created from ``storage.schema``), the webhook app under uvicorn with a generated dev
-``whsec_`` secret, the simulated Realtime model (unless an OpenAI key is given), and the
-relay pointing at it with a generated token secret. Each is awaited with a deadline; a
+``whsec_`` secret, the simulated Realtime model (unless an OpenAI key is given), the
+relay pointing at it with a generated token secret, and the minutes pipeline
+(``functions.minutes.local``: the table's stream polled, minutes built when a bot is done
+or a session's last connection has been closed for 30 s). Each is awaited with a deadline; a
 child that dies is reported with the last lines of its output. Stopping sends SIGTERM to
 every group, then SIGKILL after a grace period, so no process is left behind; on Linux each
 child also gets SIGTERM from the kernel if ``voicebot dev`` itself dies without stopping it
@@ -59,6 +61,10 @@ REPOSITORY_AGENT_CONFIG: Final = (
 TAIL_LINES: Final = 30
 #: What the simulator prints once it accepts connections (its documented ready line).
 SIMULATOR_READY: Final = re.compile(r"simulator listening on (ws://\S+)")
+#: What the minutes pipeline prints once it watches the stream (functions.minutes.local).
+MINUTES_READY: Final = re.compile(r"(minutes: watching the table's stream)")
+#: A page's session builds its minutes after this long with no connection (AWS: 120 s).
+DEV_MINUTES_GRACE_SECONDS: Final = "30"
 #: Fake credentials for the local server, so no child can reach a real account.
 LOCAL_AWS_ENV: Final[Mapping[str, str]] = {
     "AWS_ACCESS_KEY_ID": "dev",
@@ -424,6 +430,13 @@ class LocalStack:
         self._wait_for_port(moto, config.dynamodb_port)
         self._create_table(dynamodb_url)
 
+        # 2b. The minutes pipeline (make dev's stand-in for the stream and queue Lambdas).
+        minutes = self._spawn(
+            "minutes",
+            [config.python, "-m", "functions.minutes.local"],
+            {**base, "SESSION_END_GRACE_SECONDS": DEV_MINUTES_GRACE_SECONDS},
+        )
+
         # 3. The relay, pointing at the simulator (once it says where) or at OpenAI.
         relay_env = {
             **base,
@@ -450,6 +463,7 @@ class LocalStack:
         relay_base = f"http://{HOST}:{config.relay_port}"
         self._wait_for_health(webhooks, f"{webhook_base}/healthz")
         self._wait_for_health(relay, f"{relay_base}/healthz")
+        minutes.wait_for_line(MINUTES_READY, time.monotonic() + config.ready_timeout, self._stop)
         return DevEndpoints(
             dynamodb_url=dynamodb_url,
             table_name=config.table_name,

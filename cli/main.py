@@ -9,6 +9,7 @@ purpose is to print them (``token mint``, ``dev``), never in errors.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -52,7 +53,9 @@ from cli.recall_api import REGION_BASE_URLS, RecallClient, base_url
 from cli.sample_webhook import send, signed_sample
 from cli.settings import Settings, load
 from cli.stack import AWS_FAILURES, Stack, describe_aws_error
+from cli.via_api import via_api
 from relay import tokens
+from storage.minutes import is_valid_memory_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -220,6 +223,13 @@ def bot() -> None:
     """Create, inspect and dismiss meeting bots."""
 
 
+def check_memory_key(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: a memory key is 1-128 printable characters without whitespace."""
+    if value is not None and not is_valid_memory_key(value):
+        raise click.BadParameter("1-128 printable characters, no whitespace")
+    return value
+
+
 def check_meeting_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     """Click callback: an https URL on a platform Output Media supports."""
     try:
@@ -230,6 +240,7 @@ def check_meeting_url(_ctx: click.Context, _param: click.Parameter, value: str) 
 
 
 @bot.command("create")
+@via_api("create")
 @click.option(
     "--meeting-url",
     required=True,
@@ -253,6 +264,14 @@ def check_meeting_url(_ctx: click.Context, _param: click.Parameter, value: str) 
     help="Meeting length the relay token covers, seconds (added to any --join-at wait).",
 )
 @click.option("--page-url", default=None, help="Agent page URL [default: stack's AgentPageUrl].")
+@click.option(
+    "--memory",
+    "memory_key",
+    default=None,
+    callback=check_memory_key,
+    help="Memory key (a team, a recurring meeting): file this meeting's minutes under it "
+    "and start with the minutes of earlier meetings under it.",
+)
 @table_option
 @click.option("--no-record", is_flag=True, help="Do not record the bot in DynamoDB.")
 @click.option(
@@ -293,6 +312,7 @@ def bot_create(
     persona: str | None,
     token_ttl: int,
     page_url: str | None,
+    memory_key: str | None,
     table: str | None,
     no_record: bool,
     recall_key_secret_arn: str | None,
@@ -341,6 +361,8 @@ def bot_create(
         raise click.BadParameter(f"{page!r} is not an http(s) URL", param_hint="'--page-url'")
     secret = ctx.token_secret()
     records: BotRecords | None = None
+    if no_record and memory_key is not None:
+        raise click.UsageError("--memory needs the bot recorded (drop --no-record)")
     if not no_record:
         _, table_resource = ctx.table(table)
         records = BotRecords(table_resource)
@@ -386,6 +408,7 @@ def bot_create(
             )
             records.record_created(created_bot)
             records.record_binding(created_bot, overlay)
+            records.record_session(session_id, bot_id, memory_key)
             result["recorded"] = True
         finally:
             if not result["recorded"]:
@@ -410,6 +433,7 @@ def bot_create(
 
 
 @bot.command("leave")
+@via_api("leave")
 @click.argument("bot_id")
 @click.option(
     "--region",
@@ -452,6 +476,7 @@ def bot_leave(
 
 
 @bot.command("show")
+@via_api("show")
 @click.argument("bot_id")
 @table_option
 @stack_option
@@ -486,7 +511,42 @@ def bot_show(
     )
 
 
+@bot.command("minutes")
+@via_api("minutes")
+@click.argument("bot_id")
+@table_option
+@stack_option
+@json_option
+@pass_context
+def bot_minutes(
+    ctx: Context, bot_id: str, table: str | None, stack_name: str | None, as_json: bool
+) -> None:
+    """Show a bot's minutes: summary, decisions, action items with owners, open questions.
+
+    They are built once the meeting ends (bot.done, or the relay session's last
+    connection closing), usually within a minute.
+    """
+    use_stack(ctx, stack_name)
+    name, table_resource = ctx.table(table)
+    job = BotRecords(table_resource).minutes(bot_id)
+    if job is None or "minutes" not in job:
+        state = job.get("job_state") if job else None
+        raise CliError(
+            f"no minutes for bot {bot_id} in table {name} yet"
+            + (f" (job {state})" if state else " (its meeting has not ended)")
+        )
+    shown = render.public(job)
+    shown["minutes"] = json.loads(job["minutes"])
+    for internal in ("claim_id", "lease_until"):
+        shown.pop(internal, None)
+    if as_json:
+        click.echo(render.to_json(shown))
+        return
+    click.echo(render.minutes_report(shown))
+
+
 @voicebot.command("bots")
+@via_api("bots")
 @click.option(
     "--limit", type=click.IntRange(min=1, max=1000), default=20, show_default=True, help="How many."
 )
@@ -515,6 +575,7 @@ def bots(
 
 
 @voicebot.command("transcript")
+@via_api("transcript")
 @click.argument("bot_id")
 @table_option
 @stack_option
@@ -738,6 +799,8 @@ def record_page_session(endpoints: DevEndpoints, page_session: str) -> None:
     records.record_created(bot)
     # The relay's tools act for the session's bot: the page is this one (notes go under it).
     records.record_binding(bot)
+    # The page's session ending (its last connection closing) builds its minutes.
+    records.record_session(page_session, page_session, None)
 
 
 @voicebot.command("dev")

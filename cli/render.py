@@ -227,3 +227,36 @@ def notes_section(notes: Sequence[Mapping[str, Any]], now: datetime) -> str:
 def now_utc() -> datetime:
     """The current time, aware (the command boundary's clock)."""
     return datetime.now(UTC)
+
+
+def minutes_report(job: Mapping[str, Any]) -> str:
+    """``voicebot bot minutes``: summary, decisions, action items with owners, open questions.
+
+    ``job`` is the bot's ``MINUTES`` item (``storage.minutes.MinutesJob``) with its
+    ``minutes`` JSON decoded into a dict.
+    """
+    minutes = job.get("minutes") or {}
+    lines = [f"summary      {one_line(minutes.get('summary', ''))}"]
+    for title, entries in (
+        ("decisions", [one_line(d) for d in minutes.get("decisions", [])]),
+        (
+            "actions",
+            [
+                f"{one_line(a.get('owner', '?'))}: {one_line(a.get('task', ''))}"
+                + (f" (due {one_line(a['due'])})" if a.get("due") else "")
+                for a in minutes.get("action_items", [])
+            ],
+        ),
+        ("open", [one_line(q) for q in minutes.get("open_questions", [])]),
+    ):
+        lines.append(f"{title:<12} {entries[0] if entries else '-'}")
+        lines.extend(f"{'':<12} {entry}" for entry in entries[1:])
+    footer = [
+        ("built", job.get("built_at", "?")),
+        ("by", job.get("generated_by", "?")),
+        ("delivered", job.get("delivered_at") or ("refused" if job.get("refused_at") else "no")),
+    ]
+    if job.get("memory_key"):
+        footer.append(("memory", job["memory_key"]))
+    lines.extend(f"{name:<12} {cell(value)}" for name, value in footer)
+    return "\n".join(lines)

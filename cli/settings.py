@@ -40,6 +40,8 @@ class Settings:
     openai_api_key: str | None = None
     #: The operator's agent config that bot personas are checked against.
     agent_config: str | None = None
+    #: The control API's base URL (``…/v1``) for ``--via-api``; default: the stack's output.
+    api_url: str | None = None
     #: The whole environment, passed on to the local stack's child processes.
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -66,6 +68,7 @@ class Settings:
             else default_path(Path(get("HOME") or Path.home()), get("XDG_STATE_HOME")),
             openai_api_key=get("OPENAI_API_KEY"),
             agent_config=get("AGENT_CONFIG"),
+            api_url=get("VOICEBOT_API_URL"),
             environ=MappingProxyType(dict(environ)),
         )
 

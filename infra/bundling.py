@@ -8,7 +8,7 @@
    with :mod:`tomllib` (the one list of pins; never copied). A package without a matching
    wheel fails the synth loudly instead of shipping a host-built binary.
 2. Copy our source packages (``functions/``, ``storage/``) in, without tests, caches or
-   bytecode.
+   bytecode; a nested one (``relay_container/relay``) is copied to the top (``relay/``).
 
 The asset hash is computed from the *sources* (the pins plus every file copied in), not
 from the output, so an unchanged function is not re-uploaded: pip's output differs run to
@@ -147,8 +147,10 @@ class LocalPipBundling:
         # Console scripts carry the synth machine's interpreter path; the Lambda has no use.
         shutil.rmtree(output_dir / "bin", ignore_errors=True)
         for package in self.packages:
+            # A nested package ("relay_container/relay") lands at the top ("relay/").
+            parent = (self.project_root / package).parent
             for path in source_files(self.project_root, package):
-                target = output_dir / path.relative_to(self.project_root)
+                target = output_dir / path.relative_to(parent)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target)
 

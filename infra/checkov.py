@@ -40,6 +40,44 @@ BY_TYPE: Final[dict[str, tuple[tuple[str, str], ...]]] = {
             "policy to keep in step without narrowing who can read the value.",
         ),
     ),
+    "AWS::Lambda::Function": (
+        (
+            "CKV_AWS_116",
+            "A dead-letter queue applies only to asynchronous invocations. API Gateway invokes "
+            "the webhook and control API functions synchronously (Recall retries every "
+            "delivery without a 2xx for days; an API client sees its error); the minutes "
+            "function is invoked by event source mappings, whose failures go to its own "
+            "dead-letter queue (the stream's on-failure destination, the job queue's redrive).",
+        ),
+        (
+            "CKV_AWS_117",
+            "The functions call only AWS APIs (DynamoDB, Secrets Manager, SQS) and Recall and "
+            "OpenAI, all over TLS; inside a VPC they would need a NAT gateway or interface "
+            "endpoints (~$7-33/month each) for no reduction in exposure.",
+        ),
+        (
+            "CKV_AWS_115",
+            "Concurrency is bounded where requests enter: the HTTP API stage throttles the "
+            "webhooks and, per route, the control API; the minutes function runs only as "
+            "fast as its stream shard and job queue deliver. Reserved concurrency would take "
+            "capacity from the account's pool and can reject Recall's bursts the stage admits.",
+        ),
+        (
+            "CKV_AWS_173",
+            "The environments hold names only (table, secret ARNs, queue URL, page URL, model "
+            "name, log level); secrets are read from Secrets Manager at run time, and Lambda "
+            "encrypts the variables at rest with its AWS-managed key.",
+        ),
+    ),
+    "AWS::SQS::Queue": (
+        (
+            "CKV_AWS_27",
+            "The minutes job queues are encrypted at rest with SQS-managed keys "
+            "(SqsManagedSseEnabled, which this check does not read) and refuse non-TLS "
+            "access; they carry bot and session ids only, so a customer-managed KMS key "
+            "would add $1/month and a key policy without protecting anything more.",
+        ),
+    ),
     "AWS::SNS::Topic": (
         (
             "CKV_AWS_26",

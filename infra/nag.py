@@ -66,6 +66,29 @@ def acknowledge_findings(stack: VoiceAgentStack) -> None:
         "rotation would invalidate every token handed to a bot in the middle of a meeting. "
         "Rotate it deliberately (put a new random value, restart the relay) when needed.",
     )
+    _ack(
+        stack.control_api.recall_api_key,
+        "AwsSolutions-SMG4",
+        "Third-party credential (the Recall API key): it can only be rotated in Recall's "
+        "dashboard, then put here by a person; a rotation Lambda has nothing to call.",
+    )
+    api = _logical_id(stack.webhook_api.api)
+    _ack(
+        stack.control_api.invoke_policy,
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:"
+        f"<AWS::AccountId>:<{api}>/$default/*/v1/*]",
+        "The policy is what a control API client attaches: any method on any /v1 path of this "
+        "one API and stage (the API's own routes; Recall's webhook path is not under /v1). "
+        "Narrower grants per route can be written by hand from docs/control-api.md.",
+    )
+    if stack.minutes.webhook_secret is not None:
+        _ack(
+            stack.minutes.webhook_secret,
+            "AwsSolutions-SMG4",
+            "The minutes delivery key is shared with the user's own endpoint, which verifies "
+            "with it; an automatic rotation would make that endpoint reject every delivery "
+            "until someone copies the new value over. Rotate it deliberately, with the user.",
+        )
     _acknowledge_relay(stack)
     _acknowledge_edge(stack)
 

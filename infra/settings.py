@@ -101,8 +101,6 @@ class RelaySettings:
     model: str = "gpt-realtime-2.1"
     allowed_models: tuple[str, ...] = ()  # empty: only model
     log_level: str = "INFO"
-    #: Recall region of the bots the relay's tools act on (its API key is per region).
-    recall_region: str = "us-west-2"
     container_insights: bool = True  # per-task metrics (~$11/month); service CPU/memory stay
 
     @property
@@ -143,13 +141,7 @@ class RelaySettings:
              "relay_idle_timeout_seconds: 60..4000 (well above the relay's 20 s pings)"),
             (self.log_level in _LOG_LEVELS,
              f"relay_log_level: one of {sorted(_LOG_LEVELS)}"),
-            (self.recall_region in RECALL_REGIONS,
-             f"relay_recall_region: one of {', '.join(RECALL_REGIONS)} (docs/recall.md)"),
         ]  # fmt: skip
-
-
-#: Recall's regions (docs/recall.md): a workspace, its key and its bots live in one.
-RECALL_REGIONS = ("us-west-2", "us-east-1", "eu-central-1", "ap-northeast-1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +167,18 @@ class StackSettings:
     webhook_throttle_rate: int = 50  # requests/s, steady
     webhook_throttle_burst: int = 100
     webhook_log_level: str = "INFO"
+
+    # Meeting minutes (infra/constructs/minutes.py, docs/minutes.md)
+    minutes_model: str = "gpt-5-mini"  # OpenAI text model; no key set: simulated minutes
+    #: Where minutes are delivered (a signed Standard Webhooks POST); None: stored only.
+    minutes_webhook_url: str | None = None
+    #: A relay connection's end builds the minutes only after this long with none open.
+    minutes_session_grace_seconds: int = 120
+
+    # Control API (infra/constructs/control_api.py, docs/control-api.md)
+    control_api_throttle_rate: int = 5  # requests/s, steady (Recall creates ≤ 60 bots/min)
+    control_api_throttle_burst: int = 10
+    recall_region: str = "us-west-2"  # where the control API creates bots by default
 
     # Relay (Fargate), context keys relay_<field>
     relay: RelaySettings = dataclasses.field(default_factory=RelaySettings)
@@ -243,6 +247,18 @@ class StackSettings:
              "alarm_email: an e-mail address"),
             (self.webhook_log_level in _LOG_LEVELS,
              f"webhook_log_level: one of {sorted(_LOG_LEVELS)}"),
+            (bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}", self.minutes_model)),
+             "minutes_model: an OpenAI model name, e.g. gpt-5-mini"),
+            (self.minutes_webhook_url is None
+             or bool(re.fullmatch(r"https://[^\s/?#]+(/[^\s#]*)?", self.minutes_webhook_url)),
+             "minutes_webhook_url: an https:// URL"),
+            (1 <= self.control_api_throttle_rate <= self.webhook_throttle_rate
+             and 1 <= self.control_api_throttle_burst <= self.webhook_throttle_burst,
+             "control_api_throttle_rate/burst: at least 1, at most the webhook's"),
+            (self.recall_region in {"us-west-2", "us-east-1", "eu-central-1", "ap-northeast-1"},
+             "recall_region: us-west-2, us-east-1, eu-central-1 or ap-northeast-1"),
+            (0 <= self.minutes_session_grace_seconds <= 900,
+             "minutes_session_grace_seconds: 0..900 (SQS delays a message 15 minutes at most)"),
         ]  # fmt: skip
 
 

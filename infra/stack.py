@@ -10,11 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.bundling import LocalPipBundling, lambda_code
+from infra.constructs.control_api import ControlApi
 from infra.constructs.edge import Edge
+from infra.constructs.minutes import MeetingMinutes
 from infra.constructs.observability import Observability
 from infra.constructs.relay_service import OriginTls, RelayService
 from infra.constructs.secrets import AppSecrets
@@ -25,6 +28,11 @@ from infra.settings import StackSettings
 #: The webhook Lambda bundle: the `webhooks` extra's pins plus these source packages.
 WEBHOOK_EXTRA = "webhooks"
 WEBHOOK_PACKAGES = ("functions", "storage")
+#: The minutes Lambda bundle: the `minutes` extra's pins plus the same sources.
+MINUTES_EXTRA = "minutes"
+#: The control API bundle: it reuses the CLI's Recall client and readers and relay.tokens.
+CONTROL_API_EXTRA = "control_api"
+CONTROL_API_PACKAGES = ("control_api", "cli", "functions", "relay_container/relay", "storage")
 #: With a custom domain, CloudFront reaches the ALB over TLS at origin.<domain>.
 ORIGIN_SUBDOMAIN = "origin"
 
@@ -90,6 +98,24 @@ class VoiceAgentStack(Stack):
             log_level=settings.webhook_log_level,
         )
 
+        self.minutes = MeetingMinutes(
+            self,
+            "Minutes",
+            code=lambda_code(
+                LocalPipBundling(
+                    project_root=project_root, extra=MINUTES_EXTRA, packages=WEBHOOK_PACKAGES
+                ),
+                source_dir=str(project_root / "functions"),
+            ),
+            table=self.storage.table,
+            openai_api_key=self.secrets.openai_api_key,
+            model=settings.minutes_model,
+            webhook_url=settings.minutes_webhook_url,
+            grace_seconds=settings.minutes_session_grace_seconds,
+            log_retention=log_retention,
+            log_level=settings.webhook_log_level,
+        )
+
         self.relay = RelayService(
             self,
             "Relay",
@@ -99,6 +125,7 @@ class VoiceAgentStack(Stack):
             relay_token_secret=self.secrets.relay_token,
             recall_api_key=self.secrets.recall_api_key,
             tool_signing_secret=self.secrets.tool_signing,
+            recall_region=settings.recall_region,
             table_name=self.storage.table.table_name,
             metrics_service=f"{settings.stack_name}-relay",
             log_retention=log_retention,
@@ -112,6 +139,28 @@ class VoiceAgentStack(Stack):
             origin_tls_domain=origin_tls.domain_name if origin_tls else None,
             price_class=settings.cloudfront_price_class,
             custom_domain=settings.custom_domain,
+        )
+        self.control_api = ControlApi(
+            self,
+            "ControlApi",
+            code=lambda_code(
+                LocalPipBundling(
+                    project_root=project_root,
+                    extra=CONTROL_API_EXTRA,
+                    packages=CONTROL_API_PACKAGES,
+                ),
+                source_dir=str(project_root / "control_api"),
+            ),
+            http_api=self.webhook_api.api,
+            stage=self.webhook_api.stage,
+            table_name=self.storage.table.table_name,
+            relay_token_secret=self.secrets.relay_token,
+            recall_api_key=self.secrets.recall_api_key,
+            agent_page_url=self.edge.page_url,
+            recall_region=settings.recall_region,
+            log_retention=log_retention,
+            throttle_rate=settings.control_api_throttle_rate,
+            throttle_burst=settings.control_api_throttle_burst,
         )
         self.observability = Observability(
             self,
@@ -130,10 +179,46 @@ class VoiceAgentStack(Stack):
         self.storage.grant_data(self.webhook_api.function)
         self.secrets.recall_webhook.grant_read(self.webhook_api.function)
         self.storage.grant_data(self.relay.task_definition.task_role)
+        # The minutes job reads meetings and writes minutes; it summarizes with the OpenAI
+        # key; its dead-letter alarm goes where every alarm goes.
+        self.storage.grant_data(self.minutes.function)
+        # The control API creates and reads bots and mints relay tokens for their pages.
+        self.storage.grant_data(self.control_api.function)
+        self.secrets.relay_token.grant_read(self.control_api.function)
+        self.secrets.openai_api_key.grant_read(self.minutes.function)
+        self.minutes.alarm.add_alarm_action(cw_actions.SnsAction(self.observability.topic))
+        self.observability.dashboard.add_widgets(
+            *self.minutes.widgets(), *self.control_api.widgets()
+        )
 
         self._outputs()
 
     def _outputs(self) -> None:
+        CfnOutput(
+            self,
+            "ControlApiUrl",
+            value=self.control_api.url,
+            description="The control API (SigV4-signed requests; docs/control-api.md)",
+        )
+        CfnOutput(
+            self,
+            "ControlApiInvokePolicyArn",
+            value=self.control_api.invoke_policy.managed_policy_arn,
+            description="Attach to the IAM roles or users allowed to call the control API",
+        )
+        CfnOutput(
+            self,
+            "MinutesDeadLetterQueueUrl",
+            value=self.minutes.dead_letters.queue_url,
+            description="Minutes jobs that failed every attempt (redrive after a fix)",
+        )
+        if self.minutes.webhook_secret is not None:
+            CfnOutput(
+                self,
+                "MinutesWebhookSecretArn",
+                value=self.minutes.webhook_secret.secret_arn,
+                description="Verify minutes.ready deliveries with whsec_<this secret's value>",
+            )
         CfnOutput(
             self,
             "WebhookUrl",
@@ -166,7 +251,10 @@ class VoiceAgentStack(Stack):
             self,
             "RecallApiKeySecretArn",
             value=self.secrets.recall_api_key.secret_arn,
-            description="Put your Recall API key here for the relay's tools (leave, chat)",
+            description=(
+                "Put your Recall API key here: the control API and the relay's tools (leave, "
+                "chat) use it"
+            ),
         )
         CfnOutput(
             self,

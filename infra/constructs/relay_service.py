@@ -133,7 +133,7 @@ class OriginTls:
 
 
 def container_environment(
-    settings: RelaySettings, *, table_name: str, metrics_service: str
+    settings: RelaySettings, *, table_name: str, metrics_service: str, recall_region: str
 ) -> dict[str, str]:
     """The relay container's plain environment: the one place settings become variables.
 
@@ -152,7 +152,7 @@ def container_environment(
         "RELAY_METRICS_NAMESPACE": METRICS_NAMESPACE,
         "RELAY_METRICS_SERVICE": metrics_service,
         "LOG_LEVEL": settings.log_level,
-        "RECALL_REGION": settings.recall_region,
+        "RECALL_REGION": recall_region,
     }
 
 
@@ -175,6 +175,7 @@ class RelayService(Construct):
         relay_token_secret: secretsmanager.ISecret,
         recall_api_key: secretsmanager.ISecret,
         tool_signing_secret: secretsmanager.ISecret,
+        recall_region: str,
         table_name: str,
         metrics_service: str,
         log_retention: logs.RetentionDays,
@@ -227,7 +228,10 @@ class RelayService(Construct):
             stop_timeout=Duration.seconds(STOP_TIMEOUT_SECONDS),
             logging=ecs.LogDrivers.aws_logs(stream_prefix="relay", log_group=self.log_group),
             environment=container_environment(
-                settings, table_name=table_name, metrics_service=metrics_service
+                settings,
+                table_name=table_name,
+                metrics_service=metrics_service,
+                recall_region=recall_region,
             ),
             secrets={
                 "OPENAI_API_KEY": ecs.Secret.from_secrets_manager(openai_api_key),

@@ -47,9 +47,10 @@ OPENAI_KEY_PLACEHOLDER: Final = PLACEHOLDER_PREFIX + "put-an-OpenAI-API-key-here
 RELAY_TOKEN_KEY_LENGTH: Final = 64
 
 
-#: What the Recall API key secret holds until a person puts the key (tools then fail
-#: with Recall's 401, told to the model as a tool error).
-RECALL_KEY_PLACEHOLDER = "PLACEHOLDER-put-your-Recall-API-key-here"
+#: What the Recall API key secret holds until a person puts the key: the control API
+#: answers 503 while it starts with "UNSET-"; the relay's Recall tools get Recall's 401,
+#: told to the model as a tool error.
+RECALL_KEY_PLACEHOLDER = "UNSET-put-your-Recall-API-key-here"
 #: 32 alphanumerics: a key both the relay and the ``standardwebhooks`` library accept.
 TOOL_SIGNING_KEY_LENGTH = 32
 
@@ -83,8 +84,9 @@ class AppSecrets(Construct):
             self,
             "RecallApiKey",
             description=(
-                "Recall.ai API key the relay's tools use (leave_meeting, send_chat_message). "
-                "Created with a placeholder; put the key, then force a new relay deployment."
+                "Recall.ai API key: the control API and the relay's tools (leave_meeting, "
+                "send_chat_message) use it. Created with a placeholder; put the key (the "
+                "control API reads it within a minute; force a new relay deployment)."
             ),
             secret_string_value=SecretValue.unsafe_plain_text(RECALL_KEY_PLACEHOLDER),
         )

@@ -4,7 +4,8 @@ Keys, the sparse ``by_day`` index and the TTL attribute come from :mod:`storage.
 (the one declaration the Lambda, the relay and the CLI also use), so the table cannot
 drift from its readers and writers. On-demand billing (traffic is bursty and small),
 point-in-time recovery on, retained on stack deletion by default, deletion protection
-switchable. Grants are explicit: the table and its one index by name, no wildcard.
+switchable, a stream of new and old images (the minutes pipeline's trigger). Grants are
+explicit: the table and its one index by name, no wildcard.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class Storage(Construct):
                 point_in_time_recovery_enabled=True
             ),
             deletion_protection=deletion_protection,
+            # The minutes pipeline reads bot ends and connection ends from the stream
+            # (infra/constructs/minutes.py); old images tell a new end from a rewrite.
+            dynamo_stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
             removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
             global_secondary_indexes=[
                 dynamodb.GlobalSecondaryIndexPropsV2(

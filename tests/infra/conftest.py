@@ -40,6 +40,7 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "relay_max_count": 6,
     "relay_allowed_models": "gpt-realtime-2.1,gpt-realtime-mini",
     "relay_container_insights": "false",
+    "minutes_webhook_url": "https://hooks.example.com/minutes",
 }
 
 

@@ -73,3 +73,24 @@ def test_bundle_holds_arm64_wheels_and_our_sources(
     assert not (out / "bin").exists()
     assert not list(out.rglob("__pycache__"))
     assert not (out / "functions" / "webhooks" / "tests").exists()
+
+
+@pytest.mark.timeout(300)
+def test_nested_package_lands_at_the_top_of_the_bundle(tmp_path: Path) -> None:
+    """relay_container/relay is copied as relay/, so the control API imports relay.tokens."""
+    root = tmp_path / "project"
+    (root / "outer" / "inner").mkdir(parents=True)
+    (root / "outer" / "inner" / "__init__.py").write_text("")
+    (root / "outer" / "inner" / "tokens.py").write_text("X = 1\n")
+    (root / "top").mkdir()
+    (root / "top" / "__init__.py").write_text("")
+    # One small pure-Python pin (the bundler installs at least one requirement).
+    (root / "pyproject.toml").write_text(
+        '[project.optional-dependencies]\nnone = ["PyJWT==2.15.1"]\n'
+    )
+    nested = LocalPipBundling(project_root=root, extra="none", packages=("top", "outer/inner"))
+    out = tmp_path / "bundle"
+    nested.bundle_into(out)
+    assert (out / "inner" / "tokens.py").read_text() == "X = 1\n"
+    assert (out / "top" / "__init__.py").is_file()
+    assert not (out / "outer").exists()

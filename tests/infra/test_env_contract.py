@@ -68,7 +68,10 @@ def test_relay_settings_reach_the_container_through_one_mapping(synthesized: Syn
     relay = synthesized.stack.relay
     plain = {e["Name"]: e["Value"] for e in _relay_container(synthesized)["Environment"]}
     mapped = container_environment(
-        relay.settings, table_name="TABLE", metrics_service=relay.metrics_service
+        relay.settings,
+        table_name="TABLE",
+        metrics_service=relay.metrics_service,
+        recall_region="us-west-2",
     )
     assert set(plain) == set(mapped)
     assert set(mapped) <= config.ENV_VARS
@@ -95,6 +98,6 @@ def test_each_relay_knob_lands_in_its_variable(
 ) -> None:
     """A context value (`-c relay_max_sessions=60`) is the container's variable, unrenamed."""
     environment = container_environment(
-        RelaySettings(**change), table_name="T", metrics_service="S"
+        RelaySettings(**change), table_name="T", metrics_service="S", recall_region="us-west-2"
     )
     assert environment[variable] == value

@@ -1,0 +1,145 @@
+"""``--via-api``: a command done through the control API instead of AWS and Recall directly.
+
+:func:`via_api` decorates a command with the ``--via-api`` flag. With the flag, the
+command's own body does not run: :func:`run` makes the same request of the control API
+(``cli.control_client``, SigV4 with the caller's AWS credentials) and prints the answer
+the way the direct command prints its own, so ``--json`` output is the same either way
+(``tests/control_api/test_via_api.py`` compares them). Without it, nothing changes.
+
+The API's URL: ``VOICEBOT_API_URL``, else the stack's ``ControlApiUrl`` output. Options
+that only make sense on the direct path (``--table``, ``--page-url``, ``--no-record``,
+``--recall-key-secret-arn``) are refused with ``--via-api``: the API has its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
+
+import click
+
+from cli import render
+from cli.control_client import ControlClient
+from cli.errors import ConfigError
+
+#: The options a direct command has that the API decides for itself.
+DIRECT_ONLY: Final = ("table", "page_url", "no_record", "recall_key_secret_arn")
+_EXECUTE_API_HOST: Final = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
+
+
+def via_api(operation: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add ``--via-api`` to a command; with it, run ``operation`` through the control API."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def wrapper(*args: Any, via_api: bool = False, **kwargs: Any) -> Any:
+            if not via_api:
+                return command(*args, **kwargs)
+            return run(operation, kwargs)
+
+        return click.option(
+            "--via-api",
+            "via_api",
+            is_flag=True,
+            help="Do it through the stack's control API (SigV4 with your AWS credentials).",
+        )(wrapper)
+
+    return decorate
+
+
+def client_for(url: str, transport: Any = None) -> ControlClient:
+    """A signed client for ``url`` with the default AWS credentials."""
+    import boto3
+
+    session = boto3.Session()
+    match = _EXECUTE_API_HOST.search(url.split("/")[2] if "//" in url else url)
+    region = match.group(1) if match else session.region_name or "us-east-1"
+    return ControlClient(
+        url, region=region, credentials=session.get_credentials(), transport=transport
+    )
+
+
+def run(operation: str, options: dict[str, Any]) -> None:
+    """Do ``operation`` with the command's ``options`` through the control API; print."""
+    from cli.main import Context, use_stack
+
+    ctx = click.get_current_context().find_object(Context)
+    assert ctx is not None
+    used = [name for name in DIRECT_ONLY if options.get(name)]
+    if used:
+        flags = ", ".join("--" + name.replace("_", "-") for name in used)
+        raise click.UsageError(f"{flags}: not with --via-api (the control API has its own)")
+    use_stack(ctx, options.get("stack_name"))
+    url = ctx.settings.api_url or ctx.stack.output("ControlApiUrl")
+    as_json = bool(options.get("as_json"))
+    with client_for(url) as api:
+        if operation == "create":
+            _create(api, options, as_json)
+        elif operation == "leave":
+            left = api.leave(options["bot_id"])
+            click.echo(f"bot {left['bot_id']} is leaving its call ({left['region']})")
+        elif operation == "show":
+            shown = api.show(options["bot_id"])
+            if as_json:
+                click.echo(render.to_json(shown))
+            else:
+                click.echo(
+                    render.bot_report(
+                        shown["bot"], shown["events"], shown["connections"], shown["turns"],
+                        render.now_utc(),
+                    )
+                )  # fmt: skip
+        elif operation == "bots":
+            found = api.bots(options["limit"], options["days"])
+            if as_json:
+                click.echo(render.to_json(found))
+            elif not found:
+                click.echo(f"no bots in the last {options['days']} days")
+            else:
+                click.echo(render.bots_table(found, render.now_utc()))
+        elif operation == "transcript":
+            from cli.main import transcript_text
+
+            turns = api.transcript(options["bot_id"])
+            if as_json:
+                click.echo(render.to_json(turns))
+            elif not turns:
+                click.echo(f"no turns recorded for {options['bot_id']} yet")
+            else:
+                click.echo(transcript_text(turns))
+        elif operation == "minutes":
+            shown = api.minutes(options["bot_id"])
+            click.echo(render.to_json(shown) if as_json else render.minutes_report(shown))
+        else:
+            raise ConfigError(f"--via-api does not cover {operation}")
+
+
+def _create(api: ControlClient, options: dict[str, Any], as_json: bool) -> None:
+    body: dict[str, Any] = {
+        "meeting_url": options["meeting_url"],
+        "bot_name": options["bot_name"],
+        "token_ttl": options["token_ttl"],
+    }
+    for name in ("region", "join_at", "persona", "memory_key"):
+        if options.get(name) is not None:
+            body[name] = options[name]
+    # One key per invocation: a retry inside this run never creates a second bot.
+    result = api.create(body, idempotency_key=f"voicebot-{uuid.uuid4()}")
+    if as_json:
+        click.echo(render.to_json(result))
+        return
+    click.echo(
+        render.fields(
+            [
+                ("bot", result["bot_id"]),
+                ("session", result["session_id"]),
+                ("region", result["region"]),
+                ("page", result["page_url"]),
+                ("joins", result["join_at"] or "now"),
+                ("recorded", "yes (control API)"),
+            ]
+        )
+    )
