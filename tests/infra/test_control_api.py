@@ -61,11 +61,13 @@ def test_function_reads_only_the_recall_key_and_the_token_key(synthesized: Synth
     """Secrets: the Recall API key and the relay token key, nothing else; no table Scan."""
     statements = _statements(synthesized)
     secrets = synthesized.of_type("AWS::SecretsManager::Secret")
-    read = sorted(
-        s["Resource"]["Ref"]
+    resources = [
+        resource
         for s in statements
         if "secretsmanager:GetSecretValue" in json.dumps(s["Action"])
-    )
+        for resource in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+    ]
+    read = sorted(resource["Ref"] for resource in resources)
     assert read == sorted(k for k in secrets if "RecallApiKey" in k or "RelayToken" in k)
     text = json.dumps(statements)
     assert "dynamodb:Scan" not in text
