@@ -20,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from relay.errors import UpstreamError
-from storage import items, schema
+from storage import items, minutes, schema
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -70,6 +70,40 @@ class BindingStore:
             raise UpstreamError(f"cannot read the session's bot ({type(exc).__name__})") from None
         item = answer.get("Item")
         return binding_from_item(items.plain(item)) if item else None
+
+    async def memory_key(self, session_id: str) -> str | None:
+        """The memory key ``bot create --memory`` recorded for the session's bot, if any.
+
+        Raises:
+            UpstreamError: the table could not be read.
+        """
+        try:
+            answer = await asyncio.to_thread(
+                lambda: self._table.get_item(
+                    Key=minutes.session_bot_key(session_id), ConsistentRead=True
+                )
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise UpstreamError(
+                f"cannot read the session's memory ({type(exc).__name__})"
+            ) from None
+        key = (answer.get("Item") or {}).get("memory_key")
+        return key if isinstance(key, str) and minutes.is_valid_memory_key(key) else None
+
+    async def memories(self, memory_key: str, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` minutes filed under ``memory_key`` (``MemoryEntry`` items).
+
+        Raises:
+            UpstreamError: the table could not be read.
+        """
+        query = minutes.memory_query(memory_key, limit)
+        try:
+            answer = await asyncio.to_thread(lambda: self._table.query(**query))
+        except (BotoCoreError, ClientError) as exc:
+            raise UpstreamError(
+                f"cannot read the meetings' memory ({type(exc).__name__})"
+            ) from None
+        return [items.plain(item) for item in answer.get("Items", [])]
 
 
 def binding_from_item(item: dict[str, Any]) -> BotBinding | None:

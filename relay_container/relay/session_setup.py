@@ -16,23 +16,35 @@ problem is logged.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from relay.agent import AgentConfig
 from relay.bot_binding import BindingStore
 from relay.errors import ConfigError, UpstreamError
+from relay.memory import (
+    RECALL_MEETINGS_TOOL,
+    TOOL_NAME,
+    memory_instructions,
+    recall_meetings_output,
+)
 from relay.overlay import merge
 from relay.tool_calls import ToolCallTracker
 from relay.tool_calls import seed_events as tool_seed_events
 from relay.tool_runner import ToolRunner
-from relay.tools.builtins import ToolContext
-from relay.tools.registry import ToolRegistry
+from relay.tools.builtins import Builtins, ToolContext
+from relay.tools.registry import SessionTool, ToolRegistry
 from relay.turn_gate import TurnGate
 
 logger = logging.getLogger(__name__)
+
+#: Earlier meetings put into a session's instructions, at most (bounded in size too).
+MEMORY_MEETINGS: Final = 5
+#: Earlier meetings a ``recall_meetings`` call searches (newest first).
+RECALL_MEETINGS_SEARCHED: Final = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +89,51 @@ class SessionSetups:
             self.default_update, None, registry, tracker, self.agent.greeting, gate_of(self.agent)
         )
 
+    async def _memory_key(self, session_id: str) -> str | None:
+        if self.bindings is None:
+            return None
+        try:
+            return await self.bindings.memory_key(session_id)
+        except UpstreamError as error:
+            logger.warning(
+                "the session's memory could not be read; it starts without",
+                extra={"sub": session_id, "error": str(error)},
+            )
+            return None
+
+    async def _with_memory(
+        self, agent: AgentConfig, registry: ToolRegistry | None, memory_key: str
+    ) -> tuple[bytes, ToolRegistry | None]:
+        """The session's update with the newest minutes under ``memory_key`` in its
+        instructions, and its tools with ``recall_meetings`` to look further back."""
+        assert self.bindings is not None
+        bindings = self.bindings
+        try:
+            entries = await bindings.memories(memory_key, MEMORY_MEETINGS)
+        except UpstreamError as error:
+            logger.warning(
+                "earlier meetings could not be read",
+                extra={"memory_key": memory_key, "error": str(error)},
+            )
+            entries = []
+        session = agent.session()
+        recalled = memory_instructions(entries, memory_key)
+        if recalled:
+            session["instructions"] = f"{session['instructions']}\n\n{recalled}"
+        session["tools"] = [*session.get("tools", []), dict(RECALL_MEETINGS_TOOL)]
+
+        async def recall(arguments: str) -> str:
+            try:
+                found = await bindings.memories(memory_key, RECALL_MEETINGS_SEARCHED)
+            except UpstreamError:
+                return json.dumps({"error": "the minutes of earlier meetings cannot be read now"})
+            return recall_meetings_output(found, arguments)
+
+        tools = registry or ToolRegistry([], builtins=Builtins())
+        tools = tools.with_tool(SessionTool(TOOL_NAME, RECALL_MEETINGS_TOOL, recall))
+        update = json.dumps({"type": "session.update", "session": session}, separators=(",", ":"))
+        return update.encode(), tools
+
     def guard(self) -> ToolCallTracker | None:
         """A tracker over every relay tool, guarding a session's client events from its
         first byte (before its own setup is resolved)."""
@@ -108,6 +165,10 @@ class SessionSetups:
             chosen = binding.overlay.get("tools") if binding.overlay else None
             if registry is not None and isinstance(chosen, list):
                 registry = registry.only([name for name in chosen if isinstance(name, str)])
+        agent_update = agent.session_update()
+        memory_key = await self._memory_key(session_id)
+        if memory_key is not None:
+            agent_update, registry = await self._with_memory(agent, registry, memory_key)
         if registry is not None and not registry.names:
             registry = None
         tracker = (
@@ -116,7 +177,7 @@ class SessionSetups:
             else None
         )
         return SessionSetup(
-            agent_update=agent.session_update(),
+            agent_update=agent_update,
             bot_id=bot_id,
             registry=registry,
             tracker=tracker,

@@ -309,3 +309,55 @@ async def test_a_resumed_session_knows_its_tool_calls_and_never_runs_one_twice(
     assert [i for i in seeded if i["type"] == "function_call_output"] == [seeded[1]]
     greetings = [e for e in second if e["type"] == "response.create" and e.get("response")]
     assert greetings == []  # the conversation had begun: no second greeting
+
+
+def remember(
+    endpoint: str, table: str, memory_key: str, bot_id: str, summary: str, day: int
+) -> None:
+    """What the minutes job files under a memory key after a meeting (``MemoryEntry``)."""
+    from datetime import UTC, datetime
+
+    from storage import minutes
+
+    record = {
+        "summary": summary,
+        "decisions": ["ship on Friday"],
+        "action_items": [{"task": "write the release notes", "owner": "Dana"}],
+        "open_questions": [],
+    }
+    entry = minutes.memory_entry(
+        memory_key=memory_key,
+        bot_id=bot_id,
+        built_at=datetime(2026, 11, day, 10, 0, tzinfo=UTC),
+        minutes_json=json.dumps(record),
+    )
+    boto3.resource("dynamodb", endpoint_url=endpoint).Table(table).put_item(Item=dict(entry))
+
+
+async def test_a_bot_with_a_memory_key_starts_with_earlier_minutes_and_can_look_back(
+    start_relay: StartRelay, fake_upstream: FakeUpstream, table_name: str, dynamodb_env: str
+) -> None:
+    """`bot create --memory KEY`: the session's instructions carry the newest minutes under
+    KEY (bounded), and the model's recall_meetings call is answered by the relay."""
+    from storage import minutes
+
+    query = json.dumps({"query": "pricing", "limit": 3})
+    fake_upstream.script = calling_model("recall_meetings", "call_m", query)
+    for day, summary in ((1, "Kick-off: the pricing page."), (2, "Review of the roadmap.")):
+        remember(dynamodb_env, table_name, "team-blue", f"bot-{day}", summary, day)
+    boto3.resource("dynamodb", endpoint_url=dynamodb_env).Table(table_name).put_item(
+        Item=dict(minutes.session_bot_item("sess-memory", "bot-3", "team-blue"))
+    )
+    relay = await start(start_relay, fake_upstream, table_name, dynamodb_env)
+    async with open_client(relay, mint("sess-memory")) as ws:
+        await recv_until(ws, "session.updated")
+        await ws.send(json.dumps({"type": "response.create"}))
+        await eventually(lambda: len(outputs(fake_upstream)) == 1)
+    session = sent_to_model(fake_upstream)[0]["session"]
+    assert "Review of the roadmap." in session["instructions"]  # newest first
+    assert "Kick-off: the pricing page." in session["instructions"]
+    assert len(session["instructions"]) <= len(AGENT.instructions) + 2 + 6000  # bounded
+    assert "recall_meetings" in {tool["name"] for tool in session["tools"]}
+    [output] = outputs(fake_upstream)
+    found = json.loads(output["output"])
+    assert [m["summary"] for m in found["meetings"]] == ["Kick-off: the pricing page."]

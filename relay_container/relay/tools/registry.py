@@ -26,7 +26,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -52,6 +52,21 @@ RelayTool = BuiltinTool | HttpTool
 
 
 @dataclass(frozen=True, slots=True)
+class SessionTool:
+    """A relay-run function that one session adds itself (``recall_meetings`` over its
+    memory key): answered by ``answer(arguments JSON) -> output JSON``."""
+
+    name: str
+    spec: Mapping[str, Any]
+    answer: Callable[[str], Awaitable[str]]
+    timeout_seconds: float = 8.0
+
+    def declaration(self) -> dict[str, Any]:
+        """The GA ``session.tools`` entry."""
+        return dict(self.spec)
+
+
+@dataclass(frozen=True, slots=True)
 class ToolResult:
     """What a call produced, ready for ``ToolCallTracker.tool_finished``."""
 
@@ -67,14 +82,14 @@ class ToolRegistry:
 
     def __init__(
         self,
-        tools: Sequence[RelayTool],
+        tools: Sequence[RelayTool | SessionTool],
         *,
         builtins: Builtins,
         http: HttpToolRunner | None = None,
         slow_tools: SlowTools | None = None,
     ) -> None:
         """Use ``tools`` (relay-run entries only) with these services (see build_registry)."""
-        self._tools: dict[str, RelayTool] = {t.name: t for t in tools}
+        self._tools: dict[str, RelayTool | SessionTool] = {t.name: t for t in tools}
         self._builtins = builtins
         self._http = http
         self.slow_tools = slow_tools or SlowTools()
@@ -101,6 +116,15 @@ class ToolRegistry:
             chosen, builtins=self._builtins, http=self._http, slow_tools=self.slow_tools
         )
 
+    def with_tool(self, tool: SessionTool) -> ToolRegistry:
+        """The same tools and services, plus one of the session's own."""
+        return ToolRegistry(
+            [*self._tools.values(), tool],
+            builtins=self._builtins,
+            http=self._http,
+            slow_tools=self.slow_tools,
+        )
+
     def slow_instructions(self, name: str) -> str | None:
         """Instructions for an out-of-band response while ``name`` runs, or None."""
         return self.slow_tools.instructions(name)
@@ -112,6 +136,9 @@ class ToolRegistry:
         try:
             if tool is None:
                 raise ToolFailure(f"there is no relay tool {call.name!r}")
+            if isinstance(tool, SessionTool):
+                async with asyncio.timeout(tool.timeout_seconds):
+                    return ToolResult(output=await tool.answer(call.arguments), ok=True)
             arguments = _arguments(call.arguments)
             async with asyncio.timeout(tool.timeout_seconds):
                 value = await self._dispatch(tool, call, arguments, ctx)
