@@ -331,7 +331,8 @@ def remember(
         built_at=datetime(2026, 11, day, 10, 0, tzinfo=UTC),
         minutes_json=json.dumps(record),
     )
-    boto3.resource("dynamodb", endpoint_url=endpoint).Table(table).put_item(Item=dict(entry))
+    item: dict[str, Any] = dict(entry)
+    boto3.resource("dynamodb", endpoint_url=endpoint).Table(table).put_item(Item=item)
 
 
 async def test_a_bot_with_a_memory_key_starts_with_earlier_minutes_and_can_look_back(
@@ -345,9 +346,8 @@ async def test_a_bot_with_a_memory_key_starts_with_earlier_minutes_and_can_look_
     fake_upstream.script = calling_model("recall_meetings", "call_m", query)
     for day, summary in ((1, "Kick-off: the pricing page."), (2, "Review of the roadmap.")):
         remember(dynamodb_env, table_name, "team-blue", f"bot-{day}", summary, day)
-    boto3.resource("dynamodb", endpoint_url=dynamodb_env).Table(table_name).put_item(
-        Item=dict(minutes.session_bot_item("sess-memory", "bot-3", "team-blue"))
-    )
+    pointer: dict[str, Any] = dict(minutes.session_bot_item("sess-memory", "bot-3", "team-blue"))
+    boto3.resource("dynamodb", endpoint_url=dynamodb_env).Table(table_name).put_item(Item=pointer)
     relay = await start(start_relay, fake_upstream, table_name, dynamodb_env)
     async with open_client(relay, mint("sess-memory")) as ws:
         await recv_until(ws, "session.updated")
