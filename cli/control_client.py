@@ -79,6 +79,10 @@ class ControlClient:
         """``GET /bots/{id}/transcript``."""
         return self.call("GET", f"/bots/{_segment(bot_id)}/transcript")["turns"]
 
+    def notes(self, bot_id: str) -> Any:
+        """``GET /bots/{id}/notes``."""
+        return self.call("GET", f"/bots/{_segment(bot_id)}/notes")["notes"]
+
     def minutes(self, bot_id: str) -> Any:
         """``GET /bots/{id}/minutes``."""
         return self.call("GET", f"/bots/{_segment(bot_id)}/minutes")

@@ -25,8 +25,18 @@ from cli import render
 from cli.control_client import ControlClient
 from cli.errors import ConfigError
 
-#: The options a direct command has that the API decides for itself.
-DIRECT_ONLY: Final = ("table", "page_url", "no_record", "recall_key_secret_arn")
+#: The options a direct command has that the API decides for itself (or does not take
+#: yet: a persona overlay is checked against the operator's agent.yaml, which the
+#: control API's function does not carry).
+DIRECT_ONLY: Final = (
+    "table",
+    "page_url",
+    "no_record",
+    "recall_key_secret_arn",
+    "instructions",
+    "agent_file",
+    "agent_config",
+)
 _EXECUTE_API_HOST: Final = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
 
 
@@ -83,15 +93,17 @@ def run(operation: str, options: dict[str, Any]) -> None:
             click.echo(f"bot {left['bot_id']} is leaving its call ({left['region']})")
         elif operation == "show":
             shown = api.show(options["bot_id"])
+            shown.setdefault("notes", api.notes(options["bot_id"]))  # as the direct path shows
             if as_json:
                 click.echo(render.to_json(shown))
             else:
+                now = render.now_utc()
                 click.echo(
                     render.bot_report(
-                        shown["bot"], shown["events"], shown["connections"], shown["turns"],
-                        render.now_utc(),
+                        shown["bot"], shown["events"], shown["connections"], shown["turns"], now
                     )
-                )  # fmt: skip
+                    + render.notes_section(shown["notes"], now)
+                )
         elif operation == "bots":
             found = api.bots(options["limit"], options["days"])
             if as_json:
@@ -128,6 +140,7 @@ def _create(api: ControlClient, options: dict[str, Any], as_json: bool) -> None:
             body[name] = options[name]
     # One key per invocation: a retry inside this run never creates a second bot.
     result = api.create(body, idempotency_key=f"voicebot-{uuid.uuid4()}")
+    result.setdefault("persona", [])  # the API creates bots with the operator's agent config
     if as_json:
         click.echo(render.to_json(result))
         return

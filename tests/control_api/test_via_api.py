@@ -157,6 +157,14 @@ def test_api_errors_are_one_line(paths: Paths) -> None:
     )
     assert mixed.exit_code == 2
     assert "--page-url: not with --via-api" in mixed.output
+    # A persona is checked against the operator's agent.yaml, which the API does not carry
+    # yet: refused, never silently dropped.
+    persona = run_cli(
+        ["bot", "create", "--meeting-url", MEETING, "--instructions", "Be brief.", "--via-api"],
+        paths.via_api,
+    )
+    assert persona.exit_code == 2
+    assert "--instructions: not with --via-api" in persona.output
 
 
 @pytest.mark.parametrize(
