@@ -32,7 +32,7 @@ from relay.agent import AgentConfig
 from relay.config import RelayConfig
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
-from relay.record_writer import NullRecorder
+from relay.recorder import NullRecorder
 from relay.session import RelaySession, SessionContext
 from relay.session_setup import SessionSetups
 from relay.tokens import Claims

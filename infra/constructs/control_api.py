@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
@@ -30,6 +30,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
+
+from infra.constructs.python_function import python_function
 
 HANDLER: Final = "control_api.app.handler"
 ROUTE_PATH: Final = "/v1/{proxy+}"
@@ -60,25 +62,12 @@ class ControlApi(Construct):
         with the relay's tools); cross-construct grants: the stack."""
         super().__init__(scope, construct_id)
         self.recall_api_key = recall_api_key
-        self.log_group = logs.LogGroup(
-            self, "FunctionLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
-        role = iam.Role(
+        self.function, self.log_group = python_function(
             self,
-            "FunctionRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Control API: its log group, the table, the Recall key, the token key",
-        )
-        self.log_group.grant_write(role)
-        self.function = lambda_.Function(
-            self,
-            "Function",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
             handler=HANDLER,
             code=code,
-            role=role,
-            log_group=self.log_group,
+            role_description="Control API: its log group, the table, the Recall key, the token key",
+            log_retention=log_retention,
             # JSON lines: the stdlib logger's `extra` fields (bot_id, outcome) become keys.
             logging_format=lambda_.LoggingFormat.JSON,
             memory_size=512,

@@ -27,10 +27,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
@@ -38,6 +37,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.constructs.python_function import python_function
 from storage.minutes import stream_filter_patterns
 
 HANDLER: Final = "functions.minutes.handler.handler"
@@ -160,25 +160,12 @@ class MeetingMinutes(Construct):
     def _build_function(
         self, code: lambda_.Code, environment: dict[str, str], log_retention: logs.RetentionDays
     ) -> lambda_.Function:
-        self.log_group = logs.LogGroup(
-            self, "FunctionLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
-        role = iam.Role(
+        function, self.log_group = python_function(
             self,
-            "FunctionRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Meeting minutes: its log group, the table and its stream, its queues",
-        )
-        self.log_group.grant_write(role)
-        return lambda_.Function(
-            self,
-            "Function",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
             handler=HANDLER,
             code=code,
-            role=role,
-            log_group=self.log_group,
+            role_description="Meeting minutes: its log group, the table and its stream, its queues",
+            log_retention=log_retention,
             # JSON lines: the stdlib logger's `extra` fields (bot_id, outcome) become keys.
             logging_format=lambda_.LoggingFormat.JSON,
             memory_size=512,
@@ -186,6 +173,7 @@ class MeetingMinutes(Construct):
             environment=environment,
             description="Meeting minutes: build once per bot from turns and notes, deliver",
         )
+        return function
 
     def _connect(self, table: dynamodb.ITableV2) -> None:
         self.function.add_event_source(

@@ -27,11 +27,12 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
+
+from infra.constructs.python_function import python_function
 
 HANDLER: Final = "functions.webhooks.app.handler"
 WEBHOOK_PATH: Final = "/webhooks/recall"
@@ -138,26 +139,14 @@ class WebhookApi(Construct):
         timeout_seconds: int,
         snap_start: bool,
     ) -> lambda_.Function:
-        self.log_group = logs.LogGroup(
-            self, "FunctionLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
-        # Own role instead of AWSLambdaBasicExecutionRole: write to this log group only.
-        role = iam.Role(
+        function, self.log_group = python_function(
             self,
-            "FunctionRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Recall webhook receiver: its log group, the table, the signing secret",
-        )
-        self.log_group.grant_write(role)
-        return lambda_.Function(
-            self,
-            "Function",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
             handler=HANDLER,
             code=code,
-            role=role,
-            log_group=self.log_group,
+            role_description=(
+                "Recall webhook receiver: its log group, the table, the signing secret"
+            ),
+            log_retention=log_retention,
             memory_size=memory_mb,
             timeout=Duration.seconds(timeout_seconds),
             environment=environment,
@@ -167,6 +156,7 @@ class WebhookApi(Construct):
             current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
             description="Recall.ai webhooks: verify the signature, store once, advance bot state",
         )
+        return function
 
     def _build_api(
         self, *, log_retention: logs.RetentionDays, throttle_rate: int, throttle_burst: int

@@ -19,7 +19,7 @@ from typing import Any, Final
 from relay.config import RelayConfig
 from relay.conversation import Turn
 from relay.errors import UpstreamError
-from relay.record_writer import Recorder
+from relay.recorder import Recorder
 from relay.session_setup import SessionSetup, SessionSetups
 from relay.upstream import UpstreamConnection
 

@@ -34,13 +34,11 @@ import logging
 import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any, Final, cast
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Final
+from urllib.parse import urlsplit
 
-from websockets.exceptions import SecurityError
-from websockets.http11 import Request, Response
+from websockets.http11 import Request
 from websockets.server import ServerProtocol
-from websockets.streams import StreamReader
 
 from relay import pages, wire
 from relay.admission import Admission
@@ -48,12 +46,20 @@ from relay.agent import AgentConfig, load_agent_config
 from relay.auth import authenticate, select_subprotocol
 from relay.bot_binding import BindingStore
 from relay.config import RelayConfig
-from relay.errors import BadRequestError, DrainingError, ForbiddenError, RelayError
+from relay.errors import DrainingError, ForbiddenError, RelayError
+from relay.handshake import (
+    HandshakeConnection,
+    parse_query,
+    peer_name,
+    refusal,
+    write_response,
+)
 from relay.leaving import BotoEcs, LeaveReason, LeaveWatcher
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
 from relay.protection import TaskProtection
-from relay.record_writer import Recorder, open_recorder
+from relay.record_writer import open_recorder
+from relay.recorder import Recorder
 from relay.session import DRAIN_REASON, RelaySession, SessionContext
 from relay.session_setup import SessionSetups
 from relay.tools.registry import build_registry
@@ -64,9 +70,6 @@ logger = logging.getLogger(__name__)
 RECORDS_FLUSH_SECONDS: Final = 10.0
 
 REALTIME_PATH: Final = "/v1/realtime"
-MAX_REQUEST_HEAD: Final = 16 * 1024
-#: Query fields parsed from a handshake; more is a 400 (nothing legitimate sends more).
-MAX_QUERY_FIELDS: Final = 20
 
 #: websockets logs request headers (tokens among them) at DEBUG: never enable it here.
 _quiet = logging.getLogger("relay.server.handshake")
@@ -331,7 +334,7 @@ class Relay:
         """Answer one request: a page, a refusal, or a 101 and a new session."""
         path = urlsplit(request.path).path
         if path != REALTIME_PATH:
-            _write_response(
+            write_response(
                 transport,
                 pages.page_response(
                     request.path, request.method, self.static_dir, draining=self.draining
@@ -349,10 +352,10 @@ class Relay:
                     "status": error.http_status,
                     "error_code": error.error_code,
                     "reason": str(error),
-                    "peer": _peer(transport),
+                    "peer": peer_name(transport),
                 },
             )
-            _write_response(transport, _refusal(error))
+            write_response(transport, refusal(error))
             return None
 
     def _open_session(
@@ -380,7 +383,7 @@ class Relay:
             raise
         if response.status_code != 101:
             ticket.release()
-            _write_response(transport, response)
+            write_response(transport, response)
             return None
         transport.write(response.serialize())
         session = RelaySession(
@@ -426,7 +429,7 @@ class Relay:
         )
         response = protocol.accept(request)
         if response.status_code != 101:
-            _write_response(transport, response)
+            write_response(transport, response)
             return None
         transport.write(response.serialize())
         self.metrics.count("SessionsReattached")
@@ -442,139 +445,6 @@ class Relay:
         if model not in self.config.models:
             raise ForbiddenError(f"model {model[:64]!r} is not allowed on this relay")
         return model
-
-
-def parse_query(target: str) -> dict[str, list[str]]:
-    """The query string of a request target, every field kept (blank ones too).
-
-    Raises:
-        BadRequestError: more than MAX_QUERY_FIELDS fields.
-    """
-    query = urlsplit(target).query
-    if not query:
-        return {}
-    try:
-        return parse_qs(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
-    except ValueError:
-        raise BadRequestError(
-            f"too many query fields: the relay reads at most {MAX_QUERY_FIELDS}"
-        ) from None
-
-
-def _refusal(error: RelayError) -> Response:
-    response = pages.plain_response(error.http_status, f"{error}\n")
-    if error.http_status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="relay"'
-    if error.http_status in (429, 503):
-        response.headers["Retry-After"] = "1"
-    return response
-
-
-def _write_response(transport: asyncio.Transport, response: Response) -> None:
-    transport.write(response.serialize())
-    transport.close()
-
-
-def _peer(transport: asyncio.BaseTransport) -> str | None:
-    peer = transport.get_extra_info("peername")
-    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else None
-
-
-def _parse_request(head: bytes) -> Request:
-    reader = StreamReader()
-    reader.feed_data(head)
-    reader.feed_eof()
-    parser = Request.parse(reader.read_line)
-    try:
-        next(parser)
-    except StopIteration as done:
-        request: Request = done.value
-        return request
-    raise ValueError("incomplete HTTP request")
-
-
-class HandshakeConnection(asyncio.Protocol):
-    """A new TCP connection until its HTTP request is answered (bounded size and time)."""
-
-    def __init__(self, relay: Relay) -> None:
-        self.relay = relay
-        self.transport: asyncio.Transport | None = None
-        self.peer_host = ""
-        self._head = bytearray()
-        self._timer: asyncio.TimerHandle | None = None
-        self._done = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Take a place among the pending handshakes and arm the handshake deadline."""
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.peer_host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        self.relay.handshake_started(self)
-        self._timer = asyncio.get_running_loop().call_later(
-            self.relay.config.open_timeout, self._timed_out
-        )
-
-    def evict(self) -> None:
-        """Cut this pending handshake to make room for a newer one (it was the oldest)."""
-        if not self._done and self.transport is not None:
-            self._finish()
-            self.transport.abort()
-
-    def data_received(self, data: bytes) -> None:
-        """Collect the request head; answer it once complete."""
-        if self._done or self.transport is None:
-            return
-        self._head += data
-        end = self._head.find(b"\r\n\r\n")
-        if end < 0 and len(self._head) <= MAX_REQUEST_HEAD:
-            return
-        if end < 0 or end + 4 > MAX_REQUEST_HEAD:
-            self._finish()
-            _write_response(self.transport, pages.plain_response(431, "request too large\n"))
-            return
-        head, leftover = bytes(self._head[: end + 4]), bytes(self._head[end + 4 :])
-        self._head.clear()
-        self._finish()
-        try:
-            request = _parse_request(head)
-        except SecurityError:
-            _write_response(self.transport, pages.plain_response(431, "request too large\n"))
-            return
-        # websockets' parser raises NotImplementedError for HTTP it does not support
-        # (e.g. Transfer-Encoding on a GET): a bad request to us, like the others.
-        except (ValueError, EOFError, UnicodeDecodeError, NotImplementedError) as exc:
-            logger.debug("bad HTTP request", extra={"error": type(exc).__name__})
-            _write_response(self.transport, pages.plain_response(400, "bad request\n"))
-            return
-        try:
-            self.relay.handle_request(request, self.transport, leftover)
-        except Exception as exc:
-            # A bug of ours, not the client's: answer rather than drop the connection, and
-            # log the type only (an exception's text may quote the request's headers).
-            logger.error(
-                "handshake failed unexpectedly",
-                extra={"error": type(exc).__name__, "peer": _peer(self.transport)},
-            )
-            if not self.transport.is_closing():
-                _write_response(self.transport, pages.plain_response(500, "relay error\n"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """The peer left before its request was answered."""
-        self._finish()
-
-    def _finish(self) -> None:
-        if not self._done:
-            self._done = True
-            self.relay.handshake_ended(self)
-            if self._timer is not None:
-                self._timer.cancel()
-
-    def _timed_out(self) -> None:
-        """A handshake that never finishes is cut at open_timeout."""
-        if not self._done and self.transport is not None:
-            self._finish()
-            self.transport.abort()
 
 
 async def serve(config: RelayConfig, stop: asyncio.Event) -> None:

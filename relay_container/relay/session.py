@@ -52,7 +52,7 @@ from relay.greeting import greeting_response
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
 from relay.record_items import ConnectionRecord
-from relay.record_writer import Recorder
+from relay.recorder import Recorder
 from relay.session_report import SessionReport
 from relay.session_setup import SessionSetups, start_tools
 from relay.tokens import Claims

@@ -14,7 +14,7 @@ from typing import Final
 from relay.core import SessionCore
 from relay.effects import Happened
 from relay.metrics import Metrics
-from relay.record_writer import RecorderStats
+from relay.recorder import RecorderStats
 
 logger = logging.getLogger("relay.session")
 

@@ -79,15 +79,7 @@ class SessionSetups:
 
     def operator(self, *, executed: Iterable[str] = ()) -> SessionSetup:
         """The operator's agent and every relay tool (no bot persona)."""
-        registry = self.registry
-        tracker = (
-            ToolCallTracker(registry.names, registry.declarations(), executed=executed)
-            if registry is not None
-            else None
-        )
-        return SessionSetup(
-            self.default_update, None, registry, tracker, self.agent.greeting, gate_of(self.agent)
-        )
+        return _setup(self.agent, self.default_update, None, self.registry, executed)
 
     async def _memory_key(self, session_id: str) -> str | None:
         if self.bindings is None:
@@ -169,21 +161,7 @@ class SessionSetups:
         memory_key = await self._memory_key(session_id)
         if memory_key is not None:
             agent_update, registry = await self._with_memory(agent, registry, memory_key)
-        if registry is not None and not registry.names:
-            registry = None
-        tracker = (
-            ToolCallTracker(registry.names, registry.declarations(), executed=executed)
-            if registry is not None
-            else None
-        )
-        return SessionSetup(
-            agent_update=agent_update,
-            bot_id=bot_id,
-            registry=registry,
-            tracker=tracker,
-            greeting=agent.greeting,
-            gate=gate_of(agent),
-        )
+        return _setup(agent, agent_update, bot_id, registry, executed)
 
 
 def start_tools(
@@ -219,6 +197,24 @@ def start_tools(
                 str(call["call_id"]), str(call.get("name")), str(call.get("arguments")), output
             )
     return runner, seeds
+
+
+def _setup(
+    agent: AgentConfig,
+    agent_update: bytes,
+    bot_id: str | None,
+    registry: ToolRegistry | None,
+    executed: Iterable[str],
+) -> SessionSetup:
+    """The setup of a session running ``agent`` with ``registry``'s tools (none if empty)."""
+    if registry is not None and not registry.names:
+        registry = None
+    tracker = (
+        ToolCallTracker(registry.names, registry.declarations(), executed=executed)
+        if registry is not None
+        else None
+    )
+    return SessionSetup(agent_update, bot_id, registry, tracker, agent.greeting, gate_of(agent))
 
 
 def gate_of(agent: AgentConfig) -> TurnGate | None:

@@ -36,7 +36,7 @@ from relay.effects import (
 from relay.errors import TransitionError
 from relay.policy import SessionPolicy
 from relay.record_items import ConnectionRecord
-from relay.record_writer import NullRecorder
+from relay.recorder import NullRecorder
 from relay.upstream_leg import UpstreamState
 
 AGENT_UPDATE = b'{"type":"session.update","session":{"type":"realtime"}}'
