@@ -16,6 +16,7 @@ problem is logged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from relay.agent import AgentConfig
-from relay.bot_binding import BindingStore
+from relay.bot_binding import BindingStore, BotBinding
 from relay.errors import ConfigError, UpstreamError
 from relay.memory import (
     RECALL_MEETINGS_TOOL,
@@ -81,6 +82,18 @@ class SessionSetups:
         """The operator's agent and every relay tool (no bot persona)."""
         return _setup(self.agent, self.default_update, None, self.registry, executed)
 
+    async def _binding(self, session_id: str) -> BotBinding | None:
+        if self.bindings is None:
+            return None
+        try:
+            return await self.bindings.load_overlay(session_id)
+        except UpstreamError as error:
+            logger.warning(
+                "the session's bot could not be read; the operator's agent runs",
+                extra={"sub": session_id, "error": str(error)},
+            )
+            return None
+
     async def _memory_key(self, session_id: str) -> str | None:
         if self.bindings is None:
             return None
@@ -136,15 +149,10 @@ class SessionSetups:
     async def resolve(self, session_id: str, *, executed: Iterable[str] = ()) -> SessionSetup:
         """The setup of the session ``session_id`` (the token's subject)."""
         agent, registry, bot_id = self.agent, self.registry, None
-        binding = None
-        if self.bindings is not None:
-            try:
-                binding = await self.bindings.load_overlay(session_id)
-            except UpstreamError as error:
-                logger.warning(
-                    "the session's bot could not be read; the operator's agent runs",
-                    extra={"sub": session_id, "error": str(error)},
-                )
+        # Both items are read at once: a session's start waits for one table round trip.
+        binding, memory_key = await asyncio.gather(
+            self._binding(session_id), self._memory_key(session_id)
+        )
         if binding is not None:
             bot_id = binding.bot_id
             try:
@@ -158,7 +166,6 @@ class SessionSetups:
             if registry is not None and isinstance(chosen, list):
                 registry = registry.only([name for name in chosen if isinstance(name, str)])
         agent_update = agent.session_update()
-        memory_key = await self._memory_key(session_id)
         if memory_key is not None:
             agent_update, registry = await self._with_memory(agent, registry, memory_key)
         return _setup(agent, agent_update, bot_id, registry, executed)
