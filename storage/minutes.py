@@ -93,6 +93,10 @@ class SessionBot(TypedDict):
     session_id: str
     bot_id: str
     memory_key: NotRequired[str]
+    #: Post the minutes in the meeting chat before a deliberate leave (``storage.leaving``).
+    minutes_to_chat: NotRequired[bool]
+    #: This bot's own minutes endpoint (``storage.delivery_url``), over the stack's.
+    minutes_url: NotRequired[str]
 
 
 class MemoryEntry(TypedDict):
@@ -147,7 +151,14 @@ def session_bot_key(session_id: str) -> dict[str, str]:
 # Builders
 
 
-def session_bot_item(session_id: str, bot_id: str, memory_key: str | None = None) -> SessionBot:
+def session_bot_item(
+    session_id: str,
+    bot_id: str,
+    memory_key: str | None = None,
+    *,
+    minutes_to_chat: bool = False,
+    minutes_url: str | None = None,
+) -> SessionBot:
     """The pointer from a relay session to its bot (written when the bot is created)."""
     item: SessionBot = {
         **session_bot_key(session_id),  # type: ignore[typeddict-item]
@@ -156,6 +167,10 @@ def session_bot_item(session_id: str, bot_id: str, memory_key: str | None = None
     }
     if memory_key is not None:
         item["memory_key"] = memory_key
+    if minutes_to_chat:
+        item["minutes_to_chat"] = True
+    if minutes_url is not None:
+        item["minutes_url"] = minutes_url
     return item
 
 
@@ -308,7 +323,8 @@ def memory_entry(
 def stream_filter_patterns() -> list[str]:
     """Lambda event-filter patterns for the table's stream: the changes that end a meeting.
 
-    A bot's ``STATE`` with a final status, and a ``CONN#`` item with ``ended_at``. The
+    A bot's ``STATE`` with a final status, a ``CONN#`` item with ``ended_at``, and a new
+    leave request (``storage.leaving``: minutes to the chat, then leave). The
     infra attaches them to the minutes function's stream event source, so it is not even
     invoked for turns, deliveries and history; the function still decides for itself
     (``functions.minutes.trigger``), as a filter cannot compare old and new images.
@@ -331,4 +347,10 @@ def stream_filter_patterns() -> list[str]:
             }
         },
     }
-    return [json.dumps(state, separators=(",", ":")), json.dumps(ended, separators=(",", ":"))]
+    from storage.leaving import LEAVE_SK  # storage.leaving builds on this module
+
+    leave = {
+        "eventName": ["INSERT"],
+        "dynamodb": {"NewImage": {schema.SORT_KEY: {"S": [LEAVE_SK]}}},
+    }
+    return [json.dumps(p, separators=(",", ":")) for p in (state, ended, leave)]

@@ -29,10 +29,10 @@ from functions.minutes.settings import Settings, load_settings, read_secret
 from functions.minutes.summarizer import OpenAISummarizer, SimulatedSummarizer, Summarizer
 from functions.minutes.trigger import (
     BadMessageError,
-    SessionCheck,
     from_stream_record,
     message_body,
     parse_message,
+    planned,
 )
 
 logger = logging.getLogger("functions.minutes")
@@ -44,6 +44,7 @@ class Runtime:
 
     runner: MinutesJobRunner
     send: Callable[[str, int], None]  # (message body, delay seconds) → the job queue
+    leave_deadline: int = 90  # seconds from a leave request to its deadline message
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -52,12 +53,18 @@ def build_runtime(settings: Settings) -> Runtime:
     from botocore.config import Config
 
     from functions.minutes.delivery import WebhookDelivery
+    from functions.minutes.leave import MeetingExit
+    from functions.minutes.recall_bot import RecallBots
     from functions.minutes.store import MinutesStore
 
     config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"})
     store = MinutesStore(boto3.client("dynamodb", config=config), settings.table_name)
     secrets = None
-    if settings.openai_api_key_secret_arn or settings.webhook_secret_arn:
+    if (
+        settings.openai_api_key_secret_arn
+        or settings.webhook_secret_arn
+        or settings.recall_api_key_secret_arn
+    ):
         secrets = boto3.client("secretsmanager", config=config)
     key = settings.openai_api_key
     if key is None and settings.openai_api_key_secret_arn and secrets is not None:
@@ -73,12 +80,19 @@ def build_runtime(settings: Settings) -> Runtime:
         client = OpenAI(api_key=key, base_url=settings.openai_base_url, max_retries=2, timeout=60)
         summarizer = OpenAISummarizer(client, settings.model)
     delivery = None
-    if settings.webhook_url is not None:
-        secret = settings.webhook_secret
-        if secret is None and settings.webhook_secret_arn and secrets is not None:
-            secret = read_secret(secrets, settings.webhook_secret_arn)
-        if secret is not None:
-            delivery = WebhookDelivery(settings.webhook_url, secret)
+    secret = settings.webhook_secret
+    if secret is None and settings.webhook_secret_arn and secrets is not None:
+        secret = read_secret(secrets, settings.webhook_secret_arn)
+    if settings.webhook_url is not None and secret is not None:
+        delivery = WebhookDelivery(settings.webhook_url, secret)
+    recall_key = settings.recall_api_key
+    if recall_key is None and settings.recall_api_key_secret_arn and secrets is not None:
+        recall_key = read_secret(secrets, settings.recall_api_key_secret_arn)
+    recall = (
+        RecallBots(recall_key, base_override=settings.recall_api_base)
+        if recall_key is not None and not recall_key.startswith(SECRET_PLACEHOLDER_PREFIX)
+        else None
+    )
     queue_url = settings.job_queue_url
     sqs = boto3.client("sqs", config=config) if queue_url else None
 
@@ -93,14 +107,22 @@ def build_runtime(settings: Settings) -> Runtime:
         delivery=delivery,
         lease_seconds=settings.lease_seconds,
         grace_seconds=settings.grace_seconds,
+        signing_secret=secret,
+        meeting_exit=MeetingExit(
+            store=store,
+            recall=recall,
+            chat_enabled=settings.minutes_to_chat,
+            default_region=settings.recall_region,
+        ),
+        leave_bound_seconds=settings.leave_bound_seconds,
     )
-    return Runtime(runner=runner, send=send)
+    return Runtime(runner=runner, send=send, leave_deadline=settings.leave_deadline_seconds)
 
 
 #: Every OpenAI API key starts with this.
 OPENAI_KEY_PREFIX = "sk-"
-#: SQS caps a message's delay at 15 minutes.
-MAX_DELAY_SECONDS = 900
+#: The stack creates its secrets with a placeholder starting with this until they are filled.
+SECRET_PLACEHOLDER_PREFIX = "UNSET-"
 
 
 def handle_stream(records: list[dict[str, Any]], runtime: Runtime, grace: int) -> list[str]:
@@ -111,8 +133,10 @@ def handle_stream(records: list[dict[str, Any]], runtime: Runtime, grace: int) -
             request = from_stream_record(record)
             if request is None:
                 continue
-            delay = min(grace, MAX_DELAY_SECONDS) if isinstance(request, SessionCheck) else 0
-            runtime.send(message_body(request), delay)
+            for message, delay in planned(
+                request, grace=grace, leave_deadline=runtime.leave_deadline
+            ):
+                runtime.send(message_body(message), delay)
         except Exception:
             logger.exception("could not queue a minutes job")
             sequence = (record.get("dynamodb") or {}).get("SequenceNumber")

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from functions.minutes.handler import Runtime, build_runtime, handle_queue
 from functions.minutes.settings import load_settings
-from functions.minutes.trigger import SessionCheck, from_stream_record, message_body
+from functions.minutes.trigger import from_stream_record, message_body, planned
 
 READY: Final = "minutes: watching the table's stream"
 POLL_SECONDS: Final = 1.0
@@ -32,13 +32,22 @@ logger = logging.getLogger("functions.minutes.local")
 class LocalPipeline:
     """Polls one table's stream and runs the jobs it calls for."""
 
-    def __init__(self, client: Any, streams: Any, table: str, runtime: Runtime, grace: int) -> None:
+    def __init__(
+        self,
+        client: Any,
+        streams: Any,
+        table: str,
+        runtime: Runtime,
+        grace: int,
+        leave_deadline: int = 90,
+    ) -> None:
         """Use ``client`` (dynamodb) and ``streams`` (dynamodbstreams) on ``table``."""
         self._client = client
         self._streams = streams
         self._table = table
         self._runtime = runtime
         self._grace = grace
+        self._leave_deadline = leave_deadline
         self._iterators: dict[str, str] = {}
         self._due: list[tuple[float, str]] = []  # (monotonic time, message body)
 
@@ -69,8 +78,10 @@ class LocalPipeline:
                 request = from_stream_record(record)
                 if request is None:
                     continue
-                delay = self._grace if isinstance(request, SessionCheck) else 0
-                self._due.append((time.monotonic() + delay, message_body(request)))
+                for message, delay in planned(
+                    request, grace=self._grace, leave_deadline=self._leave_deadline
+                ):
+                    self._due.append((time.monotonic() + delay, message_body(message)))
         now = time.monotonic()
         ready = [body for at, body in self._due if at <= now]
         self._due = [(at, body) for at, body in self._due if at > now]
@@ -98,6 +109,7 @@ def main() -> int:
         settings.table_name,
         build_runtime(settings),
         settings.grace_seconds,
+        settings.leave_deadline_seconds,
     )
     arn = pipeline.enable_stream()
     sys.stdout.write(READY + "\n")  # the ready line voicebot dev waits for

@@ -33,11 +33,23 @@ ENV_VARS: Final[frozenset[str]] = frozenset(
         "SESSION_END_GRACE_SECONDS",
         "JOB_LEASE_SECONDS",
         "LOG_LEVEL",
+        "MINUTES_TO_CHAT",
+        "LEAVE_BOUND_SECONDS",
+        "RECALL_API_KEY",
+        "RECALL_API_KEY_SECRET_ARN",
+        "RECALL_REGION",
+        "RECALL_API_BASE",
     }
 )
 #: Read only outside AWS; the deployed function gets ARNs instead.
 LOCAL_ONLY_ENV_VARS: Final[frozenset[str]] = frozenset(
-    {"OPENAI_API_KEY", "MINUTES_WEBHOOK_SECRET", "OPENAI_BASE_URL"}
+    {
+        "OPENAI_API_KEY",
+        "MINUTES_WEBHOOK_SECRET",
+        "OPENAI_BASE_URL",
+        "RECALL_API_KEY",
+        "RECALL_API_BASE",
+    }
 )
 DEFAULT_MODEL: Final = "gpt-5-mini"
 LOG_LEVELS: Final = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
@@ -63,6 +75,19 @@ class Settings:
     grace_seconds: int = 120
     lease_seconds: int = 300
     log_level: str = "INFO"
+    #: The stack lets bots post their minutes in the meeting chat before leaving.
+    minutes_to_chat: bool = False
+    #: A leaving bot waits at most this long for its minutes.
+    leave_bound_seconds: int = 60
+    recall_api_key: str | None = field(default=None, repr=False)
+    recall_api_key_secret_arn: str | None = None
+    recall_region: str = "us-west-2"
+    recall_api_base: str | None = None
+
+    @property
+    def leave_deadline_seconds(self) -> int:
+        """When the deadline message makes a leaving bot leave if no job has (after the bound)."""
+        return self.leave_bound_seconds + 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -96,6 +121,11 @@ class Settings:
 
         grace = seconds("SESSION_END_GRACE_SECONDS", 120, 0, 900)
         lease = seconds("JOB_LEASE_SECONDS", 300, 30, 3600)
+        # Below the function's timeout (3 min), with room for the chat and the leave.
+        leave_bound = seconds("LEAVE_BOUND_SECONDS", 60, 5, 120)
+        to_chat = (get("MINUTES_TO_CHAT") or "off").lower()
+        if to_chat not in ("on", "off"):
+            problems.append("MINUTES_TO_CHAT must be on or off")
         url = get("MINUTES_WEBHOOK_URL")
         if url is not None and urlsplit(url).scheme not in ("https", "http"):
             problems.append("MINUTES_WEBHOOK_URL must be an http(s) URL")
@@ -121,6 +151,12 @@ class Settings:
             grace_seconds=grace,
             lease_seconds=lease,
             log_level=log_level,
+            minutes_to_chat=to_chat == "on",
+            leave_bound_seconds=leave_bound,
+            recall_api_key=get("RECALL_API_KEY"),
+            recall_api_key_secret_arn=get("RECALL_API_KEY_SECRET_ARN"),
+            recall_region=get("RECALL_REGION") or "us-west-2",
+            recall_api_base=get("RECALL_API_BASE"),
         )
 
 

@@ -17,7 +17,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from functions.minutes.summarizer import Line
-from storage import minutes, schema
+from storage import leaving, minutes, schema
 from storage.items import plain
 
 if TYPE_CHECKING:
@@ -236,17 +236,40 @@ class MinutesStore:
             if not _is_condition_failure(exc):
                 raise
 
+    def claim_leave(self, *, bot_id: str, now: datetime, by: str) -> bool:
+        """Claim a requested leave; ``False`` if none was requested or it is claimed."""
+        return self._conditional(leaving.leave_claim_update(bot_id=bot_id, now=now, by=by))
+
+    def release_leave(self, *, bot_id: str) -> None:
+        """Give a leave claim back (its ``leave_call`` failed)."""
+        self._conditional(leaving.leave_release_update(bot_id=bot_id))
+
+    def leave_done(self, *, bot_id: str, chat_messages: int) -> None:
+        """Record how many chat messages preceded the leave."""
+        self._conditional(leaving.leave_done_update(bot_id=bot_id, chat_messages=chat_messages))
+
     # Private
 
+    def _conditional(self, request: minutes.UpdateParams) -> bool:
+        try:
+            self._update(request)
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
     def _update_params(self, request: minutes.UpdateParams) -> dict[str, Any]:
-        return {
+        params = {
             "TableName": self._table,
             "Key": serialize(request["Key"]),
             "UpdateExpression": request["UpdateExpression"],
             "ConditionExpression": request["ConditionExpression"],
             "ExpressionAttributeNames": request["ExpressionAttributeNames"],
-            "ExpressionAttributeValues": serialize(request["ExpressionAttributeValues"]),
         }
+        if request["ExpressionAttributeValues"]:  # DynamoDB refuses an empty map
+            params["ExpressionAttributeValues"] = serialize(request["ExpressionAttributeValues"])
+        return params
 
     def _update(self, request: minutes.UpdateParams) -> None:
         self._client.update_item(**self._update_params(request))
