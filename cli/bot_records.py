@@ -124,15 +124,27 @@ class BotRecords:
                 f"cannot record the session of bot {bot.bot_id} ({describe_aws_error(exc)})"
             ) from None
 
-    def record_session(self, session_id: str, bot_id: str, memory_key: str | None) -> None:
+    def record_session(
+        self,
+        session_id: str,
+        bot_id: str,
+        memory_key: str | None,
+        *,
+        minutes_to_chat: bool = False,
+        minutes_url: str | None = None,
+    ) -> None:
         """Point the bot's relay session at it (the minutes job's way from a session's end
-        back to its bot, and where the relay finds the bot's memory key)."""
+        back to its bot, and where the relay finds the bot's memory key), with the bot's
+        minutes options (chat before leaving, its own endpoint)."""
+        item = minutes.session_bot_item(
+            session_id,
+            bot_id,
+            memory_key,
+            minutes_to_chat=minutes_to_chat,
+            minutes_url=minutes_url,
+        )
         try:
-            self._table.put_item(
-                Item=cast(
-                    "dict[str, Any]", minutes.session_bot_item(session_id, bot_id, memory_key)
-                )
-            )
+            self._table.put_item(Item=cast("dict[str, Any]", item))
         except AWS_FAILURES as exc:
             raise AwsError(f"cannot record bot {bot_id} ({describe_aws_error(exc)})") from None
 

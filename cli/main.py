@@ -48,6 +48,7 @@ from cli.local_stack import (
     Interrupted,
     LocalStack,
 )
+from cli.meeting_exit import Exit, leave_meeting
 from cli.persona import operator_agent, overlay_from_flags
 from cli.recall_api import REGION_BASE_URLS, RecallClient, base_url
 from cli.sample_webhook import send, signed_sample
@@ -55,6 +56,7 @@ from cli.settings import Settings, load
 from cli.stack import AWS_FAILURES, Stack, describe_aws_error
 from cli.via_api import via_api
 from relay import tokens
+from storage.delivery_url import minutes_url_problem
 from storage.minutes import is_valid_memory_key
 
 if TYPE_CHECKING:
@@ -223,6 +225,16 @@ def bot() -> None:
     """Create, inspect and dismiss meeting bots."""
 
 
+def check_minutes_url(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
+    """Click callback: a bot's minutes endpoint (https, public host, no credentials)."""
+    problem = minutes_url_problem(value) if value is not None else None
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return value
+
+
 def check_memory_key(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """Click callback: a memory key is 1-128 printable characters without whitespace."""
     if value is not None and not is_valid_memory_key(value):
@@ -272,6 +284,18 @@ def check_meeting_url(_ctx: click.Context, _param: click.Parameter, value: str) 
     help="Memory key (a team, a recurring meeting): file this meeting's minutes under it "
     "and start with the minutes of earlier meetings under it.",
 )
+@click.option(
+    "--minutes-to-chat",
+    is_flag=True,
+    help="When the bot is told to leave, post its minutes in the meeting chat first "
+    "(if the stack allows it: minutes_to_chat).",
+)
+@click.option(
+    "--minutes-url",
+    default=None,
+    callback=check_minutes_url,
+    help="Deliver this bot's minutes to this https endpoint (signed) instead of the stack's.",
+)
 @table_option
 @click.option("--no-record", is_flag=True, help="Do not record the bot in DynamoDB.")
 @click.option(
@@ -318,6 +342,8 @@ def bot_create(
     recall_key_secret_arn: str | None,
     stack_name: str | None,
     as_json: bool,
+    minutes_to_chat: bool = False,
+    minutes_url: str | None = None,
     instructions: str | None = None,
     agent_file: str | None = None,
     agent_config: str | None = None,
@@ -363,6 +389,10 @@ def bot_create(
     records: BotRecords | None = None
     if no_record and memory_key is not None:
         raise click.UsageError("--memory needs the bot recorded (drop --no-record)")
+    if no_record and (minutes_to_chat or minutes_url is not None):
+        raise click.UsageError(
+            "--minutes-to-chat and --minutes-url need the bot recorded (drop --no-record)"
+        )
     if not no_record:
         _, table_resource = ctx.table(table)
         records = BotRecords(table_resource)
@@ -408,7 +438,13 @@ def bot_create(
             )
             records.record_created(created_bot)
             records.record_binding(created_bot, overlay)
-            records.record_session(session_id, bot_id, memory_key)
+            records.record_session(
+                session_id,
+                bot_id,
+                memory_key,
+                minutes_to_chat=minutes_to_chat,
+                minutes_url=minutes_url,
+            )
             result["recorded"] = True
         finally:
             if not result["recorded"]:
@@ -453,26 +489,33 @@ def bot_leave(
     table: str | None,
     stack_name: str | None,
 ) -> None:
-    """Make a bot leave its meeting."""
+    """Make a bot leave its meeting (a bot created with --minutes-to-chat posts its
+    minutes in the meeting chat first)."""
     use_stack(ctx, stack_name)
+    # Bots live in one region; the one recorded at creation is the right one. Without
+    # an explicit table, a stack that cannot be read just means "no record".
+    explicit = bool(table or ctx.settings.table_name)
+    table_resource = None
+    state = None
+    try:
+        _, table_resource = ctx.table(table)
+        state = BotRecords(table_resource).state(bot_id)
+    except (AwsError, ConfigError):
+        if explicit and region is None:
+            raise
     if region is None:
-        # Bots live in one region; the one recorded at creation is the right one. Without
-        # an explicit table, a stack that cannot be read just means "no record".
-        explicit = bool(table or ctx.settings.table_name)
-        try:
-            _, table_resource = ctx.table(table)
-            state = BotRecords(table_resource).state(bot_id)
-        except (AwsError, ConfigError):
-            if explicit:
-                raise
-            state = None
         recorded = state.get("region") if state else None
         region = recorded if isinstance(recorded, str) else None
     region = region or ctx.settings.recall_region
     key = ctx.recall_key(recall_key_secret_arn)
     with ctx.recall_client(key, region) as recall:
-        recall.leave_call(bot_id)
-    click.echo(f"bot {bot_id} is leaving its call ({region})")
+        how = leave_meeting(
+            recall, bot_id, table=table_resource, state=dict(state) if state else None, reason="cli"
+        )
+    if how is Exit.AFTER_MINUTES:
+        click.echo(f"bot {bot_id} posts its minutes in the chat, then leaves ({region})")
+    else:
+        click.echo(f"bot {bot_id} is leaving its call ({region})")
 
 
 @bot.command("show")

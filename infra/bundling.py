@@ -63,8 +63,15 @@ def extra_requirements(pyproject: Path, extra: str) -> list[str]:
 
 
 def source_files(root: Path, package: str) -> Iterator[Path]:
-    """Files of ``root/package`` that belong in an asset, in a stable order."""
+    """Files of ``root/package`` that belong in an asset, in a stable order.
+
+    ``package`` may also name one file (the operator's ``relay_container/agent.yaml``,
+    which lands at the asset's top, beside the ``relay`` package that looks for it there).
+    """
     base = root / package
+    if base.is_file():
+        yield base
+        return
     if not base.is_dir():
         raise BundlingError(f"source package {base} does not exist")
     for path in sorted(base.rglob("*")):

@@ -32,7 +32,16 @@ WEBHOOK_PACKAGES = ("functions", "storage")
 MINUTES_EXTRA = "minutes"
 #: The control API bundle: it reuses the CLI's Recall client and readers and relay.tokens.
 CONTROL_API_EXTRA = "control_api"
-CONTROL_API_PACKAGES = ("control_api", "cli", "functions", "relay_container/relay", "storage")
+#: relay_container/agent.yaml: the operator's agent config the relay image carries, so the
+#: control API checks a bot's persona against the same rules (cli.persona.operator_agent).
+CONTROL_API_PACKAGES = (
+    "control_api",
+    "cli",
+    "functions",
+    "relay_container/relay",
+    "relay_container/agent.yaml",
+    "storage",
+)
 #: With a custom domain, CloudFront reaches the ALB over TLS at origin.<domain>.
 ORIGIN_SUBDOMAIN = "origin"
 

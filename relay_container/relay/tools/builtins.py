@@ -1,6 +1,7 @@
 """The built-in tools: what each does with its (already parsed) arguments.
 
-``leave_meeting`` and ``send_chat_message`` call Recall for the session's bot;
+``leave_meeting`` leaves through ``relay.tools.meeting_exit`` (the minutes in the chat
+first, for a bot created with them); ``send_chat_message`` calls Recall for the session's bot;
 ``take_note`` and ``list_notes`` use the bot's notes in DynamoDB; ``end_turn_silently``
 does nothing and asks the relay not to make the model answer. Each returns a JSON-able
 result or raises :class:`~relay.tools.errors.ToolFailure`; the bot is always the one the
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.tools.errors import ToolFailure
+from relay.tools.meeting_exit import Exit, MeetingExit
 from relay.tools.notes import NoteStore
 from relay.tools.recall import RecallBotApi
 
@@ -35,6 +37,8 @@ class Builtins:
 
     recall: RecallBotApi | None = None
     notes: NoteStore | None = None
+    #: How a bot leaves (None: as ``recall`` alone, at once).
+    meeting_exit: MeetingExit | None = None
 
     async def run(self, name: str, arguments: Mapping[str, Any], ctx: ToolContext) -> Any:
         """Run built-in ``name``.
@@ -45,7 +49,10 @@ class Builtins:
         if name == "end_turn_silently":
             return {"ok": True}
         if name == "leave_meeting":
-            await self._recall().leave_call(_bot(ctx))
+            exit_ = self.meeting_exit or MeetingExit(self._recall())
+            how = await exit_.leave(_bot(ctx), ctx.session_id, "tool")
+            if how is Exit.AFTER_MINUTES:
+                return {"ok": True, "left": False, "leaving_after_minutes": True}
             return {"ok": True, "left": True}
         if name == "send_chat_message":
             message = _text(arguments, "message")

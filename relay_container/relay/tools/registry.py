@@ -36,6 +36,7 @@ from relay.tool_calls import MAX_ARGUMENTS_CHARS, ToolCall
 from relay.tools.builtins import Builtins, ToolContext
 from relay.tools.errors import ToolFailure
 from relay.tools.http_tool import HttpToolRunner
+from relay.tools.meeting_exit import MeetingExit
 from relay.tools.notes import NoteStore
 from relay.tools.recall import RecallBotApi
 from relay.tools.spec import BuiltinTool, HttpTool, SlowTools
@@ -246,9 +247,11 @@ def build_registry(
                 problems.append(f"RELAY_TOOL_SIGNING_SECRET {exc}")
     if problems:
         raise ConfigError(problems)
-    return ToolRegistry(
-        relay_tools, builtins=Builtins(recall=recall, notes=notes), http=http, slow_tools=slow_tools
+    meeting_exit = (
+        MeetingExit(recall, table_name, endpoint_url=dynamodb_endpoint) if recall else None
     )
+    builtins = Builtins(recall=recall, notes=notes, meeting_exit=meeting_exit)
+    return ToolRegistry(relay_tools, builtins=builtins, http=http, slow_tools=slow_tools)
 
 
 def _arguments(raw: str) -> dict[str, Any]:
