@@ -9,6 +9,7 @@ and wording, so a bad or locked field fails before Recall creates anything.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,15 +49,30 @@ def overlay_from_flags(
         PersonaError: unreadable file, unknown or locked field, unknown tool, bad value.
     """
     if agent_file is not None:
-        data, source = _read(Path(agent_file)), f"--agent {agent_file}"
-    elif instructions is not None:
-        data, source = {"instructions": instructions}, "--instructions"
-    else:
-        return None
+        return checked_overlay(agent, read_overlay_file(agent_file), source=f"--agent {agent_file}")
+    if instructions is not None:
+        return checked_overlay(agent, {"instructions": instructions}, source="--instructions")
+    return None
+
+
+def checked_overlay(agent: AgentConfig, data: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+    """``data`` as the overlay to store, checked against the operator's ``agent``.
+
+    The one check both ``bot create`` and the control API's create use
+    (``relay.overlay.validate_overlay``: the relay's own schema and wording).
+
+    Raises:
+        PersonaError: unknown or locked field, unknown tool, bad value (every problem).
+    """
     try:
         return validate_overlay(agent, data, source=source).stored()
     except RelayConfigError as exc:
         raise PersonaError("; ".join(exc.problems)) from None
+
+
+def read_overlay_file(agent_file: str) -> dict[str, Any]:
+    """The mapping in an ``--agent`` file (YAML, or JSON by its suffix), size-bounded."""
+    return _read(Path(agent_file))
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -24,17 +24,15 @@ import click
 from cli import render
 from cli.control_client import ControlClient
 from cli.errors import ConfigError
+from cli.persona import read_overlay_file
 
-#: The options a direct command has that the API decides for itself (or does not take
-#: yet: a persona overlay is checked against the operator's agent.yaml, which the
-#: control API's function does not carry).
+#: The options a direct command has that the API decides for itself (a persona is
+#: checked against the agent.yaml the stack deployed, not a local --agent-config).
 DIRECT_ONLY: Final = (
     "table",
     "page_url",
     "no_record",
     "recall_key_secret_arn",
-    "instructions",
-    "agent_file",
     "agent_config",
 )
 _EXECUTE_API_HOST: Final = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
@@ -90,7 +88,13 @@ def run(operation: str, options: dict[str, Any]) -> None:
             _create(api, options, as_json)
         elif operation == "leave":
             left = api.leave(options["bot_id"])
-            click.echo(f"bot {left['bot_id']} is leaving its call ({left['region']})")
+            if left.get("status") == "leaving_after_minutes":
+                click.echo(
+                    f"bot {left['bot_id']} posts its minutes in the chat, then leaves "
+                    f"({left['region']})"
+                )
+            else:
+                click.echo(f"bot {left['bot_id']} is leaving its call ({left['region']})")
         elif operation == "show":
             shown = api.show(options["bot_id"])
             shown.setdefault("notes", api.notes(options["bot_id"]))  # as the direct path shows
@@ -135,12 +139,18 @@ def _create(api: ControlClient, options: dict[str, Any], as_json: bool) -> None:
         "bot_name": options["bot_name"],
         "token_ttl": options["token_ttl"],
     }
-    for name in ("region", "join_at", "persona", "memory_key"):
+    for name in ("region", "join_at", "persona", "memory_key", "instructions", "minutes_url"):
         if options.get(name) is not None:
             body[name] = options[name]
+    if options.get("minutes_to_chat"):
+        body["minutes_to_chat"] = True
+    if options.get("instructions") is not None and options.get("agent_file") is not None:
+        raise click.UsageError("give --instructions or --agent, not both")
+    if options.get("agent_file") is not None:
+        body["agent"] = read_overlay_file(options["agent_file"])  # the API checks it
     # One key per invocation: a retry inside this run never creates a second bot.
     result = api.create(body, idempotency_key=f"voicebot-{uuid.uuid4()}")
-    result.setdefault("persona", [])  # the API creates bots with the operator's agent config
+    result.setdefault("persona", [])
     if as_json:
         click.echo(render.to_json(result))
         return

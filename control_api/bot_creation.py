@@ -8,13 +8,15 @@ worker thread (boto3 and httpx block).
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse
 
+from cli.errors import ConfigError
 from control_api.errors import ApiError, NotRecordedError
 from control_api.models import CreateBot, CreatedBot
 from control_api.runtime import (
@@ -24,10 +26,12 @@ from control_api.runtime import (
     bot_records,
     secret_value,
 )
+from storage.delivery_url import minutes_url_problem
 from storage.minutes import is_valid_memory_key
 
 if TYPE_CHECKING:
     from cli.bot_records import BotRecords
+    from relay.agent import AgentConfig
 
 
 def create(
@@ -92,6 +96,13 @@ def _create_bot(runtime: Runtime, spec: CreateBot) -> CreatedBot:
             problems.append("join_at: must be in the future")
     if spec.memory_key is not None and not is_valid_memory_key(spec.memory_key):
         problems.append("memory_key: 1-128 printable characters, no whitespace")
+    if spec.minutes_url is not None and (problem := minutes_url_problem(spec.minutes_url)):
+        problems.append(f"minutes_url: {problem}")
+    overlay = None
+    try:
+        overlay = persona_overlay(spec)
+    except ConfigError as exc:
+        problems.append(str(exc))
     if problems:
         raise ApiError(400, "invalid_request", "; ".join(problems))
     records = bot_records(runtime)
@@ -128,7 +139,7 @@ def _create_bot(runtime: Runtime, spec: CreateBot) -> CreatedBot:
         raise ApiError(502, "recall_error", str(exc)) from None
     bot_id = str(bot["id"])
     try:
-        _record(records, bot_id, session_id, region, spec, now)
+        _record(records, bot_id, session_id, region, spec, now, overlay)
     except ApiError as exc:
         raise NotRecordedError(bot_id, region, exc.message) from None
     return CreatedBot(
@@ -138,6 +149,7 @@ def _create_bot(runtime: Runtime, spec: CreateBot) -> CreatedBot:
         page_url=without_token(bot_spec.page_url),
         join_at=bot_spec.request().get("join_at"),
         recorded=True,
+        persona=sorted(overlay) if overlay else [],
     )
 
 
@@ -148,19 +160,58 @@ def _record(
     region: str,
     spec: CreateBot,
     now: datetime,
+    overlay: dict[str, Any] | None,
 ) -> None:
     """Record a bot Recall created, as ``voicebot bot create`` does."""
     from cli.bot_records import CreatedBot as CreatedRecord
 
-    aws_call(
-        records.record_created,
-        CreatedRecord(
-            bot_id=bot_id,
-            session_id=session_id,
-            region=region,
-            meeting_url=spec.meeting_url,
-            bot_name=spec.bot_name,
-            created_at=now,
-        ),
+    created = CreatedRecord(
+        bot_id=bot_id,
+        session_id=session_id,
+        region=region,
+        meeting_url=spec.meeting_url,
+        bot_name=spec.bot_name,
+        created_at=now,
     )
-    aws_call(records.record_session, session_id, bot_id, spec.memory_key)
+    aws_call(records.record_created, created)
+    aws_call(records.record_binding, created, overlay)
+    aws_call(
+        functools.partial(
+            records.record_session,
+            session_id,
+            bot_id,
+            spec.memory_key,
+            minutes_to_chat=spec.minutes_to_chat,
+            minutes_url=spec.minutes_url,
+        )
+    )
+
+
+@functools.cache
+def _operator_agent() -> AgentConfig:
+    """The operator's agent config this function was deployed with (read once).
+
+    The stack bundles ``relay_container/agent.yaml``, the file the relay image carries,
+    where ``cli.persona.operator_agent`` finds it: one set of rules for both.
+    """
+    from cli.persona import operator_agent
+
+    return operator_agent(None)
+
+
+def persona_overlay(spec: CreateBot) -> dict[str, Any] | None:
+    """The bot's overlay from ``instructions`` or ``agent``, checked as the CLI checks it.
+
+    Raises:
+        ConfigError: both given, or the overlay breaks the operator's rules.
+    """
+    from cli.persona import checked_overlay
+
+    if spec.instructions is not None and spec.agent is not None:
+        raise ConfigError("give instructions or agent, not both")
+    if spec.agent is not None:
+        return checked_overlay(_operator_agent(), spec.agent, source="agent")
+    if spec.instructions is not None:
+        data = {"instructions": spec.instructions}
+        return checked_overlay(_operator_agent(), data, source="instructions")
+    return None

@@ -13,12 +13,15 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from cli.bot_request import MAX_BOT_NAME_CHARS, MAX_METADATA_VALUE_CHARS
+from storage.delivery_url import MAX_MINUTES_URL_CHARS
 from storage.minutes import MAX_MEMORY_KEY_CHARS
 
 MIN_TOKEN_TTL: Final = 60
 MAX_TOKEN_TTL: Final = 24 * 3600
 DEFAULT_TOKEN_TTL: Final = 3 * 3600
 MAX_URL_CHARS: Final = 2048
+#: The relay's own bound on an overlay's instructions (relay.agent).
+MAX_INSTRUCTIONS_CHARS: Final = 100_000
 
 
 class CreateBot(BaseModel):
@@ -40,6 +43,28 @@ class CreateBot(BaseModel):
         le=MAX_TOKEN_TTL,
         description="Seconds of meeting the relay token covers (after any join_at wait)",
     )
+    instructions: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_INSTRUCTIONS_CHARS,
+        description="This bot's own instructions (voicebot bot create --instructions)",
+    )
+    agent: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "This bot's persona overlay (voicebot bot create --agent): instructions, voice, "
+            "greeting, tools, as far as the operator's agent.yaml bot_overridable allows"
+        ),
+    )
+    minutes_to_chat: bool = Field(
+        default=False,
+        description="Post the minutes in the meeting chat before a requested leave",
+    )
+    minutes_url: str | None = Field(
+        default=None,
+        max_length=MAX_MINUTES_URL_CHARS,
+        description="This bot's own https minutes endpoint (signed deliveries)",
+    )
 
 
 class CreatedBot(BaseModel):
@@ -51,6 +76,7 @@ class CreatedBot(BaseModel):
     page_url: str = Field(description="The agent page URL, without its token")
     join_at: str | None
     recorded: bool
+    persona: list[str] = Field(default_factory=list, description="Overlay fields this bot sets")
 
 
 class Leaving(BaseModel):
@@ -58,7 +84,10 @@ class Leaving(BaseModel):
 
     bot_id: str
     region: str
-    status: str = "leaving"
+    status: str = Field(
+        default="leaving",
+        description="leaving, or leaving_after_minutes (minutes in the chat first)",
+    )
 
 
 class BotView(BaseModel):
