@@ -174,6 +174,9 @@ class StackSettings:
     minutes_webhook_url: str | None = None
     #: A relay connection's end builds the minutes only after this long with none open.
     minutes_session_grace_seconds: int = 120
+    #: Bots created with --minutes-to-chat post their minutes in the meeting chat before a
+    #: requested leave (the minutes function gets the Recall key to do so).
+    minutes_to_chat: bool = False
 
     # Control API (infra/constructs/control_api.py, docs/control-api.md)
     control_api_throttle_rate: int = 5  # requests/s, steady (Recall creates ≤ 60 bots/min)

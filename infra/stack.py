@@ -121,6 +121,9 @@ class VoiceAgentStack(Stack):
             model=settings.minutes_model,
             webhook_url=settings.minutes_webhook_url,
             grace_seconds=settings.minutes_session_grace_seconds,
+            minutes_to_chat=settings.minutes_to_chat,
+            recall_api_key=self.secrets.recall_api_key,
+            recall_region=settings.recall_region,
             log_retention=log_retention,
             log_level=settings.webhook_log_level,
         )
@@ -221,13 +224,12 @@ class VoiceAgentStack(Stack):
             value=self.minutes.dead_letters.queue_url,
             description="Minutes jobs that failed every attempt (redrive after a fix)",
         )
-        if self.minutes.webhook_secret is not None:
-            CfnOutput(
-                self,
-                "MinutesWebhookSecretArn",
-                value=self.minutes.webhook_secret.secret_arn,
-                description="Verify minutes.ready deliveries with whsec_<this secret's value>",
-            )
+        CfnOutput(
+            self,
+            "MinutesWebhookSecretArn",
+            value=self.minutes.webhook_secret.secret_arn,
+            description="Verify minutes.ready deliveries with whsec_<this secret's value>",
+        )
         CfnOutput(
             self,
             "WebhookUrl",

@@ -4,7 +4,8 @@
   role and log group, two event sources:
 
   * the table's stream (new and old images), filtered (``storage.minutes.
-    stream_filter_patterns``) to bots reaching ``done``/``fatal`` and connections ending,
+    stream_filter_patterns``) to bots reaching ``done``/``fatal``, connections ending
+    and leave requests,
     with partial batch failures, bisection, 5 retries, a 1-day record age limit, and the
     dead-letter queue as its on-failure destination;
   * the job queue (SQS, SSE, TLS only): one message per job request; partial batch
@@ -14,13 +15,17 @@
     so a crashed run's claim has run out by the time its message comes back.
 - **Dead-letter queue** with an alarm on any visible message (``alarm``; the stack routes
   it to the alarm topic): a job that failed every attempt, or a stream batch given up on.
-- **Delivery secret** (only with ``webhook_url``): a generated Standard Webhooks key
-  (32 alphanumerics, which ``standardwebhooks`` reads as base64: 24 bytes), for the user
-  to verify ``minutes.ready`` deliveries with (``whsec_`` + the value).
+- **Delivery secret**: a generated Standard Webhooks key (32 alphanumerics, which
+  ``standardwebhooks`` reads as base64: 24 bytes), for the user to verify
+  ``minutes.ready`` deliveries with (``whsec_`` + the value). Always made: a bot's own
+  ``minutes_url`` is signed with it even when the stack has no ``webhook_url``.
+- **Recall key** (read only): a bot asked to leave with ``minutes_to_chat`` gets its
+  minutes posted in the meeting chat and is then made to leave by this function
+  (``functions.minutes.leave``); stream records of new ``LEAVE`` items start it.
 
 Environment (``functions.minutes.settings.ENV_VARS`` minus the local-only ones). Grants on
-the table and the OpenAI key secret are the stack's; the queue and the delivery secret,
-owned here, are granted here.
+the table and the OpenAI key secret are the stack's; the queue, the delivery secret and
+the Recall key are granted here.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ HANDLER: Final = "functions.minutes.handler.handler"
 #: A job reads a meeting, calls a model (up to a minute) and delivers (retries ~15 s).
 TIMEOUT: Final = Duration.minutes(3)
 JOB_LEASE_SECONDS: Final = 240  # > TIMEOUT, < the visibility timeout
+#: A leaving bot waits this long for its minutes, then leaves without them (< TIMEOUT).
+LEAVE_BOUND_SECONDS: Final = 60
 MAX_RECEIVES: Final = 5
 #: Delivery-signing key length (alphanumerics; a multiple of 4, so valid base64).
 WEBHOOK_KEY_LENGTH: Final = 32
@@ -65,6 +72,9 @@ class MeetingMinutes(Construct):
         grace_seconds: int,
         log_retention: logs.RetentionDays,
         log_level: str,
+        recall_api_key: secretsmanager.ISecret,
+        recall_region: str,
+        minutes_to_chat: bool = False,
     ) -> None:
         """Build the queues, the function and its event sources; table grants are the stack's."""
         super().__init__(scope, construct_id)
@@ -85,7 +95,6 @@ class MeetingMinutes(Construct):
                 max_receive_count=MAX_RECEIVES, queue=self.dead_letters
             ),
         )
-        self.webhook_secret: secretsmanager.Secret | None = None
         environment = {
             "TABLE_NAME": table.table_name,
             "JOB_QUEUE_URL": self.queue.queue_url,
@@ -94,27 +103,31 @@ class MeetingMinutes(Construct):
             "SESSION_END_GRACE_SECONDS": str(grace_seconds),
             "JOB_LEASE_SECONDS": str(JOB_LEASE_SECONDS),
             "LOG_LEVEL": log_level,
+            "MINUTES_TO_CHAT": "on" if minutes_to_chat else "off",
+            "LEAVE_BOUND_SECONDS": str(LEAVE_BOUND_SECONDS),
+            "RECALL_API_KEY_SECRET_ARN": recall_api_key.secret_arn,
+            "RECALL_REGION": recall_region,
         }
+        self.webhook_secret = secretsmanager.Secret(
+            self,
+            "WebhookSigningKey",
+            description=(
+                "Signs minutes.ready deliveries (Standard Webhooks); verify them with "
+                "whsec_<this value>."
+            ),
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=WEBHOOK_KEY_LENGTH,
+                exclude_punctuation=True,
+                include_space=False,
+            ),
+        )
+        environment["MINUTES_WEBHOOK_SECRET_ARN"] = self.webhook_secret.secret_arn
         if webhook_url is not None:
-            self.webhook_secret = secretsmanager.Secret(
-                self,
-                "WebhookSigningKey",
-                description=(
-                    "Signs minutes.ready deliveries (Standard Webhooks); verify them with "
-                    "whsec_<this value>."
-                ),
-                generate_secret_string=secretsmanager.SecretStringGenerator(
-                    password_length=WEBHOOK_KEY_LENGTH,
-                    exclude_punctuation=True,
-                    include_space=False,
-                ),
-            )
             environment["MINUTES_WEBHOOK_URL"] = webhook_url
-            environment["MINUTES_WEBHOOK_SECRET_ARN"] = self.webhook_secret.secret_arn
         self.function = self._build_function(code, environment, log_retention)
         self.queue.grant_send_messages(self.function)
-        if self.webhook_secret is not None:
-            self.webhook_secret.grant_read(self.function)
+        self.webhook_secret.grant_read(self.function)
+        recall_api_key.grant_read(self.function)
         self._connect(table)
         self.alarm = cloudwatch.Alarm(
             self,

@@ -52,10 +52,14 @@ def from_schema(node: dict[str, Any]) -> st.SearchStrategy[Any]:
         return st.none()
     if kind == "integer":
         return st.integers(node.get("minimum"), node.get("maximum"))
+    if kind == "boolean":
+        return st.booleans()
     if kind == "string":
         if node.get("format") == "date-time":
             return st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat())
         return st.text(min_size=node.get("minLength", 0), max_size=node.get("maxLength", 50))
+    if kind == "object" and "properties" not in node:  # a free-form mapping (a persona)
+        return st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=4)
     if kind == "object":
         properties = node.get("properties", {})
         required = set(node.get("required", []))
@@ -131,5 +135,13 @@ def test_fuzzed_creates_stored_only_well_formed_bots(api: Api) -> None:
         assert schema.is_valid_id(str(state["bot_id"]))
         pointer = pointers[schema.session_pk(str(state["session_id"]))]
         assert pointer["bot_id"] == state["bot_id"]
-    unexpected = {str(i["sk"]).split("#")[0] for i in items} - {"STATE", "BOT", "CREATE"}
+    agents = {i["pk"] for i in items if i["sk"] == schema.SESSION_AGENT_SK}
+    for state in states:  # the relay finds each API-made bot by its session
+        assert schema.session_pk(str(state["session_id"])) in agents
+    unexpected = {str(i["sk"]).split("#")[0] for i in items} - {
+        "STATE",
+        "BOT",
+        "CREATE",
+        schema.SESSION_AGENT_SK,
+    }
     assert not unexpected
