@@ -129,7 +129,9 @@ class Pipeline:
     def runtime(self, runner: MinutesJobRunner | None = None) -> Runtime:
         def send(body: str, delay: int) -> None:
             self.sent.append((body, delay))
-            self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)
+            # A delayed message (a leave's deadline) stays out of this test's pumps, as on AWS.
+            extra = {"DelaySeconds": delay} if delay else {}
+            self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body, **extra)
 
         return Runtime(runner=runner or self.runner, send=send)
 
