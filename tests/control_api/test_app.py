@@ -11,8 +11,8 @@ import boto3
 import pytest
 
 from control_api.app import create_app
-from control_api.runtime import Runtime
 from control_api.idempotency import Idempotency
+from control_api.runtime import Runtime
 from control_api.settings import Secrets
 from functions.minutes.job import MinutesJobRunner
 from functions.minutes.store import MinutesStore
