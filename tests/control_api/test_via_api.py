@@ -158,14 +158,71 @@ def test_api_errors_are_one_line(paths: Paths) -> None:
     )
     assert mixed.exit_code == 2
     assert "--page-url: not with --via-api" in mixed.output
-    # A persona is checked against the operator's agent.yaml, which the API does not carry
-    # yet: refused, never silently dropped.
-    persona = run_cli(
-        ["bot", "create", "--meeting-url", MEETING, "--instructions", "Be brief.", "--via-api"],
+    # The operator's agent config is the one the stack deployed, not a local file.
+    local = run_cli(
+        ["bot", "create", "--meeting-url", MEETING, "--agent-config", "a.yaml", "--via-api"],
         paths.via_api,
     )
-    assert persona.exit_code == 2
-    assert "--instructions: not with --via-api" in persona.output
+    assert local.exit_code == 2
+    assert "--agent-config: not with --via-api" in local.output
+
+
+def _binding(paths: Paths, session_id: str) -> Any:
+    table = boto3.resource("dynamodb", endpoint_url=paths.endpoint, region_name="us-east-1").Table(
+        paths.table_name
+    )
+    return table.get_item(Key={"pk": f"SESSION#{session_id}", "sk": "AGENT"}).get("Item")
+
+
+@pytest.mark.parametrize(
+    "persona",
+    [
+        ["--instructions", "Be brief."],
+        ["--agent", "{file}"],
+    ],
+    ids=["instructions", "agent-file"],
+)
+def test_a_persona_is_stored_the_same_either_way(
+    paths: Paths, persona: list[str], tmp_path: Any
+) -> None:
+    """--instructions / --agent FILE: same answer, same overlay bound to the session."""
+    overlay_file = tmp_path / "bot.yaml"
+    overlay_file.write_text("instructions: Speak French.\nvoice: cedar\ngreeting: Salut\n")
+    flags = [a.replace("{file}", str(overlay_file)) for a in persona]
+    base = ["bot", "create", "--meeting-url", MEETING, *flags, "--minutes-to-chat", "--json"]
+    direct = run_cli([*base, "--page-url", PAGE], paths.direct)
+    api = run_cli([*base, "--via-api"], paths.via_api)
+    assert direct.exit_code == 0, direct.output
+    assert api.exit_code == 0, api.output
+    one, two = json.loads(direct.stdout), json.loads(api.stdout)
+    assert one["persona"] == two["persona"] != []
+    first, second = _binding(paths, one["session_id"]), _binding(paths, two["session_id"])
+    assert first["overlay"] == second["overlay"]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("speed: 2\n", "speed"),
+        ("tools: [format_disk]\n", "format_disk"),
+        ("instructions: 5\n", "instructions"),
+    ],
+    ids=["unknown-field", "unknown-tool", "wrong-type"],
+)
+def test_a_hostile_persona_is_refused_either_way(
+    paths: Paths, content: str, problem: str, tmp_path: Any
+) -> None:
+    """The same problem named by both paths; Recall never asked to create a bot."""
+    overlay_file = tmp_path / "bot.yaml"
+    overlay_file.write_text(content)
+    base = ["bot", "create", "--meeting-url", MEETING, "--agent", str(overlay_file)]
+    direct = run_cli([*base, "--page-url", PAGE], paths.direct)
+    api = run_cli([*base, "--via-api"], paths.via_api)
+    assert direct.exit_code != 0
+    assert api.exit_code != 0
+    assert problem in direct.output
+    assert problem in api.output
+    assert paths.recall.requests == []
 
 
 @pytest.mark.parametrize(
