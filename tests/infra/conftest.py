@@ -41,6 +41,7 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "relay_allowed_models": "gpt-realtime-2.1,gpt-realtime-mini",
     "relay_container_insights": "false",
     "minutes_webhook_url": "https://hooks.example.com/minutes",
+    "minutes_to_chat": "true",
 }
 
 

@@ -105,17 +105,27 @@ def test_dead_letters_alarm_pages_the_topic(synthesized: Synthesized) -> None:
     assert alarm["AlarmActions"] == [{"Ref": topic_id}]
 
 
-def test_function_is_scoped_to_the_table_its_queues_and_the_openai_secret(
+def test_function_is_scoped_to_the_table_its_queues_and_its_three_secrets(
     synthesized: Synthesized,
 ) -> None:
-    """No wildcard resource except the stream listing AWS cannot scope; no other secret."""
+    """No wildcard resource except the stream listing AWS cannot scope; secrets: the OpenAI
+    key, the delivery signing key, the Recall key (to post minutes and leave)."""
     function_id, function = _function(synthesized)
     statements = _policy_statements(synthesized, function_id)
     text = json.dumps(statements)
     secrets = synthesized.of_type("AWS::SecretsManager::Secret")
-    openai_id = next(k for k in secrets if "OpenAI" in k)
+    expected = {
+        next(k for k in secrets if "OpenAI" in k),
+        next(k for k in secrets if "WebhookSigningKey" in k),
+        next(k for k in secrets if "RecallApiKey" in k),
+    }
     read = [s for s in statements if "secretsmanager:GetSecretValue" in json.dumps(s["Action"])]
-    assert [s["Resource"] for s in read] == [{"Ref": openai_id}]
+    resources = [
+        r["Ref"]
+        for s in read
+        for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+    ]
+    assert sorted(resources) == sorted(expected)
     assert "dynamodb:Scan" not in text
     assert "dynamodb:DeleteItem" not in text
     for statement in statements:
@@ -131,14 +141,17 @@ def test_function_is_scoped_to_the_table_its_queues_and_the_openai_secret(
 def test_environment_is_what_the_function_reads(
     synthesized: Synthesized, custom: Synthesized
 ) -> None:
-    """Every variable is one functions.minutes.settings reads; the webhook ones only if set."""
+    """Every variable is one functions.minutes.settings reads; the stack URL only if set."""
     from functions.minutes import settings
 
     deployable = settings.ENV_VARS - settings.LOCAL_ONLY_ENV_VARS
-    plain = set(_function(synthesized)[1]["Properties"]["Environment"]["Variables"])
-    assert plain == deployable - {"MINUTES_WEBHOOK_URL", "MINUTES_WEBHOOK_SECRET_ARN"}
-    with_webhook = set(_function(custom)[1]["Properties"]["Environment"]["Variables"])
-    assert with_webhook == deployable
+    variables = _function(synthesized)[1]["Properties"]["Environment"]["Variables"]
+    assert set(variables) == deployable - {"MINUTES_WEBHOOK_URL"}
+    assert variables["MINUTES_TO_CHAT"] == "off"  # the stack's default
+    assert int(variables["LEAVE_BOUND_SECONDS"]) < 180  # under the function's timeout
+    with_webhook = _function(custom)[1]["Properties"]["Environment"]["Variables"]
+    assert set(with_webhook) == deployable
+    assert with_webhook["MINUTES_TO_CHAT"] == "on"  # -c minutes_to_chat=true
 
 
 def test_webhook_signing_key_is_generated_and_readable_by_the_function(

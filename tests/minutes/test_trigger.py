@@ -222,3 +222,56 @@ def test_settings_defaults() -> None:
     assert parsed.openai_api_key is None
     assert parsed.grace_seconds == 120
     assert "sk-" not in repr(Settings(table_name="t", openai_api_key="sk-secret"))
+
+
+LEAVE = image(pk="BOT#b1", sk="LEAVE", bot_id="b1", reason="tool")
+
+
+def test_a_new_leave_request_asks_for_minutes_then_a_deadline() -> None:
+    """An inserted LEAVE item: the job at once and a deadline after the bound; a rewrite of
+    the item (the leave being claimed) starts nothing."""
+    from functions.minutes.trigger import LeaveDeadline, planned
+
+    request = from_stream_record(record(LEAVE, name="INSERT"))
+    assert request == BotJob(bot_id="b1", trigger="leave_requested")
+    assert planned(request, grace=120, leave_deadline=90) == [
+        (request, 0),
+        (LeaveDeadline(bot_id="b1"), 90),
+    ]
+    claimed = image(pk="BOT#b1", sk="LEAVE", bot_id="b1", leaving_at="2026-01-01T00:00Z")
+    assert from_stream_record(record(claimed, LEAVE)) is None
+    bad = image(pk="BOT#b 1", sk="LEAVE")
+    assert from_stream_record(record(bad, name="INSERT")) is None
+
+
+def test_the_filter_passes_new_leave_requests() -> None:
+    patterns = [json.loads(p) for p in stream_filter_patterns()]
+    assert patterns[2] == {
+        "eventName": ["INSERT"],
+        "dynamodb": {"NewImage": {"sk": {"S": ["LEAVE"]}}},
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"kind":"leave_deadline"}',
+        '{"kind":"leave_deadline","bot_id":"a b"}',
+        '{"kind":"leave_deadline","bot_id":"b","extra":1}',
+        '{"kind":"bot","bot_id":"b","trigger":"leave_now"}',
+    ],
+)
+def test_malformed_leave_messages_are_refused(body: str) -> None:
+    with pytest.raises(BadMessageError):
+        parse_message(body)
+
+
+def test_leave_settings_are_bounded() -> None:
+    """MINUTES_TO_CHAT on/off only; the leave bound stays under the function's timeout."""
+    with pytest.raises(ConfigError, match="MINUTES_TO_CHAT"):
+        Settings.from_env({"TABLE_NAME": "t", "MINUTES_TO_CHAT": "maybe"})
+    with pytest.raises(ConfigError, match="LEAVE_BOUND_SECONDS"):
+        Settings.from_env({"TABLE_NAME": "t", "LEAVE_BOUND_SECONDS": "600"})
+    parsed = Settings.from_env({"TABLE_NAME": "t", "MINUTES_TO_CHAT": "ON"})
+    assert parsed.minutes_to_chat is True
+    assert parsed.leave_deadline_seconds == parsed.leave_bound_seconds + 30

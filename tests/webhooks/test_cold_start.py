@@ -35,7 +35,7 @@ print(json.dumps({"read": sorted(read), "heavy": heavy}))
 PRIME = """
 import json, sys
 from functions.webhooks import app
-from functions.webhooks.events import Envelope, StatusData, TranscriptData, ParticipantEventData
+from functions.webhooks.payloads import Envelope, StatusData, TranscriptData, ParticipantEventData
 models = (Envelope, StatusData, TranscriptData, ParticipantEventData)
 before = any(m.__pydantic_complete__ for m in models)
 app.prime()
