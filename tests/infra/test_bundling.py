@@ -88,9 +88,24 @@ def test_nested_package_lands_at_the_top_of_the_bundle(tmp_path: Path) -> None:
     (root / "pyproject.toml").write_text(
         '[project.optional-dependencies]\nnone = ["PyJWT==2.15.1"]\n'
     )
-    nested = LocalPipBundling(project_root=root, extra="none", packages=("top", "outer/inner"))
+    # One file (the operator's agent.yaml) lands beside the nested package, where
+    # cli.persona.IMAGE_AGENT_CONFIG (relay's parent's parent) looks for it.
+    (root / "outer" / "agent.yaml").write_text("voice: cedar\n")
+    nested = LocalPipBundling(
+        project_root=root, extra="none", packages=("top", "outer/inner", "outer/agent.yaml")
+    )
     out = tmp_path / "bundle"
     nested.bundle_into(out)
     assert (out / "inner" / "tokens.py").read_text() == "X = 1\n"
     assert (out / "top" / "__init__.py").is_file()
+    assert (out / "inner").resolve().parent / "agent.yaml" == (out / "agent.yaml").resolve()
+    assert (out / "agent.yaml").read_text() == "voice: cedar\n"
     assert not (out / "outer").exists()
+
+
+def test_the_control_api_bundles_the_operators_agent_config() -> None:
+    """The persona rules the API checks are the relay image's agent.yaml."""
+    from infra.stack import CONTROL_API_PACKAGES
+
+    assert "relay_container/agent.yaml" in CONTROL_API_PACKAGES
+    assert "relay_container/relay" in CONTROL_API_PACKAGES
