@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -179,7 +179,7 @@ class Failing:
 
     name = "failing"
 
-    def summarize(self, lines: list[Line]) -> Minutes:
+    def summarize(self, lines: Sequence[Line]) -> Minutes:
         raise RuntimeError("model unavailable")
 
 
@@ -191,7 +191,7 @@ class Slow:
     def __init__(self) -> None:
         self.release = threading.Event()
 
-    def summarize(self, lines: list[Line]) -> Minutes:
+    def summarize(self, lines: Sequence[Line]) -> Minutes:
         self.release.wait(10)
         return SimulatedSummarizer().summarize(lines)
 

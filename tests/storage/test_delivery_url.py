@@ -44,4 +44,5 @@ def test_public_https_urls_are_accepted(url: str) -> None:
 )
 def test_unsafe_or_malformed_urls_are_refused(url: str, problem: str) -> None:
     found = minutes_url_problem(url)
-    assert found is not None and problem in found
+    assert found is not None
+    assert problem in found
