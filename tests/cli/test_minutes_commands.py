@@ -141,3 +141,51 @@ def test_minutes_text_from_the_meeting_cannot_drive_the_terminal(dynamodb_endpoi
     assert "\u202e" not in shown.stdout
     assert "\\x1b]0;pwned\\x07" in shown.stdout
     assert minutes.MINUTES_SK == "MINUTES"
+
+
+def test_create_with_minutes_options_stores_them_and_leave_waits_for_the_minutes(
+    fake_recall, recall_env, dynamodb_endpoint, table_name
+):
+    """--minutes-to-chat and --minutes-url on the session pointer; `bot leave` then writes
+    the leave request instead of calling leave_call."""
+    env = table_env(dynamodb_endpoint, recall_env)
+    result = run_cli(
+        ["bot", "create", "--meeting-url", MEETING, "--page-url", PAGE, "--table", table_name,
+         "--minutes-to-chat", "--minutes-url", "https://hooks.example.com/m?token=t", "--json"],
+        env,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.stdout)
+    pointer = store(dynamodb_endpoint, table_name).session_bot(created["session_id"])
+    assert pointer is not None
+    assert pointer["minutes_to_chat"] is True
+    assert pointer["minutes_url"] == "https://hooks.example.com/m?token=t"
+    left = run_cli(["bot", "leave", created["bot_id"], "--table", table_name], env)
+    assert left.exit_code == 0, left.output
+    assert "posts its minutes in the chat, then leaves" in left.output
+    assert not any(r.path.endswith("/leave_call/") for r in fake_recall.requests)
+    request = store(dynamodb_endpoint, table_name).get(
+        {"pk": f"BOT#{created['bot_id']}", "sk": "LEAVE"}
+    )
+    assert request is not None
+    assert request["reason"] == "cli"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--minutes-url", "http://hooks.example.com/m"], "https"),
+        (["--minutes-url", "https://u:p@hooks.example.com/m"], "credentials"),
+        (["--minutes-url", "https://127.0.0.1/m"], "public host"),
+        (["--minutes-to-chat", "--no-record"], "need the bot recorded"),
+        (["--minutes-url", "https://hooks.example.com/m", "--no-record"], "need the bot recorded"),
+    ],
+    ids=["http", "credentials", "loopback", "chat-no-record", "url-no-record"],
+)
+def test_bad_minutes_options_are_usage_errors_before_recall(fake_recall, recall_env, args, message):
+    result = run_cli(
+        ["bot", "create", "--meeting-url", MEETING, "--page-url", PAGE, *args], recall_env
+    )
+    assert result.exit_code == 2
+    assert message in result.output
+    assert fake_recall.requests == []
