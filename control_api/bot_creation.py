@@ -192,11 +192,15 @@ def _operator_agent() -> AgentConfig:
     """The operator's agent config this function was deployed with (read once).
 
     The stack bundles ``relay_container/agent.yaml``, the file the relay image carries,
-    where ``cli.persona.operator_agent`` finds it: one set of rules for both.
+    where ``cli.persona.operator_agent`` finds it: one set of rules for both. A file the
+    relay would refuse too is the operator's fault: 503, not the caller's 400.
     """
     from cli.persona import operator_agent
 
-    return operator_agent(None)
+    try:
+        return operator_agent(None)
+    except ConfigError as exc:
+        raise ApiError(503, "not_configured", f"the deployed agent.yaml: {exc}") from None
 
 
 def persona_overlay(spec: CreateBot) -> dict[str, Any] | None:

@@ -161,14 +161,19 @@ class MinutesJobRunner:
         deadline = started + self.leave_bound_seconds
         minutes_now = self._stored_minutes(bot_id, wait_until=deadline if built is None else 0.0)
         if self.meeting_exit is not None:
-            self.meeting_exit.leave(bot_id, minutes_now, by="job")
+            try:
+                self.meeting_exit.leave(bot_id, minutes_now, by="job")
+            except Exception as exc:  # deliver what was built, then let the queue retry
+                failure = failure or exc
+        if built is None:
+            outcome = self._after_claimed_elsewhere(bot_id)
+        elif isinstance(built, Outcome):
+            outcome = built
+        else:
+            outcome = self._deliver(bot_id, built, Outcome.BUILT)
         if failure is not None:
             raise failure
-        if built is None:
-            return self._after_claimed_elsewhere(bot_id)
-        if isinstance(built, Outcome):
-            return built
-        return self._deliver(bot_id, built, Outcome.BUILT)
+        return outcome
 
     def _stored_minutes(self, bot_id: str, *, wait_until: float) -> Minutes | None:
         """The bot's built minutes; polls until ``wait_until`` (monotonic) while building."""

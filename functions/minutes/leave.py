@@ -6,8 +6,10 @@ item (the job, once the minutes are built or its time bound ran out, or the dead
 message if the job never got there). The chat post needs three things: the stack allows
 it (``MINUTES_TO_CHAT``), the bot asked for it, and its platform has a chat
 (``functions.minutes.chat``); a chat failure is logged and the bot leaves anyway. A failed
-``leave_call`` gives the claim back and raises, so the queue retries it. A bot already
-done (``bot.done`` came first) is not called at all.
+``leave_call`` gives the claim back and raises, so the queue retries it; so does a stack
+whose Recall key secret is still a placeholder (nothing is claimed: the dead-letter alarm
+says so, and a redrive after the key is put makes the bot leave). A bot already done
+(``bot.done`` came first) is not called at all.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ class LeaveOutcome(StrEnum):
     LEFT = "left"
     ALREADY = "already"  # another worker claimed the leave (or none was requested)
     GONE = "gone"  # the bot had already left its meeting
-    NO_RECALL = "no_recall"  # no Recall key: the function cannot make the bot leave
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +49,15 @@ class MeetingExit:
 
     def leave(self, bot_id: str, minutes: Minutes | None, *, by: str) -> LeaveOutcome:
         """Post ``minutes`` (if any, and wanted) and leave, if this worker claims the leave."""
+        if self.recall is None:
+            # Unclaimed and raised: the message is retried, then dead-lettered (the alarm
+            # fires); once the key is put in the secret, a redrive makes the bot leave.
+            raise RecallCallError("the stack's Recall key secret holds no key: cannot leave")
         if not self.store.claim_leave(bot_id=bot_id, now=self.clock(), by=by):
             return LeaveOutcome.ALREADY
         state = self.store.bot_state(bot_id) or {}
         if state.get("status") in FINAL_STATUSES:
             return LeaveOutcome.GONE
-        if self.recall is None:
-            logger.error(
-                "a bot asked to leave, but this stack has no Recall key", extra={"bot_id": bot_id}
-            )
-            return LeaveOutcome.NO_RECALL
         region = state.get("region")
         region = region if isinstance(region, str) else self.default_region
         posted = 0

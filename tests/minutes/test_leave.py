@@ -336,3 +336,26 @@ def test_a_leave_request_item_is_written_once() -> None:
         leaving.leave_request_put(bot_id="b1", reason="whatever", now=datetime.now(UTC))
     claim = leaving.leave_claim_update(bot_id="b1", now=datetime.now(UTC), by="job")
     assert "attribute_not_exists(#at)" in claim["ConditionExpression"]
+
+
+def test_a_stack_without_a_recall_key_fails_loudly_then_leaves_on_redrive(
+    leaving_pipeline: Pipeline, recall: FakeRecall
+) -> None:
+    """The Recall key secret is still a placeholder: the minutes are still built and
+    delivered, the message fails (retried, then dead-lettered: the alarm), nothing is
+    claimed; with the key in place, the retry makes the bot leave."""
+    pipeline = leaving_pipeline
+    with_key = pipeline.runner
+    assert with_key.meeting_exit is not None
+    no_key = replace(with_key, meeting_exit=replace(with_key.meeting_exit, recall=None))
+    bot_id, _ = meeting(pipeline)
+    request_leave(pipeline, recall, bot_id)
+    pipeline.pump_stream()
+    assert len(pipeline.pump_queue(no_key)) == 1
+    job = pipeline.job(bot_id)
+    assert job is not None
+    assert job["job_state"] == "delivered"
+    assert "leaving_at" not in (leave_item(pipeline, bot_id) or {})
+    assert recall.requests == []
+    assert pipeline.pump_queue(with_key) == []
+    assert actions(recall, bot_id)[-1] == "leave"
