@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from relay.agent import AgentConfig
+from relay.bill import Bill
 from relay.bot_binding import BindingStore, BotBinding
 from relay.errors import ConfigError, UpstreamError
 from relay.memory import (
@@ -61,6 +62,8 @@ class SessionSetup:
     greeting: str | None
     #: Who decides when the agent answers (``turn_taking``): None, the model itself.
     gate: TurnGate | None = None
+    #: The session's bill (limits, prices), the operator's with the bot's own limits.
+    bill: Bill = Bill()
 
 
 class SessionSetups:
@@ -221,7 +224,9 @@ def _setup(
         if registry is not None
         else None
     )
-    return SessionSetup(agent_update, bot_id, registry, tracker, agent.greeting, gate_of(agent))
+    return SessionSetup(
+        agent_update, bot_id, registry, tracker, agent.greeting, gate_of(agent), agent.bill
+    )
 
 
 def gate_of(agent: AgentConfig) -> TurnGate | None:

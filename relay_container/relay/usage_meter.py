@@ -124,6 +124,9 @@ class UsageMeter:
         self._warn_at = self._ends_at - warn if warn and self._ends_at - warn > now else math.inf
         #: When :meth:`tick` is next needed (``inf``: not until something happens).
         self.deadline = min(self._ends_at, self._warn_at)
+        over = self._reached() or (Limit.MINUTES if self._ends_at <= now else None)
+        if over is not None:  # a resume past a limit: the goodbye was said before, leave
+            self.limit, self.state, self.deadline = over, MeterState.WAITING, now
 
     @property
     def cost_usd(self) -> float:
@@ -142,7 +145,7 @@ class UsageMeter:
         if self.state is MeterState.METERING:
             reached = self._reached()
             return self._limit_reached(reached, now, busy=busy) if reached else NOTHING
-        if self.state is MeterState.WAITING and not busy:
+        if self.state is MeterState.WAITING and not busy and now < self.deadline:
             return self._say_goodbye(now)
         if self.state is MeterState.SAYING_GOODBYE and goodbye:
             self.state = MeterState.LINGERING
