@@ -255,10 +255,12 @@ def _is_count(value: object) -> TypeGuard[int]:
 
 
 def _dig(mapping: dict[str, Any], path: tuple[str, ...]) -> object:
+    """The value at ``path``; None when absent; a non-object on the way is returned as is
+    (malformed, so counted as ignored)."""
     value: object = mapping
     for key in path:
-        if not isinstance(value, dict):
-            return None
+        if value is None or not isinstance(value, dict):
+            return value
         value = value.get(key)
     return value
 
