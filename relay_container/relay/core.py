@@ -37,6 +37,7 @@ from relay.effects import (
     Effect,
     LeaveCall,
     Reading,
+    Timer,
     ToolEvent,
     Write,
 )
@@ -352,7 +353,10 @@ class SessionCore(ClientCore):
             self._note("bill limit reached", limit=step.reached.value)
         if step.leave is not None:
             self._fx.append(LeaveCall(step.leave.value))
-        self._deadlines.set("bill", self.meter.deadline)
+        self._deadlines.set("bill", at := self.meter.deadline)
+        if at < self._deadlines.armed:  # the fast path calls no _take: arm it here
+            self._deadlines.armed = at
+            self._fx.append(Timer(at))
 
     def _upstream_frames(self, frames: list[wire.Frame]) -> None:
         """The model's frames the slow way: control frames, acks to swallow, a client that is
