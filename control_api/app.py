@@ -342,6 +342,7 @@ def _create(
 def _create_bot(runtime: Runtime, spec: CreateBot) -> CreatedBot:
     """What ``voicebot bot create`` does, with the same pieces."""
     from cli.bot_request import BotSpec, InvalidInput, meeting_platform, with_token, without_token
+    from cli.persona import automatic_leave, operator_agent
     from cli.errors import CliError, RecallApiError
     from cli.recall_api import REGION_BASE_URLS, RecallClient, RetryPolicy, base_url
     from relay import tokens
@@ -377,6 +378,8 @@ def _create_bot(runtime: Runtime, spec: CreateBot) -> CreatedBot:
             page_url=with_token(runtime.settings.agent_page_url, token),
             join_at=when,
             persona=spec.persona,
+            # The agent config the relay image carries (relay_container/agent.yaml).
+            automatic_leave=automatic_leave(operator_agent(None), None),
         )
     except InvalidInput as exc:
         raise ApiError(400, "invalid_request", str(exc)) from None
