@@ -342,8 +342,8 @@ def _create(
 def _create_bot(runtime: Runtime, spec: CreateBot) -> CreatedBot:
     """What ``voicebot bot create`` does, with the same pieces."""
     from cli.bot_request import BotSpec, InvalidInput, meeting_platform, with_token, without_token
-    from cli.persona import automatic_leave, operator_agent
     from cli.errors import CliError, RecallApiError
+    from cli.persona import automatic_leave, operator_agent
     from cli.recall_api import REGION_BASE_URLS, RecallClient, RetryPolicy, base_url
     from relay import tokens
 

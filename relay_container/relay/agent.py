@@ -242,7 +242,9 @@ class AgentConfig(_Strict):
             session["max_output_tokens"] = self.max_output_tokens
         if self.truncation is not None:
             truncation = self.truncation
-            session["truncation"] = truncation if isinstance(truncation, str) else truncation.payload()
+            session["truncation"] = (
+                truncation if isinstance(truncation, str) else truncation.payload()
+            )
         if self.reasoning is not None:
             session["reasoning"] = {"effort": self.reasoning.effort}
         return session

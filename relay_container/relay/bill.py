@@ -84,7 +84,9 @@ class BillLimits(_Strict):
     @property
     def any(self) -> bool:
         """Whether any limit is set."""
-        return not (self.max_minutes is None and self.max_tokens is None and self.max_cost_usd is None)
+        return not (
+            self.max_minutes is None and self.max_tokens is None and self.max_cost_usd is None
+        )
 
 
 class Bill(BillLimits):

@@ -37,8 +37,8 @@ from relay.record_items import ConnectionRecord
 from relay.resume import SeedAcks
 from relay.rollover import RetiringLeg, Rollover
 from relay.turn_gate import TurnGate
-from relay.usage_meter import UsageMeter
 from relay.upstream_leg import UpstreamLeg
+from relay.usage_meter import UsageMeter
 
 if TYPE_CHECKING:  # the core reads the settings it is given; it never loads them
     from relay.config import RelayConfig

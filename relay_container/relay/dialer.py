@@ -72,9 +72,7 @@ async def open_leg(
     setup_task = (
         loop.create_task(_setup(setups, subject, recorder, load_history)) if setups else None
     )
-    spent_task = (
-        loop.create_task(recorder.load_spent(subject)) if setups and load_history else None
-    )
+    spent_task = loop.create_task(recorder.load_spent(subject)) if setups and load_history else None
     try:
         try:
             async with asyncio.timeout(config.open_timeout):

@@ -43,6 +43,8 @@ from relay.turn_gate import TurnGate
 
 logger = logging.getLogger(__name__)
 
+#: A session's bill when nothing sets one (no limits).
+NO_BILL: Final = Bill()
 #: Earlier meetings put into a session's instructions, at most (bounded in size too).
 MEMORY_MEETINGS: Final = 5
 #: Earlier meetings a ``recall_meetings`` call searches (newest first).
@@ -63,7 +65,7 @@ class SessionSetup:
     #: Who decides when the agent answers (``turn_taking``): None, the model itself.
     gate: TurnGate | None = None
     #: The session's bill (limits, prices), the operator's with the bot's own limits.
-    bill: Bill = Bill()
+    bill: Bill = NO_BILL
 
 
 class SessionSetups:

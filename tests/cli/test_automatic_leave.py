@@ -42,7 +42,8 @@ def test_the_default_agent_config_replaces_recalls_one_hour_defaults(fake_recall
     assert set(leave) <= DOCUMENTED
     assert leave["silence_detection"] == {"timeout": 600, "activate_after": 300}
     assert leave["everyone_left_timeout"] == {"timeout": 30, "activate_after": 0}
-    assert leave["waiting_room_timeout"] == 600 and leave["noone_joined_timeout"] == 600
+    assert leave["waiting_room_timeout"] == 600
+    assert leave["noone_joined_timeout"] == 600
     # bill.max_minutes 120 + hard_cap_margin_minutes 5, in seconds.
     assert leave["in_call_recording_timeout"] == 125 * 60
     assert all(isinstance(v, int) for v in leave.values() if not isinstance(v, dict))
@@ -76,7 +77,7 @@ def test_a_bots_lower_minutes_limit_lowers_its_hard_cap(tmp_path: Path) -> None:
     agent = operator_agent(None)
     leave = automatic_leave(agent, {"bill": {"max_minutes": 10}})
     assert leave["in_call_recording_timeout"] == 15 * 60
-    with pytest.raises(PersonaError, match="bill.max_minutes"):
+    with pytest.raises(PersonaError, match=r"bill\.max_minutes"):
         automatic_leave(agent, {"bill": {"max_minutes": 10_000}})
 
 

@@ -190,9 +190,11 @@ async def test_the_minutes_limit_says_goodbye_then_leaves_the_meeting_once(
     async with open_client(relay, mint("sess-minutes")) as ws:
         seen = await said_goodbye_and_left(ws, relay, fake_upstream)
     # The goodbye was spoken to the meeting before the bot left.
-    assert "response.output_audio.delta" in seen and "response.done" in seen
+    assert "response.output_audio.delta" in seen
+    assert "response.done" in seen
     [leave] = leaves(fake_recall, "bot-minutes")
-    assert leave.method == "POST" and leave.headers.get("authorization") == RECALL_KEY
+    assert leave.method == "POST"
+    assert leave.headers.get("authorization") == RECALL_KEY
     assert relay.metrics.counters["BillLimitMinutes"] == 1
 
 
@@ -214,7 +216,7 @@ async def test_usage_in_response_done_reaches_the_token_or_cost_limit(
 ) -> None:
     """Malformed usage is ignored (the session goes on); 1,000 tokens of which 800 output
     audio ($0.0512 at $64/1M, over $0.05) reach the limit: goodbye, leave, once."""
-    hostile = [{"total_tokens": -10**9}, "lots", {"total_tokens": True}, {"total_tokens": 10**15}]
+    hostile = [{"total_tokens": -(10**9)}, "lots", {"total_tokens": True}, {"total_tokens": 10**15}]
     fake_upstream.script = billing_model([*hostile, ga_usage(400, 300), ga_usage(600, 500)])
     bind(dynamodb_env, table_name, "sess-usage", "bot-usage")
     relay = await start(start_relay, fake_upstream, table_name, dynamodb_env, fake_recall, bill)
@@ -223,7 +225,8 @@ async def test_usage_in_response_done_reaches_the_token_or_cost_limit(
             await ws.send(json.dumps({"type": "response.create"}))
             while (await recv_json(ws))["type"] != "response.done":
                 pass
-        assert goodbyes(fake_upstream) == [] and leaves(fake_recall, "bot-usage") == []
+        assert goodbyes(fake_upstream) == []
+        assert leaves(fake_recall, "bot-usage") == []
         await ws.send(json.dumps({"type": "response.create"}))
         seen = await said_goodbye_and_left(ws, relay, fake_upstream)
     assert seen.count("response.done") == 2  # the answer that crossed it, then the goodbye
