@@ -37,7 +37,15 @@ async def on_response_create(sim: SimulatedSession, event: JsonObject) -> None:
             )
         )
         return
-    sim.start_response()
+    asked = event.get("response")
+    metadata = asked.get("metadata") if isinstance(asked, dict) else None
+    # GA: at most 16 string pairs; anything else is not echoed.
+    valid = (
+        isinstance(metadata, dict)
+        and len(metadata) <= 16
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    )
+    sim.start_response(metadata if valid else None)
 
 
 async def on_response_cancel(sim: SimulatedSession, event: JsonObject) -> None:
@@ -54,7 +62,7 @@ async def on_response_cancel(sim: SimulatedSession, event: JsonObject) -> None:
     sim.cancel_response("client_cancelled")
 
 
-async def stream_response(sim: SimulatedSession) -> None:
+async def stream_response(sim: SimulatedSession, metadata: JsonObject | None = None) -> None:
     """Stream one audio reply; ends with response.done (completed or cancelled)."""
     response_id, item_id = new_id("resp"), new_id("item")
     heard_ms = sum(s["audio_end_ms"] - s["audio_start_ms"] for s in sim.record.speech[-1:])
@@ -74,7 +82,7 @@ async def stream_response(sim: SimulatedSession) -> None:
         "max_output_tokens": "inf",
         "audio": {"output": {"format": output["format"], "voice": output["voice"]}},
         "usage": None,
-        "metadata": None,
+        "metadata": metadata,
     }
     await sim.send({"type": "response.created", "response": response})
     item: JsonObject = {

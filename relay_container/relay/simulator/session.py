@@ -164,12 +164,13 @@ class SimulatedSession:
         """Whether a response is being generated now."""
         return self.response_task is not None and not self.response_task.done()
 
-    def start_response(self) -> None:
-        """Start streaming a response (the caller checked none is active)."""
+    def start_response(self, metadata: JsonObject | None = None) -> None:
+        """Start streaming a response (the caller checked none is active); its
+        ``metadata`` is echoed in ``response.created`` and ``response.done``, as GA does."""
         self.cancel_reason = None
         self.cancelled = asyncio.Event()
         self.response_task = asyncio.create_task(
-            responses.stream_response(self), name="simulated-response"
+            responses.stream_response(self, metadata), name="simulated-response"
         )
 
     def cancel_response(self, reason: str) -> None:
