@@ -4,7 +4,7 @@
 session: minutes in the call (counted from the session's first start, across re-attach,
 rollover and handover), model tokens (``total_tokens`` summed over every ``response.done``)
 and an estimated cost in US dollars from ``bill.prices`` (per model, per 1M tokens; the
-published figures and their date are in docs/bill.md). A bot's overlay may lower a limit,
+published figures of 2026-12-03 are built in; docs/bill.md). A bot's overlay may lower a limit,
 never raise it (:func:`narrowed`). Pure: the meter that applies them is
 ``relay.usage_meter``.
 """
@@ -89,8 +89,46 @@ class BillLimits(_Strict):
         )
 
 
+#: OpenAI's published prices, US dollars per 1M tokens, read 2026-12-03 (docs/bill.md):
+#: text in / cached / out, audio in / cached / out, image in / cached.
+PRICES_READ_ON: Final = "2026-12-03"
+_GEN2: Final = (4.00, 0.40, 24.00, 32.00, 0.40, 64.00, 5.00, 0.50)
+_PUBLISHED: Final[dict[str, tuple[float, ...]]] = {
+    "gpt-realtime-2.1": _GEN2,
+    "gpt-realtime-2": _GEN2,
+    "gpt-realtime-2.1-mini": (0.60, 0.06, 2.40, 10.00, 0.30, 20.00, 0.80, 0.08),
+    "gpt-realtime-1.5": (4.00, 0.40, 16.00, 32.00, 0.40, 64.00, 5.00, 0.50),
+}
+_PRICE_FIELDS: Final = (
+    "text_input",
+    "text_cached_input",
+    "text_output",
+    "audio_input",
+    "audio_cached_input",
+    "audio_output",
+    "image_input",
+    "image_cached_input",
+)
+
+
+def published_prices() -> dict[str, ModelPrice]:
+    """The built-in price table (the same as the shipped agent.yaml's)."""
+    return {
+        model: ModelPrice(**dict(zip(_PRICE_FIELDS, figures, strict=True)))
+        for model, figures in _PUBLISHED.items()
+    }
+
+
 class Bill(BillLimits):
-    """``bill:`` in agent.yaml: the limits, how the agent leaves, and the price table."""
+    """``bill:`` in agent.yaml: the limits, how the agent leaves, and the price table.
+
+    On by default (the limits of the shipped agent.yaml): set a limit to ``null`` to
+    have none of that kind.
+    """
+
+    max_minutes: float | None = Field(default=120.0, gt=0, le=MAX_MINUTES)
+    max_tokens: int | None = Field(default=5_000_000, gt=0, le=MAX_TOKENS)
+    max_cost_usd: float | None = Field(default=20.0, gt=0, le=MAX_COST_USD)
 
     #: Tell the model this many minutes before the minutes limit (0: never).
     warn_minutes_before: float = Field(default=2.0, ge=0, le=60)
@@ -111,7 +149,7 @@ class Bill(BillLimits):
     #: limit plus this margin, so a bot leaves even if the relay could not make it.
     hard_cap_margin_minutes: float = Field(default=5.0, ge=1, le=120)
     #: US dollars per 1M tokens, per model (docs/bill.md).
-    prices: dict[str, ModelPrice] = Field(default_factory=dict, max_length=64)
+    prices: dict[str, ModelPrice] = Field(default_factory=published_prices, max_length=64)
 
     @model_validator(mode="after")
     def _priced(self) -> Bill:

@@ -44,7 +44,7 @@ from relay.turn_gate import TurnGate
 logger = logging.getLogger(__name__)
 
 #: A session's bill when nothing sets one (no limits).
-NO_BILL: Final = Bill()
+NO_BILL: Final = Bill(max_minutes=None, max_tokens=None, max_cost_usd=None)
 #: Earlier meetings put into a session's instructions, at most (bounded in size too).
 MEMORY_MEETINGS: Final = 5
 #: Earlier meetings a ``recall_meetings`` call searches (newest first).

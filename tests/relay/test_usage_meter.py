@@ -172,7 +172,7 @@ def test_spent_of_stored_connections_sums_usage_and_starts_at_the_first() -> Non
         ({"bill": {"max_minutes": -1}}, "bill.max_minutes"),
         ({"bill": {"max_minutes": 10**9}}, "bill.max_minutes"),
         ({"bill": {"max_tokens": "many"}}, "bill.max_tokens"),
-        ({"bill": {"max_cost_usd": 5}}, "bill"),
+        ({"bill": {"max_cost_usd": 5, "prices": {}}}, "bill"),
         ({"bill": {"surprise": 1}}, "bill.surprise"),
         ({"bill": {"prices": {"m": {"text_input": -1}}}}, "bill.prices.m.text_input"),
         ({"truncation": {"retention_ratio": 1.5}}, "truncation"),
@@ -250,3 +250,16 @@ def test_a_bot_may_lower_its_limits_and_pick_its_turn_taking_never_raise_them() 
     locked = agent.model_copy(update={"bot_overridable": ("instructions",)})
     with pytest.raises(ConfigError, match=r"overlay turn_taking: locked"):
         validate_overlay(locked, {"turn_taking": {"mode": "manual"}})
+
+
+def test_the_shipped_agent_yaml_and_the_built_in_defaults_bound_the_same_bill() -> None:
+    """Bots created through the control API (no agent.yaml beside it) get the same bill."""
+    from cli.persona import IMAGE_AGENT_CONFIG
+    from relay.agent import load_agent_config
+
+    shipped = load_agent_config(IMAGE_AGENT_CONFIG).bill
+    assert shipped == Bill()
+    assert (shipped.max_minutes, shipped.max_tokens, shipped.max_cost_usd) == (120, 5_000_000, 20)
+    price = shipped.price_of("gpt-realtime-2.1")
+    assert price is not None
+    assert (price.audio_input, price.audio_cached_input, price.audio_output) == (32, 0.4, 64)
