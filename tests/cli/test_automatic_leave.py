@@ -101,3 +101,24 @@ def test_a_bad_automatic_leave_is_refused_naming_the_key_before_recall(
     assert result.exit_code != 0
     assert f"AGENT_CONFIG {key}" in result.output
     assert fake_recall.requests == []
+
+
+@pytest.mark.parametrize(
+    ("overlay", "problem"),
+    [
+        ("bill: {max_minutes: 500}", "--agent {} bill.max_minutes: 500 is above"),
+        ("bill: {max_tokens: -1}", "--agent {} bill.max_tokens"),
+        ("bill: {max_cost_usd: cheap}", "--agent {} bill.max_cost_usd"),
+        ("bill: {prices: {}}", "--agent {} bill.prices"),  # a bot never sets prices
+        ("turn_taking: {mode: sometimes}", "--agent {} turn_taking.mode"),
+    ],
+)
+def test_a_bots_bad_bill_or_turn_taking_is_refused_before_recall(
+    fake_recall, recall_env, tmp_path: Path, overlay: str, problem: str
+):
+    path = tmp_path / "bot.yaml"
+    path.write_text(overlay + "\n")
+    result = create(recall_env, "--agent", str(path))
+    assert result.exit_code != 0
+    assert problem.format(path) in result.output
+    assert fake_recall.requests == []
