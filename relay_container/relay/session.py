@@ -123,6 +123,8 @@ class RelaySession(asyncio.Protocol):
         self._handover: asyncio.Task[None] | None = None
         self._runner: ToolRunner | None = None
         self._bot_id: str | None = None
+        #: The bot's leave request once its bill ran out (not cancelled: the bot must go).
+        self._leaving_call: asyncio.Task[None] | None = None
         #: Checks the client's events; its tool guard covers every relay tool from the start.
         self._events = ClientEvents(
             context.policy, model=model, session_id=self.id, tools=context.setups.guard()
@@ -296,7 +298,7 @@ class RelaySession(asyncio.Protocol):
             elif isinstance(effect, Handover):
                 self._handover = self._loop.create_task(self._hand_over(effect))
             elif isinstance(effect, LeaveCall):
-                self._handover = self._loop.create_task(self._leave_meeting(effect.limit))
+                self._leaving_call = self._loop.create_task(self._leave_meeting(effect.limit))
             elif isinstance(effect, Finished):
                 self._finish()
 

@@ -369,3 +369,40 @@ async def test_the_simulated_model_echoes_the_goodbyes_metadata_so_the_bot_leave
         await ws.send(json.dumps({"type": "response.create"}))
         seen = await said_goodbye_and_left(ws, relay, FakeUpstream())
     assert seen.count("response.done") == 2
+
+
+async def test_usage_carries_over_a_rollover_to_a_fresh_model_session(
+    start_relay: StartRelay,
+    fake_upstream: FakeUpstream,
+    table_name: str,
+    dynamodb_env: str,
+    fake_recall: FakeRecall,
+) -> None:
+    """600 tokens on the first model session, a rollover, 500 on the fresh one: the limit."""
+    fake_upstream.script = billing_model([ga_usage(600), ga_usage(500)])
+    bind(dynamodb_env, table_name, "sess-roll", "bot-roll")
+    recorder = SessionRecorder(
+        table_name,
+        region="us-east-1",
+        endpoint_url=dynamodb_env,
+        retry=RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1),
+    )
+    agent = AgentConfig.model_validate({"bill": {"max_tokens": 1000, "goodbye_linger_seconds": 0}})
+    relay = await start_relay(
+        fake_upstream.url,
+        recorder,
+        agent,
+        table_name=table_name,
+        recall_api_key=RECALL_KEY,
+        recall_api_base=f"{fake_recall.url}/{{region}}",
+        rollover_seconds=1.0,
+    )
+    async with open_client(relay, mint("sess-roll")) as ws:
+        await ws.send(json.dumps({"type": "response.create"}))
+        while (await recv_json(ws))["type"] != "response.done":
+            pass
+        await eventually(lambda: relay.metrics.counters["Rollovers"] >= 1)
+        assert len(fake_upstream.requests) >= 2  # a fresh model session
+        await ws.send(json.dumps({"type": "response.create"}))
+        await said_goodbye_and_left(ws, relay, fake_upstream)
+    assert len(leaves(fake_recall, "bot-roll")) == 1
