@@ -171,14 +171,6 @@ class Bill(BillLimits):
             return None
         return max(self.prices.values(), key=lambda p: p.audio_output + p.text_output)
 
-    def limits(self) -> BillLimits:
-        """Only the limits."""
-        return BillLimits(
-            max_minutes=self.max_minutes,
-            max_tokens=self.max_tokens,
-            max_cost_usd=self.max_cost_usd,
-        )
-
 
 def narrowed(operator: Bill, bot: BillLimits) -> list[str]:
     """Problems with a bot's limits under the operator's: a bot may lower a limit, never

@@ -146,7 +146,7 @@ class UsageMeter:
             reached = self._reached()
             return self._limit_reached(reached, now, busy=busy) if reached else NOTHING
         if self.state is MeterState.WAITING and not busy and now < self.deadline:
-            return self._say_goodbye(now)
+            return self._say_goodbye()
         if self.state is MeterState.SAYING_GOODBYE and goodbye:
             self.state = MeterState.LINGERING
             self.deadline = min(self.deadline, now + self._bill.goodbye_linger_seconds)
@@ -193,11 +193,10 @@ class UsageMeter:
         if busy:
             self.state = MeterState.WAITING
             return Step(reached=limit)
-        step = self._say_goodbye(now)
+        step = self._say_goodbye()
         return Step(send=step.send, reached=limit)
 
-    def _say_goodbye(self, now: float) -> Step:
-        del now
+    def _say_goodbye(self) -> Step:
         self.state = MeterState.SAYING_GOODBYE
         return Step(send=goodbye_response(self._bill.goodbye))
 
