@@ -22,7 +22,7 @@ from relay.agent import AgentConfig
 from relay.record_writer import RetryPolicy, SessionRecorder
 from relay.server import Relay
 from storage import schema, times
-from tests.cli.fake_recall import FakeRecall
+from tests.cli.fake_recall import Answer, FakeRecall
 from tests.relay.conftest import (
     SENSITIVE,
     FakeUpstream,
@@ -406,3 +406,31 @@ async def test_usage_carries_over_a_rollover_to_a_fresh_model_session(
         await ws.send(json.dumps({"type": "response.create"}))
         await said_goodbye_and_left(ws, relay, fake_upstream)
     assert len(leaves(fake_recall, "bot-roll")) == 1
+
+
+async def test_a_recall_refusal_is_logged_and_the_session_still_ends(
+    start_relay: StartRelay,
+    fake_upstream: FakeUpstream,
+    table_name: str,
+    dynamodb_env: str,
+    fake_recall: FakeRecall,
+    relay_logs: list[str],
+) -> None:
+    """Recall answers 400 to the leave: one attempt (not retried), a warning naming the
+    limit, and the session ends anyway (Recall's own hard cap remains)."""
+    fake_recall.script(Answer(400, {"detail": "Bot is not in a call"}))
+    fake_upstream.script = billing_model([ga_usage(50)])
+    bind(dynamodb_env, table_name, "sess-refused", "bot-refused")
+    relay = await start(
+        start_relay, fake_upstream, table_name, dynamodb_env, fake_recall, {"max_tokens": 40}
+    )
+    async with open_client(relay, mint("sess-refused")) as ws:
+        await ws.send(json.dumps({"type": "response.create"}))
+        await said_goodbye_and_left(ws, relay, fake_upstream)
+    assert len(leaves(fake_recall, "bot-refused")) == 1
+    failed = [line for line in relay_logs if "leave request failed" in line]
+    assert len(failed) == 1
+    assert '"limit": "max_tokens"' in failed[0]
+    reached = [line for line in relay_logs if '"message": "bill limit reached"' in line]
+    assert len(reached) == 1
+    assert '"limit": "max_tokens"' in reached[0]
