@@ -2,8 +2,9 @@
 
 Owns the body of ``POST /api/v1/bot/``: the meeting URL (checked against the platforms
 Output Media supports), the agent page as the bot's camera (``output_media.camera``,
-``kind: webpage``), ``web_4_core`` on every platform, and our session id in the bot's
-metadata so every webhook carries it back. It builds dictionaries; it sends nothing.
+``kind: webpage``), ``web_4_core`` on every platform, our session id in the bot's
+metadata so every webhook carries it back, and ``automatic_leave`` from the agent config
+(``cli.persona.automatic_leave``). It builds dictionaries; it sends nothing.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class BotSpec:
     page_url: str  # the agent page, carrying the token
     join_at: datetime | None = None
     persona: str | None = None
+    #: Recall's ``automatic_leave`` object (None: Recall's defaults, up to an hour).
+    automatic_leave: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         """Refuse what Recall would refuse, before asking it."""
@@ -124,4 +127,6 @@ class BotSpec:
         }
         if self.join_at is not None:
             body["join_at"] = self.join_at.isoformat().replace("+00:00", "Z")
+        if self.automatic_leave:
+            body["automatic_leave"] = dict(self.automatic_leave)
         return body

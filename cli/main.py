@@ -49,7 +49,7 @@ from cli.local_stack import (
     LocalStack,
 )
 from cli.meeting_exit import Exit, leave_meeting
-from cli.persona import operator_agent, overlay_from_flags
+from cli.persona import automatic_leave, operator_agent, overlay_from_flags
 from cli.recall_api import REGION_BASE_URLS, RecallClient, base_url
 from cli.sample_webhook import send, signed_sample
 from cli.settings import Settings, load
@@ -371,11 +371,9 @@ def bot_create(
     # Everything that can fail locally fails before Recall creates anything.
     if instructions is not None and agent_file is not None:
         raise click.UsageError("give --instructions or --agent, not both")
-    overlay = overlay_from_flags(
-        operator_agent(agent_config or ctx.settings.agent_config),
-        instructions=instructions,
-        agent_file=agent_file,
-    )
+    operator = operator_agent(agent_config or ctx.settings.agent_config)
+    overlay = overlay_from_flags(operator, instructions=instructions, agent_file=agent_file)
+    leave_rules = automatic_leave(operator, overlay)
     if overlay is not None and no_record:
         raise click.UsageError(
             "a persona (--instructions/--agent) is stored in the table: drop --no-record"
@@ -409,6 +407,7 @@ def bot_create(
             page_url=with_token(page, token),
             join_at=when,
             persona=persona,
+            automatic_leave=leave_rules,
         )
     except InvalidInput as exc:
         raise click.UsageError(str(exc)) from None

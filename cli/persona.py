@@ -3,7 +3,8 @@
 Owns turning those flags into the overlay the CLI stores (``relay.overlay.BotOverlay``),
 validated against the operator's agent config (``--agent-config``, ``AGENT_CONFIG``, or
 the ``relay_container/agent.yaml`` the relay image carries) with the relay's own schema
-and wording, so a bad or locked field fails before Recall creates anything.
+and wording, so a bad or locked field fails before Recall creates anything; and the
+``automatic_leave`` of the create-bot request, from the same config (:func:`automatic_leave`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import relay
 from cli.errors import ConfigError
 from relay.agent import AgentConfig, load_agent_config
 from relay.errors import ConfigError as RelayConfigError
-from relay.overlay import validate_overlay
+from relay.overlay import merge, validate_overlay
 
 #: The agent config the relay image carries (``COPY relay_container/agent.yaml``).
 IMAGE_AGENT_CONFIG: Final = Path(relay.__file__).resolve().parent.parent / "agent.yaml"
@@ -73,6 +74,21 @@ def checked_overlay(agent: AgentConfig, data: Mapping[str, Any], *, source: str)
 def read_overlay_file(agent_file: str) -> dict[str, Any]:
     """The mapping in an ``--agent`` file (YAML, or JSON by its suffix), size-bounded."""
     return _read(Path(agent_file))
+
+
+def automatic_leave(agent: AgentConfig, overlay: dict[str, Any] | None) -> dict[str, Any]:
+    """Recall's ``automatic_leave`` for a bot: the operator's ``automatic_leave``, with
+    ``in_call_recording_timeout`` from the bot's minutes limit (its overlay's, if lower)
+    plus ``bill.hard_cap_margin_minutes``.
+
+    Raises:
+        PersonaError: the overlay no longer fits the agent config.
+    """
+    try:
+        bill = merge(agent, overlay).bill
+    except RelayConfigError as exc:
+        raise PersonaError("; ".join(exc.problems)) from None
+    return agent.automatic_leave.request(bill.max_minutes, bill.hard_cap_margin_minutes)
 
 
 def _read(path: Path) -> dict[str, Any]:

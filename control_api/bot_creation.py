@@ -77,6 +77,7 @@ def _create_bot(runtime: Runtime, spec: CreateBot) -> CreatedBot:
     """What ``voicebot bot create`` does, with the same pieces."""
     from cli.bot_request import BotSpec, InvalidInput, meeting_platform, with_token, without_token
     from cli.errors import CliError, RecallApiError
+    from cli.persona import automatic_leave
     from cli.recall_api import REGION_BASE_URLS, RecallClient, RetryPolicy, base_url
     from relay import tokens
 
@@ -99,8 +100,10 @@ def _create_bot(runtime: Runtime, spec: CreateBot) -> CreatedBot:
     if spec.minutes_url is not None and (problem := minutes_url_problem(spec.minutes_url)):
         problems.append(f"minutes_url: {problem}")
     overlay = None
+    leave_rules: dict[str, Any] = {}
     try:
         overlay = persona_overlay(spec)
+        leave_rules = automatic_leave(_operator_agent(), overlay)
     except ConfigError as exc:
         problems.append(str(exc))
     if problems:
@@ -118,6 +121,7 @@ def _create_bot(runtime: Runtime, spec: CreateBot) -> CreatedBot:
             page_url=with_token(runtime.settings.agent_page_url, token),
             join_at=when,
             persona=spec.persona,
+            automatic_leave=leave_rules,
         )
     except InvalidInput as exc:
         raise ApiError(400, "invalid_request", str(exc)) from None

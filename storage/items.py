@@ -153,7 +153,9 @@ class Connection(TypedDict):
     close_code: NotRequired[int]
     close_reason: NotRequired[str]
     upstream_close_code: NotRequired[int]
-    usage: NotRequired[dict[str, int]]  # summed usage of every response.done
+    # Summed usage of every response.done, by relay.record_items.USAGE_FIELDS names (the
+    # input_cached_{text,audio,image}_tokens among them price a resumed session's bill).
+    usage: NotRequired[dict[str, int]]
     responses: NotRequired[int]
     expires_at: NotRequired[int]
 

@@ -4,7 +4,9 @@ Built-in defaults, optionally overridden by the JSON or YAML file named by AGENT
 (format: ``relay_container/agent.yaml``). The file is untrusted input, validated
 with pydantic (unknown keys refused), once at start-up. ``session_update()`` renders the
 GA event: ``session.type = "realtime"``, PCM16 24 kHz both ways, voice, server or semantic
-VAD, input transcription, noise reduction.
+VAD, input transcription, noise reduction, and the long-call fields (``truncation``,
+``reasoning``). The bill (``relay.bill``) and Recall's ``automatic_leave``
+(``relay.automatic_leave``) are read here too but never sent to the model.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from relay.automatic_leave import AutomaticLeave
+from relay.bill import Bill
 from relay.errors import ConfigError
 from relay.tools.spec import SlowTools, ToolList, declaration
 
@@ -88,16 +92,72 @@ class TurnTaking(_Strict):
         return self
 
 
-class Transcription(_Strict):
-    """Transcription of what participants say (GA ``audio.input.transcription``)."""
+Effort = Literal["minimal", "low", "medium", "high", "xhigh"]
+#: The transcription model whose ``delay`` applies (and which takes no ``prompt``).
+WHISPER: Final = "gpt-realtime-whisper"
+#: Transcription models that take ``keywords`` and ``languages``.
+KEYWORD_MODELS: Final = ("gpt-transcribe", "gpt-live-transcribe")
 
-    model: str = "gpt-realtime-whisper"
-    language: str | None = None
-    prompt: str | None = None
+
+class Transcription(_Strict):
+    """Transcription of what participants say (GA ``audio.input.transcription``).
+
+    ``delay`` works only with gpt-realtime-whisper, which takes no ``prompt``;
+    ``keywords`` and ``languages`` only with gpt-transcribe and gpt-live-transcribe
+    (docs/openai-realtime.md, "Long-call session fields").
+    """
+
+    model: str = Field(default=WHISPER, min_length=1, max_length=64)
+    language: str | None = Field(default=None, min_length=2, max_length=16)
+    prompt: str | None = Field(default=None, min_length=1, max_length=4000)
+    delay: Effort | None = None
+    keywords: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=100)
+    languages: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=16)
+
+    @model_validator(mode="after")
+    def _fits_model(self) -> Transcription:
+        if self.delay is not None and self.model != WHISPER:
+            raise ValueError(f"delay works only with model {WHISPER}")
+        if self.prompt is not None and self.model == WHISPER:
+            raise ValueError(f"prompt is not supported by {WHISPER} (use another model)")
+        if (self.keywords or self.languages) and self.model not in KEYWORD_MODELS:
+            raise ValueError(f"keywords and languages work only with {', '.join(KEYWORD_MODELS)}")
+        if any(not 1 <= len(word) <= 100 for word in self.keywords or ()):
+            raise ValueError("each keyword is 1-100 characters")
+        return self
 
     def payload(self) -> dict[str, Any]:
         """The GA object, without unset fields."""
-        return self.model_dump(exclude_none=True)
+        data = self.model_dump(exclude_none=True)
+        for name in ("keywords", "languages"):
+            if name in data:
+                data[name] = list(data[name])
+        return data
+
+
+class Truncation(_Strict):
+    """How the model drops old conversation in a long call (GA ``session.truncation``).
+
+    ``retention_ratio``: when the context is full, keep this fraction of it (dropping less
+    often keeps the cache warm); ``post_instructions_tokens``: cap the conversation after
+    the instructions and tools (a cost lever).
+    """
+
+    retention_ratio: float = Field(gt=0.0, le=1.0)
+    post_instructions_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+
+    def payload(self) -> dict[str, Any]:
+        """The GA object."""
+        body: dict[str, Any] = {"type": "retention_ratio", "retention_ratio": self.retention_ratio}
+        if self.post_instructions_tokens is not None:
+            body["token_limits"] = {"post_instructions": self.post_instructions_tokens}
+        return body
+
+
+class Reasoning(_Strict):
+    """How hard a reasoning realtime model thinks (GA ``session.reasoning``; gen-2 models)."""
+
+    effort: Effort
 
 
 class AgentConfig(_Strict):
@@ -115,6 +175,13 @@ class AgentConfig(_Strict):
     tools: ToolList = Field(default_factory=list)
     tool_choice: str | None = None
     max_output_tokens: int | Literal["inf"] | None = None
+    #: ``auto``, ``disabled`` or a retention ratio (None: the model's default, ``auto``).
+    truncation: Literal["auto", "disabled"] | Truncation | None = None
+    reasoning: Reasoning | None = None
+    #: Limits on a session's minutes, tokens and estimated cost (relay.bill).
+    bill: Bill = Bill()
+    #: When Recall makes the bot leave by itself (read by ``voicebot bot create``).
+    automatic_leave: AutomaticLeave = AutomaticLeave()
     #: Session fields a client may not change (dotted paths into ``session`` /
     #: ``response``; what each covers: relay.policy). A client's different value is
     #: dropped, logged and counted; the rest of its event applies.
@@ -124,12 +191,10 @@ class AgentConfig(_Strict):
     #: What the meeting hears while a relay tool runs long.
     slow_tools: SlowTools = SlowTools()
     #: Fields a bot's own overlay (``voicebot bot create --instructions/--agent``) may set.
-    bot_overridable: tuple[Literal["instructions", "voice", "greeting", "tools"], ...] = (
-        "instructions",
-        "voice",
-        "greeting",
-        "tools",
-    )
+    #: A bot's ``bill`` may only lower the limits here; ``turn_taking`` replaces this one.
+    bot_overridable: tuple[
+        Literal["instructions", "voice", "greeting", "tools", "bill", "turn_taking"], ...
+    ] = ("instructions", "voice", "greeting", "tools", "bill", "turn_taking")
     #: Also answer each dropped field with an ``error`` event (``relay_locked_fields``).
     #: Off by default: some frameworks (Pipecat) treat any error event as fatal.
     locked_fields_error: bool = False
@@ -175,6 +240,13 @@ class AgentConfig(_Strict):
             session["tool_choice"] = self.tool_choice
         if self.max_output_tokens is not None:
             session["max_output_tokens"] = self.max_output_tokens
+        if self.truncation is not None:
+            truncation = self.truncation
+            session["truncation"] = (
+                truncation if isinstance(truncation, str) else truncation.payload()
+            )
+        if self.reasoning is not None:
+            session["reasoning"] = {"effort": self.reasoning.effort}
         return session
 
     def session_update(self) -> bytes:

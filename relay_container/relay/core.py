@@ -35,7 +35,9 @@ from relay.effects import (
     Close,
     Dial,
     Effect,
+    LeaveCall,
     Reading,
+    Timer,
     ToolEvent,
     Write,
 )
@@ -47,6 +49,7 @@ from relay.errors import (
 from relay.events import (
     OUTPUT_AUDIO_TRANSCRIPT_DONE,
     RESPONSE_CREATED,
+    RESPONSE_DONE,
     TOOL_EVENT_TYPES,
     TRANSCRIPTION_COMPLETED,
     UNRECORDED_HEADS,
@@ -54,6 +57,7 @@ from relay.events import (
     tool_event_type,
 )
 from relay.turn_gate import TurnGate
+from relay.usage_meter import Step, UsageMeter
 
 _TEXT: Final = wire.TEXT
 _BINARY: Final = wire.BINARY
@@ -130,16 +134,25 @@ class SessionCore(ClientCore):
         return self._take()
 
     def configure(
-        self, agent_update: bytes, *, watch_tools: bool, gate: TurnGate | None = None
+        self,
+        agent_update: bytes,
+        *,
+        watch_tools: bool,
+        gate: TurnGate | None = None,
+        meter: UsageMeter | None = None,
     ) -> None:
         """The session's own agent (a bot's persona merged in), whether it runs relay tools,
-        and who decides when it answers (``gate``: the relay, per finished turn; None: the
-        model); taken before the model is ready, used by every upstream leg after."""
+        who decides when it answers (``gate``: the relay, per finished turn; None: the
+        model) and its bill (``meter``); taken before the model is ready, used by every
+        upstream leg after."""
         if not self.up.is_dialing:
             raise TransitionError("the agent is configured before the model is ready")
         self._agent_update = agent_update
         self.watch_tools = watch_tools
         self.gate = gate
+        self.meter = meter
+        if meter is not None:
+            self._deadlines.set("bill", meter.deadline)
 
     def send_upstream(self, event: bytes, now: float) -> list[Effect]:
         """An event of the relay's own for the model (a tool's output, a greeting): after
@@ -232,6 +245,8 @@ class SessionCore(ClientCore):
                 record.on_upstream_event(kind, payload)
                 if self.gate is not None and kind in GATED_TYPES:
                     self._gate_turn(kind)
+                if self.meter is not None and kind == RESPONSE_DONE:
+                    self._bill(self.meter.response_done(payload, now, busy=self._busy()))
                 if self.watch_tools and kind in TOOL_EVENT_TYPES:
                     self._fx.append(ToolEvent(kind, payload))
                 if kind == RESPONSE_CREATED:
@@ -326,6 +341,23 @@ class SessionCore(ClientCore):
             self._fx.append(Write(self.up.leg, _encode(_TEXT, ANSWER_EVENT, mask=True)))
             self._note("turn answered", turns_heard=self.gate.heard)
 
+    def _busy(self) -> bool:
+        return not self.up.is_open or self.record.turn_taking.responses_in_progress > 0
+
+    def _bill(self, step: Step) -> None:
+        """Carry out the meter's step (relay.usage_meter): its event, the leave, its timer."""
+        assert self.meter is not None
+        if step.send is not None and self.up.is_open:
+            self._fx.append(Write(self.up.leg, _encode(_TEXT, step.send, mask=True)))
+        if step.reached is not None:
+            self._note("bill limit reached", limit=step.reached.value)
+        if step.leave is not None:
+            self._fx.append(LeaveCall(step.leave.value))
+        self._deadlines.set("bill", at := self.meter.deadline)
+        if at < self._deadlines.armed:  # the fast path calls no _take: arm it here
+            self._deadlines.armed = at
+            self._fx.append(Timer(at))
+
     def _upstream_frames(self, frames: list[wire.Frame]) -> None:
         """The model's frames the slow way: control frames, acks to swallow, a client that is
         detached, closing or not to be interleaved with."""
@@ -385,6 +417,8 @@ class SessionCore(ClientCore):
             self._maybe_switch()
         elif name == "leave":
             self._hand_over()
+        elif name == "bill" and self.meter is not None:
+            self._bill(self.meter.tick(now, busy=self._busy()))
         elif name.startswith("abort:"):
             self._fx.append(Abort(int(name[6:])))
 

@@ -38,6 +38,7 @@ from relay.resume import SeedAcks
 from relay.rollover import RetiringLeg, Rollover
 from relay.turn_gate import TurnGate
 from relay.upstream_leg import UpstreamLeg
+from relay.usage_meter import UsageMeter
 
 if TYPE_CHECKING:  # the core reads the settings it is given; it never loads them
     from relay.config import RelayConfig
@@ -98,6 +99,8 @@ class LegCore:
         self.watch_tools = False
         #: Who decides when the agent answers: None, the model; else this gate.
         self.gate: TurnGate | None = None
+        #: The session's bill (relay.usage_meter); None: no limits.
+        self.meter: UsageMeter | None = None
         #: False once the relay drains or leaves: a vanished client then ends the session.
         self.holdable = config.reattach_seconds > 0
         # Client leg.

@@ -22,6 +22,7 @@ from relay.errors import UpstreamError
 from relay.recorder import Recorder
 from relay.session_setup import SessionSetup, SessionSetups
 from relay.upstream import UpstreamConnection
+from relay.usage_meter import Spent
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class OpenedLeg:
     setup: SessionSetup | None = None
     #: The session's stored tool call records (``storage.items.ToolCallRecord``), oldest first.
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    #: What the session used of its bill before (a resume).
+    spent: Spent = field(default_factory=Spent)
 
 
 async def open_leg(
@@ -69,6 +72,7 @@ async def open_leg(
     setup_task = (
         loop.create_task(_setup(setups, subject, recorder, load_history)) if setups else None
     )
+    spent_task = loop.create_task(recorder.load_spent(subject)) if setups and load_history else None
     try:
         try:
             async with asyncio.timeout(config.open_timeout):
@@ -84,9 +88,11 @@ async def open_leg(
             opened.history = await history_task
         if setup_task is not None:
             opened.setup, opened.tool_calls = await setup_task
+        if spent_task is not None:
+            opened.spent = await spent_task
         return opened
     finally:
-        for task in (history_task, setup_task):
+        for task in (history_task, setup_task, spent_task):
             if task is not None and not task.done():
                 task.cancel()
 

@@ -99,6 +99,14 @@ class ToolEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaveCall:
+    """A bill limit (``limit`` names it) is reached and the goodbye said: the bot leaves
+    its meeting and the session ends."""
+
+    limit: str
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     """Both legs are closed: release the session's resources."""
 
@@ -114,6 +122,7 @@ Effect = (
     | Happened
     | Handover
     | ToolEvent
+    | LeaveCall
     | Finished
 )
 

@@ -4,6 +4,8 @@
 newest first, in a worker thread (boto3 blocks), and keeps what fits the bounds, oldest
 first, ready for ``relay.conversation.seed_events``. Storage failing or answering late
 is not an error for the caller: it is logged once and the conversation starts afresh.
+:func:`load_tool_calls` and :func:`load_spent` read a resumed session's tool calls and
+what it already used of its bill, likewise.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from relay.conversation import (
     Turn,
     turn_from_item,
 )
-from storage import schema
+from relay.usage_meter import Spent
+from storage import schema, times
 from storage.items import plain
 
 if TYPE_CHECKING:
@@ -151,3 +154,76 @@ def _query_tool_calls(
     ]
     found.reverse()
     return [item for item in found if isinstance(item.get("call_id"), str)]
+
+
+#: Connections of one session read at most for its bill (a meeting has a handful).
+MAX_CONNECTIONS: Final = 500
+
+
+async def load_spent(
+    session_id: str,
+    *,
+    client: DynamoDBClient,
+    table_name: str,
+    now: float,
+    timeout: float = LOAD_TIMEOUT_SECONDS,  # noqa: ASYNC109 - a bound that answers, never raises
+) -> Spent:
+    """What the session used before (``relay.usage_meter.Spent``): seconds since its first
+    connection started (``now``: epoch seconds) and the usage its connections stored.
+
+    Reads ``SESSION#<id>`` / ``CONN#…`` items (``storage.items.Connection``). Storage
+    failing or late gives ``Spent()`` and a warning: the limits then count from now.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            items = await asyncio.to_thread(_query_connections, client, table_name, session_id)
+    except (BotoCoreError, ClientError, TimeoutError) as error:
+        logger.warning(
+            "earlier usage could not be loaded; the bill counts from now",
+            extra={"session_id": session_id, "error": type(error).__name__},
+        )
+        return Spent()
+    return spent_of(items, now)
+
+
+def spent_of(items: list[dict[str, Any]], now: float) -> Spent:
+    """``Spent`` from a session's stored connections (malformed attributes skipped)."""
+    usage: dict[str, int] = {}
+    first: float | None = None
+    for item in items:
+        started = item.get("started_at")
+        moment = times.parse_time(started) if isinstance(started, str) else None
+        if moment is not None:
+            first = moment.timestamp() if first is None else min(first, moment.timestamp())
+        stored = item.get("usage")
+        for name, value in (stored if isinstance(stored, dict) else {}).items():
+            if isinstance(name, str) and isinstance(value, int) and value >= 0:
+                usage[name] = usage.get(name, 0) + value
+    seconds = max(0.0, now - first) if first is not None else 0.0
+    return Spent(seconds=seconds, usage=usage)
+
+
+def _query_connections(
+    client: DynamoDBClient, table_name: str, session_id: str
+) -> list[dict[str, Any]]:
+    deserializer = TypeDeserializer()
+    page = client.query(
+        TableName=table_name,
+        KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
+        ProjectionExpression="#started, #usage",
+        ExpressionAttributeNames={
+            "#pk": schema.PARTITION_KEY,
+            "#sk": schema.SORT_KEY,
+            "#started": "started_at",
+            "#usage": "usage",
+        },
+        ExpressionAttributeValues={
+            ":pk": {"S": schema.session_pk(session_id)},
+            ":prefix": {"S": schema.CONNECTION_PREFIX},
+        },
+        Limit=MAX_CONNECTIONS,
+    )
+    return [
+        plain({key: deserializer.deserialize(value) for key, value in raw.items()})
+        for raw in page.get("Items", [])
+    ]

@@ -56,6 +56,7 @@ ALLOWED_FIELDS: Final = frozenset(
         "close_reason",
         "upstream_close_code",
         "forced",
+        "limit",  # a bill limit's name (relay.usage_meter.Limit)
         "compiled",
         "protection_enabled",
         # counters and durations

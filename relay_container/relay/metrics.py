@@ -38,6 +38,10 @@ COUNTERS: Final = (
     "ClientsCut",
     # Client events whose locked fields the policy dropped (relay.policy).
     "LockedFieldsDropped",
+    # Sessions that reached a bill limit, by limit (relay.bill_exit).
+    "BillLimitMinutes",
+    "BillLimitTokens",
+    "BillLimitCost",
 )
 #: Session-record counters, sampled from the recorder (cumulative) and emitted per interval.
 RECORD_COUNTERS: Final = ("RecordsWritten", "RecordsDropped", "RecordWriteFailures")

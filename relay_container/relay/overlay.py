@@ -1,7 +1,8 @@
 """BotOverlay: a bot's own persona over the operator's agent config, within what it allows.
 
-A bot may set ``instructions``, ``voice``, ``greeting`` and ``tools`` (names chosen from
-the tools the operator configured), and only the fields the operator's
+A bot may set ``instructions``, ``voice``, ``greeting``, ``tools`` (names chosen from
+the tools the operator configured), ``turn_taking`` and ``bill`` (limits at most the
+operator's: ``relay.bill.narrowed``), and only the fields the operator's
 ``bot_overridable`` lists; everything else stays the operator's. :func:`validate_overlay`
 runs when ``voicebot bot create`` records the overlay, with the agent config's own schema
 and error wording (``<source> <field>: <problem>``), so a bad persona fails before a bot
@@ -17,12 +18,13 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from relay.agent import AgentConfig
+from relay.agent import AgentConfig, TurnTaking
+from relay.bill import BillLimits, narrowed
 from relay.errors import ConfigError
 from relay.tools.spec import tool_name
 
 #: Every field an overlay can carry; the operator's ``bot_overridable`` picks among them.
-OVERLAY_FIELDS: Final = ("instructions", "voice", "greeting", "tools")
+OVERLAY_FIELDS: Final = ("instructions", "voice", "greeting", "tools", "bill", "turn_taking")
 
 
 class BotOverlay(BaseModel):
@@ -35,13 +37,13 @@ class BotOverlay(BaseModel):
     greeting: str | None = None
     #: Names of tools from the operator's ``tools``; the bot gets only these.
     tools: tuple[str, ...] | None = Field(default=None, max_length=64)
+    #: The bot's own limits, each at most the operator's.
+    bill: BillLimits | None = None
+    turn_taking: TurnTaking | None = None
 
     def stored(self) -> dict[str, Any]:
         """The overlay as stored (only the fields it sets)."""
-        data = self.model_dump(exclude_none=True)
-        if "tools" in data:
-            data["tools"] = list(data["tools"])
-        return data
+        return self.model_dump(mode="json", exclude_none=True)  # tuples become lists
 
 
 def validate_overlay(
@@ -82,6 +84,8 @@ def validate_overlay(
                 problems.append(
                     f"{source} tools: {name!r} is not one of the operator's tools ({listed})"
                 )
+    if overlay.bill is not None and "bill" not in locked:
+        problems += [f"{source} {problem}" for problem in narrowed(agent.bill, overlay.bill)]
     if problems:
         raise ConfigError(problems)
     _merged(agent, overlay, source)  # value checks by the agent schema itself
@@ -110,6 +114,11 @@ def _merged(agent: AgentConfig, overlay: BotOverlay, source: str) -> AgentConfig
         value = getattr(overlay, name)
         if value is not None:
             data[name] = value
+    if overlay.bill is not None:
+        limits = overlay.bill.model_dump(exclude_none=True)
+        data["bill"] = {**agent.bill.model_dump(exclude_unset=True), **limits}
+    if overlay.turn_taking is not None:
+        data["turn_taking"] = overlay.turn_taking.model_dump()
     if overlay.tools is not None:
         chosen = set(overlay.tools)
         data["tools"] = [t for t in agent.tools if tool_name(t) in chosen or tool_name(t) is None]

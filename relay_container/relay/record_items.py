@@ -58,6 +58,16 @@ USAGE_FIELDS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("input_audio_tokens", ("input_token_details", "audio_tokens")),
     ("input_image_tokens", ("input_token_details", "image_tokens")),
     ("input_cached_tokens", ("input_token_details", "cached_tokens")),
+    # The cached breakdown prices a resumed session's earlier usage (relay.bill).
+    ("input_cached_text_tokens", ("input_token_details", "cached_tokens_details", "text_tokens")),
+    (
+        "input_cached_audio_tokens",
+        ("input_token_details", "cached_tokens_details", "audio_tokens"),
+    ),
+    (
+        "input_cached_image_tokens",
+        ("input_token_details", "cached_tokens_details", "image_tokens"),
+    ),
     ("output_text_tokens", ("output_token_details", "text_tokens")),
     ("output_audio_tokens", ("output_token_details", "audio_tokens")),
 )

@@ -51,6 +51,7 @@ from relay import conversation, history
 from relay.conversation import Turn
 from relay.record_items import SEQ_MODULUS, ConnectionRecord, PutTurn, RecordCounters, RecordOp
 from relay.recorder import NullRecorder, Recorder, RecorderStats
+from relay.usage_meter import Spent
 from storage import items, schema
 
 if TYPE_CHECKING:
@@ -301,6 +302,16 @@ class SessionRecorder:
         except BotoCoreError:
             return []
         return await history.load_tool_calls(session_id, client=client, table_name=self.table_name)
+
+    async def load_spent(self, session_id: str) -> Spent:
+        """What the session used of its bill before (see ``history.load_spent``)."""
+        try:
+            client = await self._ensure_client()
+        except BotoCoreError:
+            return Spent()
+        return await history.load_spent(
+            session_id, client=client, table_name=self.table_name, now=time.time()
+        )
 
     def stats(self) -> RecorderStats:
         """A snapshot of the counters (for metrics and the session-closed log line)."""

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from relay.conversation import Turn
 from relay.record_items import SEQ_MODULUS, ConnectionRecord, RecordCounters, discard
+from relay.usage_meter import Spent
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,10 @@ class Recorder(Protocol):
         """The session's relay tool call records, oldest first (``[]`` when none)."""
         ...
 
+    async def load_spent(self, session_id: str) -> Spent:
+        """What the session used of its bill before (``Spent()`` when nothing)."""
+        ...
+
     def stats(self) -> RecorderStats:
         """A snapshot of the counters."""
         ...
@@ -149,6 +154,10 @@ class NullRecorder:
     async def load_tool_calls(self, session_id: str) -> list[dict[str, Any]]:
         """No table, no tool call records."""
         return []
+
+    async def load_spent(self, session_id: str) -> Spent:
+        """No table, nothing spent before."""
+        return Spent()
 
     def stats(self) -> RecorderStats:
         """Only ``ignored_events`` can move."""

@@ -44,6 +44,7 @@ from relay import pages, wire
 from relay.admission import Admission
 from relay.agent import AgentConfig, load_agent_config
 from relay.auth import authenticate, select_subprotocol
+from relay.bill_exit import bill_exit
 from relay.bot_binding import BindingStore
 from relay.config import RelayConfig
 from relay.errors import DrainingError, ForbiddenError, RelayError
@@ -137,6 +138,7 @@ class Relay:
             setups=self.setups,
             metrics=self.metrics,
             recorder=self.recorder,
+            meeting_exit=bill_exit(config),
         )
         self.static_dir: Path = config.static_dir
         self.draining = False
@@ -256,6 +258,8 @@ class Relay:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.config.close_timeout)
         await self.recorder.aclose(1.0)
+        if self.context.meeting_exit is not None:
+            await self.context.meeting_exit.aclose()
         if self.server is not None:
             try:
                 async with asyncio.timeout(self.config.close_timeout):

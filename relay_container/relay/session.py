@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from relay.admission import Ticket
+from relay.bill_exit import CLOSE_CODE, close_reason, leave_meeting, meter_for
 from relay.client_events import ClientEvents
 from relay.config import RelayConfig
 from relay.conversation import Turn
@@ -41,6 +42,7 @@ from relay.effects import (
     Finished,
     Handover,
     Happened,
+    LeaveCall,
     Promote,
     Reading,
     Timer,
@@ -57,6 +59,7 @@ from relay.session_report import SessionReport
 from relay.session_setup import SessionSetups, start_tools
 from relay.tokens import Claims
 from relay.tool_runner import ToolRunner
+from relay.tools.meeting_exit import MeetingExit
 from relay.upstream import UpstreamConnection, open_upstream
 
 __all__ = ["DRAIN_REASON", "RelaySession", "SessionContext"]
@@ -83,6 +86,8 @@ class SessionContext:
     recorder: Recorder
     #: Opens an upstream connection (a seam: benchmarks and tests may hand over their own).
     dial: Dialer = open_upstream
+    #: Takes a bot out of its meeting when its bill runs out (None: no RECALL_API_KEY).
+    meeting_exit: MeetingExit | None = None
 
 
 class RelaySession(asyncio.Protocol):
@@ -117,6 +122,9 @@ class RelaySession(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._handover: asyncio.Task[None] | None = None
         self._runner: ToolRunner | None = None
+        self._bot_id: str | None = None
+        #: The bot's leave request once its bill ran out (not cancelled: the bot must go).
+        self._leaving_call: asyncio.Task[None] | None = None
         #: Checks the client's events; its tool guard covers every relay tool from the start.
         self._events = ClientEvents(
             context.policy, model=model, session_id=self.id, tools=context.setups.guard()
@@ -289,6 +297,8 @@ class RelaySession(asyncio.Protocol):
                     self._runner.on_upstream(effect.kind, effect.payload)
             elif isinstance(effect, Handover):
                 self._handover = self._loop.create_task(self._hand_over(effect))
+            elif isinstance(effect, LeaveCall):
+                self._leaving_call = self._loop.create_task(self._leave_meeting(effect.limit))
             elif isinstance(effect, Finished):
                 self._finish()
 
@@ -352,8 +362,12 @@ class RelaySession(asyncio.Protocol):
         extra_seeds: list[bytes] = []
         setup = opened.setup
         if setup is not None:
+            self._bot_id = setup.bot_id
             self.core.configure(
-                setup.agent_update, watch_tools=setup.registry is not None, gate=setup.gate
+                setup.agent_update,
+                watch_tools=setup.registry is not None,
+                gate=setup.gate,
+                meter=meter_for(setup, self.model, opened.spent, monotonic()),
             )
             self._events.tools = setup.tracker
             self._runner, extra_seeds = start_tools(
@@ -404,6 +418,19 @@ class RelaySession(asyncio.Protocol):
         await self.context.recorder.flush(HANDOVER_FLUSH_SECONDS)
         self._metrics.count("SessionsHandedOver")
         self._apply(self.core.shutdown(handover.code, handover.reason, monotonic()))
+
+    async def _leave_meeting(self, limit: str) -> None:
+        """The bill ran out and the goodbye was said: the bot leaves, the session ends."""
+        context = self.context
+        await leave_meeting(
+            context.meeting_exit,
+            self._bot_id,
+            limit,
+            session_id=self.claims.sub,
+            metrics=self._metrics,
+        )
+        if not self.core.finished:
+            self._apply(self.core.shutdown(CLOSE_CODE, close_reason(limit), monotonic()))
 
     # Outcome
 

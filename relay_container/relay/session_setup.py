@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from relay.agent import AgentConfig
+from relay.bill import Bill
 from relay.bot_binding import BindingStore, BotBinding
 from relay.errors import ConfigError, UpstreamError
 from relay.memory import (
@@ -42,6 +43,8 @@ from relay.turn_gate import TurnGate
 
 logger = logging.getLogger(__name__)
 
+#: A session's bill when nothing sets one (no limits).
+NO_BILL: Final = Bill(max_minutes=None, max_tokens=None, max_cost_usd=None)
 #: Earlier meetings put into a session's instructions, at most (bounded in size too).
 MEMORY_MEETINGS: Final = 5
 #: Earlier meetings a ``recall_meetings`` call searches (newest first).
@@ -61,6 +64,8 @@ class SessionSetup:
     greeting: str | None
     #: Who decides when the agent answers (``turn_taking``): None, the model itself.
     gate: TurnGate | None = None
+    #: The session's bill (limits, prices), the operator's with the bot's own limits.
+    bill: Bill = NO_BILL
 
 
 class SessionSetups:
@@ -221,7 +226,9 @@ def _setup(
         if registry is not None
         else None
     )
-    return SessionSetup(agent_update, bot_id, registry, tracker, agent.greeting, gate_of(agent))
+    return SessionSetup(
+        agent_update, bot_id, registry, tracker, agent.greeting, gate_of(agent), agent.bill
+    )
 
 
 def gate_of(agent: AgentConfig) -> TurnGate | None:

@@ -345,6 +345,9 @@ async def test_records_connection_turns_and_summed_usage(
         "input_audio_tokens": 75 + 150,
         "input_image_tokens": 0,
         "input_cached_tokens": 100,
+        # the cached breakdown prices a resumed session's usage (docs/bill.md)
+        "input_cached_text_tokens": 100,
+        "input_cached_audio_tokens": 0,
         "output_text_tokens": 10 + 14,
         "output_audio_tokens": 40 + 56,
     }

@@ -1,7 +1,7 @@
 """MeetingExit: the relay's one way to make a session's bot leave its meeting on purpose.
 
 Every deliberate leave in the relay goes through :meth:`MeetingExit.leave` (the
-``leave_meeting`` tool; a usage limit reached is meant to call it too). For a bot created
+``leave_meeting`` tool, and a usage limit reached: ``relay.bill_exit``). For a bot created
 with ``minutes_to_chat`` (``SESSION#<id>`` / ``BOT``, ``storage.minutes.SessionBot``) it
 does not call Recall: it writes the bot's leave request (``storage.leaving``), once, and
 the minutes function builds the minutes, posts them in the meeting chat and then makes
@@ -58,6 +58,10 @@ class MeetingExit:
         if table_name:
             resource = boto3.resource("dynamodb", endpoint_url=endpoint_url, config=_BOTO_CONFIG)
             self._table = resource.Table(table_name)
+
+    async def aclose(self) -> None:
+        """Close the Recall client's connections."""
+        await self._recall.aclose()
 
     async def leave(self, bot_id: str, session_id: str, reason: str) -> Exit:
         """Make ``bot_id`` (serving ``session_id``) leave; ``reason`` is a ``LEAVE_REASONS``.
