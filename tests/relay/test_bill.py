@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from relay.agent import AgentConfig
 from relay.record_writer import RetryPolicy, SessionRecorder
 from relay.server import Relay
-from storage import schema, times
+from storage import leaving, minutes, schema, times
 from tests.cli.fake_recall import Answer, FakeRecall
 from tests.relay.conftest import (
     SENSITIVE,
@@ -434,3 +434,28 @@ async def test_a_recall_refusal_is_logged_and_the_session_still_ends(
     reached = [line for line in relay_logs if '"message": "bill limit reached"' in line]
     assert len(reached) == 1
     assert '"limit": "max_tokens"' in reached[0]
+
+
+async def test_a_bot_with_chat_minutes_leaves_through_the_minutes_function(
+    start_relay: StartRelay,
+    fake_upstream: FakeUpstream,
+    table_name: str,
+    dynamodb_env: str,
+    fake_recall: FakeRecall,
+) -> None:
+    """The bill's leave is the relay's one leave path (``MeetingExit``): a bot created with
+    ``minutes_to_chat`` gets a leave request for the minutes function, not a leave_call."""
+    fake_upstream.script = billing_model([])
+    bind(dynamodb_env, table_name, "sess-chat", "bot-chat")
+    store = boto3.resource("dynamodb", endpoint_url=dynamodb_env).Table(table_name)
+    store.put_item(
+        Item=dict(minutes.session_bot_item("sess-chat", "bot-chat", minutes_to_chat=True))
+    )
+    relay = await start(
+        start_relay, fake_upstream, table_name, dynamodb_env, fake_recall, {"max_minutes": 0.04}
+    )
+    async with open_client(relay, mint("sess-chat")) as ws:
+        await said_goodbye_and_left(ws, relay, fake_upstream)
+    request = store.get_item(Key=leaving.leave_key("bot-chat"), ConsistentRead=True).get("Item")
+    assert request is not None and request["reason"] == "usage_limit"
+    assert leaves(fake_recall, "bot-chat") == []
