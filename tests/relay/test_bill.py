@@ -447,7 +447,7 @@ async def test_a_bot_with_chat_minutes_leaves_through_the_minutes_function(
     ``minutes_to_chat`` gets a leave request for the minutes function, not a leave_call."""
     fake_upstream.script = billing_model([])
     bind(dynamodb_env, table_name, "sess-chat", "bot-chat")
-    store = boto3.resource("dynamodb", endpoint_url=dynamodb_env).Table(table_name)
+    store: Any = boto3.resource("dynamodb", endpoint_url=dynamodb_env).Table(table_name)
     store.put_item(
         Item=dict(minutes.session_bot_item("sess-chat", "bot-chat", minutes_to_chat=True))
     )
