@@ -33,7 +33,7 @@ def test_one_peer_at_its_bound_loses_its_own_oldest_not_another_peers():
     first, second = connect(bounds, "10.0.0.1"), connect(bounds, "10.0.0.1")
     third = connect(bounds, "10.0.0.1")
     assert first.evicted
-    assert not (second.evicted or third.evicted or other.evicted)
+    assert not any(c.evicted for c in (second, third, other))
     assert len(bounds) == 3
 
 

@@ -24,7 +24,7 @@ def test_output_for_a_relay_call_id_is_refused_with_the_client_event_id():
         "event_id": "evt_1",
         "item": {"type": "function_call_output", "call_id": "call_1", "output": "{}"},
     }
-    verdict = guard.check(event["type"], event, lambda: {"call_1"})
+    verdict = guard.check(str(event["type"]), event, lambda: {"call_1"})
     assert verdict.refused
     assert verdict.forward is None
     answer = json.loads(verdict.refusal or b"")
@@ -36,7 +36,7 @@ def test_a_client_tools_list_gets_the_relay_declarations_back():
     guard = ToolGuard({"take_note"}, [TAKE_NOTE])
     mine = {"type": "function", "name": "lookup_crm"}
     event = {"type": "session.update", "session": {"type": "realtime", "tools": [mine]}}
-    verdict = guard.check(event["type"], event, no_call_ids)
+    verdict = guard.check(str(event["type"]), event, no_call_ids)
     assert not verdict.refused
     forwarded = json.loads(verdict.forward or b"")
     assert forwarded["session"]["tools"] == [mine, TAKE_NOTE]
