@@ -45,15 +45,13 @@ from relay.errors import (
     UpstreamError,
 )
 from relay.events import (
-    OUTPUT_AUDIO_TRANSCRIPT_DONE,
     RESPONSE_CREATED,
     TOOL_EVENT_TYPES,
-    TRANSCRIPTION_COMPLETED,
     UNRECORDED_HEADS,
     recorded_type,
     tool_event_type,
 )
-from relay.turn_gate import TurnGate
+from relay.turn_gate import ANSWER_EVENT, GATED_TYPES, TurnGate
 
 _TEXT: Final = wire.TEXT
 _BINARY: Final = wire.BINARY
@@ -61,10 +59,6 @@ _CONT: Final = wire.CONT
 _PING: Final = wire.PING
 _PONG: Final = wire.PONG
 _encode: Final = wire.encode
-#: Finished turns a gated session shows its gate.
-GATED_TYPES: Final = frozenset({TRANSCRIPTION_COMPLETED, OUTPUT_AUDIO_TRANSCRIPT_DONE})
-#: What the relay sends when the gate says a turn is for the agent.
-ANSWER_EVENT: Final = b'{"type":"response.create","event_id":"relay_turn_answer"}'
 
 
 class SessionCore(ClientCore):
@@ -230,8 +224,12 @@ class SessionCore(ClientCore):
                 and (kind := recorded_type(payload)) is not None
             ):
                 record.on_upstream_event(kind, payload)
-                if self.gate is not None and kind in GATED_TYPES:
-                    self._gate_turn(kind)
+                if (
+                    self.gate is not None
+                    and kind in GATED_TYPES
+                    and self.gate.finished_turn(kind, record.conversation.newest())
+                ):
+                    self._answer_turn(self.gate)
                 if self.watch_tools and kind in TOOL_EVENT_TYPES:
                     self._fx.append(ToolEvent(kind, payload))
                 if kind == RESPONSE_CREATED:
@@ -308,23 +306,11 @@ class SessionCore(ClientCore):
 
     # Internals
 
-    def _gate_turn(self, kind: str) -> None:
-        """A final transcript in a gated session: the relay decides whether to answer."""
-        assert self.gate is not None
-        turn = self.record.conversation.newest()
-        if turn is None:
-            return
-        if kind == OUTPUT_AUDIO_TRANSCRIPT_DONE and turn.role == "assistant":
-            self.gate.agent_said(turn.text)
-        elif (
-            kind == TRANSCRIPTION_COMPLETED
-            and turn.role == "user"
-            and self.gate.user_said(turn.text)
-            and not self.record.turn_taking.responses_in_progress
-            and self.up.is_open
-        ):
+    def _answer_turn(self, gate: TurnGate) -> None:
+        """The gate says the turn is for the agent: ask for an answer, unless one is coming."""
+        if not self.record.turn_taking.responses_in_progress and self.up.is_open:
             self._fx.append(Write(self.up.leg, _encode(_TEXT, ANSWER_EVENT, mask=True)))
-            self._note("turn answered", turns_heard=self.gate.heard)
+            self._note("turn answered", turns_heard=gate.heard)
 
     def _upstream_frames(self, frames: list[wire.Frame]) -> None:
         """The model's frames the slow way: control frames, acks to swallow, a client that is
@@ -351,7 +337,7 @@ class SessionCore(ClientCore):
                 if self.up.is_open:
                     self._fx.append(Write(self.up.leg, _encode(_PONG, payload, mask=True)))
             elif opcode == _PONG:
-                self.up.ping_sent = None
+                self.up.keepalive.reset()  # any pong: the model is alive
             else:
                 if out:
                     self._fx.append(Write(CLIENT, b"".join(out)))

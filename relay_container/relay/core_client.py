@@ -46,40 +46,21 @@ class ClientCore(MovingCore):
         out: list[bytes] = []
         for opcode, fin, payload in frames:
             if opcode <= _BINARY:
-                if opcode == _CONT:
-                    if self._fragments is None:
-                        self._fail_framing(
-                            CloseCode.PROTOCOL_ERROR, "unexpected continuation frame"
-                        )
-                        break
-                    self._fragment_size += len(payload)
-                    if self._fragment_size > self.config.max_frame_bytes:
-                        limit = self.config.max_frame_bytes
-                        self._fail_framing(
-                            CloseCode.MESSAGE_TOO_BIG,
-                            f"message over the relay's limit of {limit} bytes",
-                        )
-                        break
-                    self._fragments.append(payload)
-                    if fin:
-                        message = b"".join(self._fragments)
-                        self._fragments = None
-                        self._client_message(self._fragment_opcode, message, out)
-                elif self._fragments is not None:
-                    self._fail_framing(CloseCode.PROTOCOL_ERROR, "expected a continuation frame")
+                if fin and opcode != _CONT and not self._fragments.active:
+                    self._client_message(opcode, payload, out)  # nearly every frame
+                    continue
+                try:
+                    message = self._fragments.add(opcode, fin, payload)
+                except wire.FrameError as exc:
+                    self._fail_framing(exc.close_code, str(exc))
                     break
-                elif fin:
-                    self._client_message(opcode, payload, out)
-                else:
-                    self._fragments = [payload]
-                    self._fragment_opcode = opcode
-                    self._fragment_size = len(payload)
+                if message is not None:
+                    self._client_message(message[0], message[1], out)
             elif opcode == _PING:
                 if self.client_state is C_OPEN:
                     self._to_client(_encode(_PONG, payload, mask=False))
             elif opcode == _PONG:
-                if payload == self._ping_payload:  # unsolicited pongs prove nothing
-                    self._ping_sent = None
+                self._client_alive.pong(payload)  # unsolicited pongs prove nothing
             else:
                 self._forward(out)
                 out = []
@@ -114,9 +95,8 @@ class ClientCore(MovingCore):
     def client_writable(self, writable: bool, now: float) -> list[Effect]:
         """The client's socket buffer filled (False) or drained (True)."""
         self._now = now
-        self._client_blocked = not writable
+        self._bounds.writable(writable)
         if writable:
-            self._blocked_bytes = 0
             self._deadlines.clear("client_stalled")
         else:
             self._deadlines.set("client_stalled", now + self.config.ping_timeout)

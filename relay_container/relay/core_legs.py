@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from websockets.frames import CloseCode
 
 from relay import wire
+from relay.client_bounds import ClientBounds
 from relay.client_events import ClientEvents
 from relay.conversation import Turn
 from relay.effects import (
@@ -32,6 +33,7 @@ from relay.effects import (
 )
 from relay.errors import ClientAbuseError, MessageTooBigError, RelayError, UpstreamError
 from relay.events import error_event
+from relay.keepalive import DEAD, PING, Keepalive
 from relay.reattach import HoldBuffer
 from relay.record_items import ConnectionRecord
 from relay.resume import SeedAcks
@@ -44,13 +46,6 @@ if TYPE_CHECKING:  # the core reads the settings it is given; it never loads the
 
 #: A record factory: the turns known so far → the record of a new client connection.
 RecordFactory = Callable[[Sequence[Turn]], ConnectionRecord]
-
-#: Bytes of its own (error events, pongs, deferred events) the relay queues for a client
-#: whose socket buffer is full before it cuts that client.
-MAX_BLOCKED_CLIENT_BYTES: Final = 64 * 1024
-#: Invalid client events answered in a burst, and per second after it; beyond, 1008.
-INVALID_EVENT_BURST: Final = 20.0
-INVALID_EVENTS_PER_SECOND: Final = 2.0
 
 
 class ClientState(enum.Enum):
@@ -87,7 +82,6 @@ class LegCore:
         self._agent_update = agent_update
         self._new_record = new_record
         self._resume = resume
-        self._ping_payload = ping_payload
         self.record = new_record(())
         self._deadlines = Deadlines()
         self._fx: list[Effect] = []
@@ -103,15 +97,10 @@ class LegCore:
         # Client leg.
         self.client_state = C_OPEN
         self._reader: wire.FrameReader | None = self._client_reader()
-        self._fragments: list[bytes] | None = None
-        self._fragment_opcode = wire.TEXT
-        self._fragment_size = 0
-        self._ping_sent: float | None = None
+        self._fragments = wire.Reassembly(config.max_frame_bytes)
+        self._client_alive = Keepalive(ping_payload)
         self._client_reads_paused = False
-        self._client_blocked = False
-        self._blocked_bytes = 0
-        self._invalid_budget = INVALID_EVENT_BURST
-        self._invalid_at = 0.0
+        self._bounds = ClientBounds()
         #: Relay events for the client held while the model's fragmented message goes out.
         self._deferred: list[bytes] = []
         self._in_fragment = False
@@ -152,11 +141,9 @@ class LegCore:
 
     def _to_client(self, data: bytes) -> None:
         """Relay bytes for the client, bounded while the client does not read."""
-        if self._client_blocked:
-            self._blocked_bytes += len(data)
-            if self._blocked_bytes > MAX_BLOCKED_CLIENT_BYTES:
-                self._cut_client("the client does not read what it is sent")
-                return
+        if not self._bounds.room_for(len(data)):
+            self._cut_client("the client does not read what it is sent")
+            return
         self._fx.append(Write(CLIENT, data))
 
     def _client_event(self, event: bytes) -> None:
@@ -176,14 +163,11 @@ class LegCore:
 
     def _invalid_event(self, error_frame: bytes) -> None:
         """Answer an invalid event; a client that keeps sending them is cut."""
-        budget = self._invalid_budget + (self._now - self._invalid_at) * INVALID_EVENTS_PER_SECOND
-        self._invalid_at = self._now
-        self._invalid_budget = min(INVALID_EVENT_BURST, budget) - 1.0
-        if self._invalid_budget < 0:
+        if self._bounds.answer_invalid(self._now):
+            self._client_event(error_frame)
+        else:
             self._note("client cut", reason="invalid events")
             self._fail(ClientAbuseError("too many invalid events: the relay closes the session"))
-        else:
-            self._client_event(error_frame)
 
     # Faults and closing handshakes (RFC 6455 §7)
 
@@ -198,7 +182,7 @@ class LegCore:
 
     def _cut_client(self, reason: str) -> None:
         """A client that does not read: no more bytes for it, its socket dropped."""
-        self._client_blocked = False  # what follows is not queued: the socket is dropped
+        self._bounds.blocked = False  # what follows is not queued: the socket is dropped
         if self.client_state is C_OPEN:
             self.client_state = C_CLOSING
             self.close_code, self.close_reason = CloseCode.POLICY_VIOLATION, reason
@@ -321,18 +305,20 @@ class LegCore:
 
     def _keepalive_client(self, now: float) -> None:
         """Ping every interval; no pong within the timeout = dead peer."""
-        if self.client_state is not C_OPEN and self.client_state is not C_CLOSING:
+        state = self.client_state
+        if state is not C_OPEN and state is not C_CLOSING:
             return  # detached or gone: re-attach re-arms it
-        if self._client_reads_paused:
-            # Back-pressure: its pong may be unread in our socket; judge after resuming.
-            self._ping_sent = None
-        elif self._ping_sent is not None:
-            if now - self._ping_sent >= self.config.ping_timeout:
-                self._fx.append(Abort(CLIENT))
-                return
-        elif self.client_state is C_OPEN:
-            self._ping_sent = now
-            self._to_client(wire.encode(wire.PING, self._ping_payload, mask=False))
+        due = self._client_alive.due(
+            now,
+            self.config.ping_timeout,
+            reads_paused=self._client_reads_paused,
+            may_ping=state is C_OPEN,
+        )
+        if due == DEAD:
+            self._fx.append(Abort(CLIENT))
+            return
+        if due == PING:
+            self._to_client(wire.encode(wire.PING, self._client_alive.payload, mask=False))
         self._deadlines.set("ping_client", now + self.config.ping_interval)
 
     def _keepalive_upstream(self, now: float) -> None:
@@ -340,13 +326,12 @@ class LegCore:
         up = self.up
         if not up.is_open:
             return
-        if up.reads_paused:
-            up.ping_sent = None
-        elif up.ping_sent is not None:
-            if now - up.ping_sent >= self.config.ping_timeout:
-                self._upstream_failed(UpstreamError("the model stopped answering pings"))
-                return
-        else:
-            up.ping_sent = now
-            self._fx.append(Write(up.leg, wire.encode(wire.PING, b"relay", mask=True)))
+        due = up.keepalive.due(
+            now, self.config.ping_timeout, reads_paused=up.reads_paused, may_ping=True
+        )
+        if due == DEAD:
+            self._upstream_failed(UpstreamError("the model stopped answering pings"))
+            return
+        if due == PING:
+            self._fx.append(Write(up.leg, wire.encode(wire.PING, up.keepalive.payload, mask=True)))
         self._deadlines.set("ping_up", now + self.config.ping_interval)

@@ -52,10 +52,9 @@ class MovingCore(LegCore):
         if self._deadlines.get("ping_client") is None:
             self._deadlines.set("ping_client", now + self.config.ping_interval)
         self._reader = self._client_reader()
-        self._fragments = None
-        self._ping_sent = None
-        self._client_blocked = False
-        self._blocked_bytes = 0
+        self._fragments.clear()
+        self._client_alive.reset()
+        self._bounds.reconnected()
         self.close_code, self.close_reason = None, ""
         if self._client_reads_paused:
             self._fx.append(Reading(CLIENT, False))
@@ -73,7 +72,7 @@ class MovingCore(LegCore):
         """The client vanished without a close frame: keep the model for the grace period."""
         self.client_state = C_DETACHED
         self.detached_at = self._now
-        self._fragments = None
+        self._fragments.clear()
         self._hold.start(mid_message=self._in_fragment)
         self._in_fragment = False
         self._deferred.clear()

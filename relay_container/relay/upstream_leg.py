@@ -13,6 +13,7 @@ from typing import Final
 
 from relay import wire
 from relay.errors import TransitionError
+from relay.keepalive import Keepalive
 
 
 class UpstreamState(enum.Enum):
@@ -36,9 +37,9 @@ class UpstreamLeg:
     __slots__ = (
         "close_code",
         "is_open",
+        "keepalive",
         "leg",
         "max_size",
-        "ping_sent",
         "reader",
         "reads_paused",
         "state",
@@ -51,7 +52,8 @@ class UpstreamLeg:
         #: ``state is OPEN``, kept as a plain bool for the per-message path.
         self.is_open = False
         self.reader = wire.FrameReader(masked=False, max_size=max_size)
-        self.ping_sent: float | None = None
+        #: The model answers pings with their payload; this one is not a secret.
+        self.keepalive = Keepalive(b"relay")
         #: Reads paused because the client is slow.
         self.reads_paused = False
         #: How the model's session ended (its close frame, or 1006).
@@ -91,7 +93,7 @@ class UpstreamLeg:
         self.reader = reader
         self.state = _OPEN
         self.is_open = True
-        self.ping_sent = None
+        self.keepalive.reset()
         self.close_code = None
 
     def _move(self, source: UpstreamState, target: UpstreamState) -> None:
