@@ -47,7 +47,7 @@ class LiveSessions:
                 session.detached
                 and not session.finished
                 and session.claims.sub == sub
-                and (found is None or session.detached_at > found.detached_at)
+                and (found is None or session.core.detached_at > found.core.detached_at)
             ):
                 found = session
         return found
@@ -64,7 +64,7 @@ class LiveSessions:
         over anyway; ``close_timeout`` bounds the closing handshakes of the ones cut.
         """
         for session in list(self.sessions):
-            session.holdable = False
+            session.stop_holding()
         for session in list(self.sessions):
             if not session.finished:
                 session.leave(handover)

@@ -58,7 +58,8 @@ from relay.policy import SessionPolicy
 from relay.protection import TaskProtection
 from relay.record_writer import open_recorder
 from relay.recorder import Recorder
-from relay.session import RelaySession, SessionContext
+from relay.session import RelaySession
+from relay.session_context import SessionContext
 from relay.session_setup import SessionSetups
 from relay.tools.registry import build_registry
 
