@@ -32,7 +32,6 @@ from relay.core_legs import C_CLOSING, C_DETACHED, C_OPEN
 from relay.effects import (
     CLIENT,
     Abort,
-    Close,
     Dial,
     Effect,
     Reading,
@@ -51,6 +50,7 @@ from relay.events import (
     recorded_type,
     tool_event_type,
 )
+from relay.rollover_legs import DEADLINES as ROLLOVER_DEADLINES
 from relay.turn_gate import ANSWER_EVENT, GATED_TYPES, TurnGate
 
 _TEXT: Final = wire.TEXT
@@ -75,6 +75,11 @@ class SessionCore(ClientCore):
     def held_frames(self) -> int:
         """Model frames held for a detached client."""
         return self._hold.frames
+
+    @property
+    def rollovers(self) -> int:
+        """Switches to a fresh model session so far."""
+        return self._moves.rollovers
 
     @property
     def upstream_close_code(self) -> int | None:
@@ -165,18 +170,15 @@ class SessionCore(ClientCore):
         """Upstream leg ``leg`` finished its handshake (``history``: a resume's turns;
         ``extra_seeds``: more conversation items to replay after them, e.g. tool calls)."""
         self._now = now
-        if leg == self._rollover.leg and self._rollover.active:
-            replayed = seed_events(self.record.conversation.turns())
-            setup = self._rollover.setup(self._agent_update, replayed, self.up.max_size)
-            self._fx.append(Write(leg, setup))
-            self._note("rollover: fresh upstream connected", seeded_turns=len(replayed))
+        if self._moves.is_standby(leg):
+            self._moves.opened(self._agent_update, seed_events(self.record.conversation.turns()))
             return self._take()
         if leg != self.up.leg or not self.up.is_dialing:
             self._fx.append(Abort(leg))  # a leg nobody waits for any more
             return self._take()
         self.up.opened()
         self._deadlines.set("ping_up", now + self.config.ping_interval)
-        self._arm_rollover(now)
+        self._moves.arm(now)
         seeds: list[str] = []
         if history:
             self.record.conversation.extend(history)
@@ -197,8 +199,8 @@ class SessionCore(ClientCore):
     def dial_failed(self, leg: int, error: UpstreamError, now: float) -> list[Effect]:
         """Dialling upstream leg ``leg`` failed."""
         self._now = now
-        if leg == self._rollover.leg and self._rollover.active:
-            self._standby_lost(str(error))
+        if self._moves.is_standby(leg):
+            self._moves.lost(str(error), now)
         elif leg == self.up.leg and self.up.is_dialing:
             self._upstream_failed(error)
         return self._take()
@@ -233,8 +235,8 @@ class SessionCore(ClientCore):
                 if self.watch_tools and kind in TOOL_EVENT_TYPES:
                     self._fx.append(ToolEvent(kind, payload))
                 if kind == RESPONSE_CREATED:
-                    self._drop_truncates = False
-                elif self._rollover.ready or self.leaving:
+                    self._moves.drop_truncates = False
+                elif self._moves.standby.ready or self.leaving:
                     self._maybe_switch()
                     self._maybe_hand_over()
             elif (
@@ -262,20 +264,8 @@ class SessionCore(ClientCore):
     def leg_data(self, leg: int, data: bytes, now: float) -> list[Effect]:
         """Bytes from an upstream leg that is not the current one (standby or retiring)."""
         self._now = now
-        if leg == self._rollover.leg and self._rollover.active:
-            replies, lost = self._rollover.standby_data(data)
-            if replies:
-                self._fx.append(Write(leg, replies))
-            if lost is not None:
-                self._standby_lost(lost)
-            elif self._rollover.ready:
-                self._maybe_switch()
-        elif (retiring := self._retiring.get(leg)) is not None:
-            replies, done = retiring.feed(data)
-            if replies:
-                self._fx.append(Write(leg, replies))
-            if done:
-                self._fx.append(Close(leg))
+        if self._moves.leg_data(leg, data, now):
+            self._maybe_switch()
         return self._take()
 
     def upstream_lost(self, leg: int, now: float) -> list[Effect]:
@@ -290,10 +280,8 @@ class SessionCore(ClientCore):
             self._deadlines.clear("ping_up")
             self._deadlines.clear(f"abort:{leg}")
             self._maybe_finish()
-        elif leg == self._rollover.leg and self._rollover.active:
-            self._standby_lost("lost the connection to the fresh session")
-        elif self._retiring.pop(leg, None) is not None:
-            self._deadlines.clear(f"abort:{leg}")
+        else:
+            self._moves.leg_lost(leg, now)
         return self._take()
 
     def upstream_writable(self, writable: bool, now: float) -> list[Effect]:
@@ -361,14 +349,9 @@ class SessionCore(ClientCore):
             self._cut_client("the client stopped reading")
         elif name == "hold":
             self._hold_expired("no re-attach within the grace period")
-        elif name == "replay":
-            self._replaying = True
-            self._rollover.start_keeping()
-        elif name == "rollover":
-            self._start_rollover(now)
-        elif name == "rollover_force":
-            self._forced = True
-            self._maybe_switch()
+        elif name in ROLLOVER_DEADLINES:
+            if self._moves.due(name, now, leaving=self.leaving):
+                self._maybe_switch()
         elif name == "leave":
             self._hand_over()
         elif name.startswith("abort:"):

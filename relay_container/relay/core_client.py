@@ -113,8 +113,8 @@ class ClientCore(MovingCore):
             return
         if opcode == _TEXT and is_plain_append(payload):
             kind: str | None = INPUT_AUDIO_APPEND  # nearly every frame: known from its head
-            if self._replaying:
-                self._rollover.keep_append(payload, self._now)
+            if self._moves.replaying:
+                self._moves.standby.keep_append(payload, self._now)
         else:
             kind, payload, error = self._events.check(opcode, payload)
             if kind is None:
@@ -123,12 +123,10 @@ class ClientCore(MovingCore):
                 return
             if error is not None:
                 self._client_event(error)
-            if kind == ITEM_TRUNCATE and self._drop_truncates:
+            if kind == ITEM_TRUNCATE and self._moves.drop_truncates:
                 return  # it names an item of the upstream session a rollover replaced
-            if kind == SESSION_UPDATE and self._rollover.note_client_update(payload):
-                # The fresh session was set up without it: prepare it again.
-                self._drop_standby()
-                self._deadlines.set("rollover", self._now)
+            if kind == SESSION_UPDATE:
+                self._moves.client_update(payload, self._now)
         self.frames_up += 1
         self.bytes_up += len(payload)
         out.append(_encode(_TEXT, payload, mask=True))

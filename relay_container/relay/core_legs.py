@@ -37,7 +37,7 @@ from relay.keepalive import DEAD, PING, Keepalive
 from relay.reattach import HoldBuffer
 from relay.record_items import ConnectionRecord
 from relay.resume import SeedAcks
-from relay.rollover import RetiringLeg, Rollover
+from relay.rollover_legs import RolloverLegs
 from relay.turn_gate import TurnGate
 from relay.upstream_leg import UpstreamLeg
 
@@ -106,24 +106,17 @@ class LegCore:
         self._in_fragment = False
         # Upstream legs: the current one, a standby (rollover), retiring ones.
         self.up = UpstreamLeg(1, config.max_upstream_frame_bytes)
-        self._next_leg = 2
         self._queue: list[bytes] = []
         self._queue_bytes = 0
         self._seeds = SeedAcks()
         self._hold = HoldBuffer(config.reattach_buffer_bytes)
-        self._rollover = Rollover(replay_seconds=config.rollover_replay_seconds)
-        self._retiring: dict[int, RetiringLeg] = {}
-        #: Appends kept for a rollover's replay; the switch is being forced; truncates of
-        #: the replaced session's items are dropped until the fresh one answers.
-        self._replaying = False
-        self._forced = False
-        self._drop_truncates = False
+        self._moves = RolloverLegs(config, self.up, self._fx, self._deadlines)
         # Outcome and counters.
         self.close_code: int | None = None
         self.close_reason = ""
         self.detached_at = 0.0
         self.frames_up = self.frames_down = self.bytes_up = self.bytes_down = 0
-        self.reattached = self.rollovers = 0
+        self.reattached = 0
 
     # Outputs
 
@@ -133,7 +126,8 @@ class LegCore:
         if earliest != self._deadlines.armed:
             self._deadlines.armed = earliest
             self._fx.append(Timer(earliest))
-        fx, self._fx = self._fx, []
+        fx = self._fx.copy()  # the list itself is shared with the rollover legs
+        self._fx.clear()
         return fx
 
     def _note(self, what: str, **fields: Any) -> None:
@@ -288,12 +282,7 @@ class LegCore:
         self._deadlines.clear_all()
         self._queue, self._deferred = [], []
         self._hold.clear()
-        if self._rollover.active:
-            self._fx.append(Abort(self._rollover.leg))
-            self._rollover.reset()
-        for leg in self._retiring:
-            self._fx.append(Abort(leg))
-        self._retiring.clear()
+        self._moves.finish()
         self.record.connection_ended(
             close_code=self.close_code,
             close_reason=self.close_reason,

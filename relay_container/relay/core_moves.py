@@ -23,14 +23,12 @@ from websockets.frames import CloseCode
 from relay import wire
 from relay.conversation import TurnTaking
 from relay.core_legs import C_CLOSED, C_DETACHED, C_OPEN, LegCore
-from relay.effects import CLIENT, Abort, Dial, Effect, Handover, Promote, Reading, Write
+from relay.effects import CLIENT, Effect, Handover, Reading
 from relay.errors import TransitionError
-from relay.rollover import RetiringLeg
+from relay.rollover_legs import FORCED, NO_SWITCH
 
 #: The reason of a 1001 that tells the page to reconnect at once (drain or handover).
 DRAIN_REASON: Final = "relay draining: reconnect"
-#: A rollover waits at most this long for a pause between turns, then switches anyway.
-ROLLOVER_MAX_WAIT_SECONDS: Final = 120.0
 
 _encode: Final = wire.encode
 
@@ -94,90 +92,24 @@ class MovingCore(LegCore):
         self._close_upstream(CloseCode.NORMAL_CLOSURE, "client session ended")
         self._maybe_finish()
 
-    # Rollover
-
-    @property
-    def _rollover_wait(self) -> float:
-        """How long a prepared rollover waits for a pause between turns."""
-        return min(ROLLOVER_MAX_WAIT_SECONDS, self.config.rollover_seconds / 4)
-
-    def _start_rollover(self, now: float) -> None:
-        """Time for a fresh upstream: dial it; the switch waits for a pause between turns."""
-        if not self.up.is_open or self._rollover.active or self.leaving:
-            return
-        leg, self._next_leg = self._next_leg, self._next_leg + 1
-        self._rollover.begin(leg, now)
-        self._forced = False
-        self._deadlines.set("rollover_force", now + self._rollover_wait + self.config.open_timeout)
-        self._fx.append(Dial(leg))
-
-    def _standby_lost(self, reason: str) -> None:
-        """The fresh session failed: keep the current one, try again a little later."""
-        self._note("rollover failed", error=reason)
-        self._drop_standby()
-        if not self.finished:
-            self._deadlines.set("rollover", self._now + self._rollover_wait)
-
-    def _drop_standby(self) -> None:
-        if self._rollover.active:
-            self._fx.append(Abort(self._rollover.leg))
-            self._rollover.reset()
-        self._deadlines.clear("rollover_force")
+    # Rollover (``RolloverLegs``)
 
     def _maybe_switch(self) -> None:
-        rollover = self._rollover
-        if not rollover.ready or self._in_fragment:
+        """Switch to a ready standby at a pause between turns, never inside a message."""
+        if self._in_fragment:
             return
-        if not (self._forced or self.record.turn_taking.between_turns):
-            return
-        up = self.up
-        if not up.is_open:
-            self._drop_standby()
-            return
-        # The old session is retired with what its reader holds; the fresh one takes over.
-        old, new = up.leg, rollover.leg
-        self._retiring[old] = RetiringLeg(up.reader)
-        self._fx.append(
-            Write(
-                old, _encode(wire.CLOSE, wire.close_payload(1000, "session rolled over"), mask=True)
-            )
+        resume_client = self._client_reads_paused and self.client_state is C_OPEN
+        switched = self._moves.switch(
+            self._now,
+            between_turns=self.record.turn_taking.between_turns,
+            resume_client=resume_client,
         )
-        self._deadlines.set(f"abort:{old}", self._now + self.config.close_timeout)
-        assert rollover.reader is not None
-        up.promote(new, rollover.reader)
-        self._fx.append(Promote(new))
-        replay = rollover.replay(self._now)
-        if replay:
-            self._fx.append(Write(new, replay))
-        if up.reads_paused:
-            self._fx.append(Reading(new, False))
-        if self._client_reads_paused and self.client_state is C_OPEN:
+        if switched == NO_SWITCH:
+            return
+        if resume_client:
             self._client_reads_paused = False  # it was the old session that was slow
-            self._fx.append(Reading(CLIENT, True))
-        if self._forced:
+        if switched == FORCED:
             self.record.turn_taking = TurnTaking()  # what was in progress ended with it
-        self._drop_truncates = True
-        self.rollovers += 1
-        self._note(
-            "rollover: switched to the fresh upstream",
-            forced=self._forced,
-            waited_ms=round((self._now - rollover.started_at) * 1000),
-            refused_setup_events=rollover.refusals,
-            replayed_bytes=len(replay),
-        )
-        rollover.reset()
-        self._replaying = self._forced = False
-        self._deadlines.clear("rollover_force")
-        self._arm_rollover(self._now)
-
-    def _arm_rollover(self, now: float) -> None:
-        """The next rollover, and the start of its audio replay ``replay_seconds`` before."""
-        if self.config.rollover_seconds <= 0:
-            return
-        at = now + self.config.rollover_seconds
-        self._deadlines.set("rollover", at)
-        if self.config.rollover_replay_seconds > 0:
-            self._deadlines.set("replay", max(now, at - self.config.rollover_replay_seconds))
 
     # Leaving
 
