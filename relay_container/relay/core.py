@@ -26,9 +26,9 @@ from typing import Final
 from websockets.frames import CloseCode
 
 from relay import wire
+from relay.client_leg import C_CLOSING, C_DETACHED, C_OPEN, ClientState
 from relay.conversation import Turn, seed_events
 from relay.core_client import ClientCore
-from relay.core_legs import C_CLOSING, C_DETACHED, C_OPEN
 from relay.effects import (
     CLIENT,
     Abort,
@@ -69,7 +69,12 @@ class SessionCore(ClientCore):
     @property
     def detached(self) -> bool:
         """The client vanished and may re-attach."""
-        return self.client_state is C_DETACHED
+        return self.client.state is C_DETACHED
+
+    @property
+    def client_state(self) -> ClientState:
+        """Where the client leg is."""
+        return self.client.state
 
     @property
     def held_frames(self) -> int:
@@ -100,7 +105,7 @@ class SessionCore(ClientCore):
         """Close both legs; the client gets ``code`` and ``reason`` (a detached one, nothing)."""
         self._now = now
         self.holdable = False
-        if self.client_state is C_DETACHED:
+        if self.client.state is C_DETACHED:
             self._hold.clear()
         self._close_client(code, reason)
         self._close_upstream(CloseCode.NORMAL_CLOSURE, "client session ended")
@@ -111,7 +116,7 @@ class SessionCore(ClientCore):
         """Drain: nobody may re-attach any more; a detached session ends now."""
         self._now = now
         self.holdable = False
-        if self.client_state is C_DETACHED:
+        if self.client.state is C_DETACHED:
             self._hold_expired("the relay is draining")
         return self._take()
 
@@ -121,9 +126,9 @@ class SessionCore(ClientCore):
         self._now = now
         self.holdable = False
         self.leaving = True
-        if self.client_state is C_DETACHED:
+        if self.client.state is C_DETACHED:
             self._hold_expired("the relay is leaving")
-        elif self.client_state is C_OPEN:
+        elif self.client.state is C_OPEN:
             self._deadlines.set("leave", now + within)
             self._maybe_hand_over()
         return self._take()
@@ -247,14 +252,14 @@ class SessionCore(ClientCore):
                 self._fx.append(ToolEvent(kind, payload))
         if (
             clean
-            and self.client_state is C_OPEN
+            and self.client.state is C_OPEN
             and not self._seeds.pending
-            and not self._deferred
+            and not self.client.deferred
             and not self._fx
         ):
             # Exactly complete data frames: the same bytes are valid for the client (both
             # directions from a server are unmasked).
-            self._in_fragment = not frames[-1][1]
+            self.client.in_fragment = not frames[-1][1]
             self.frames_down += len(frames)
             self.bytes_down += len(data)
             return data
@@ -287,8 +292,8 @@ class SessionCore(ClientCore):
     def upstream_writable(self, writable: bool, now: float) -> list[Effect]:
         """The model's socket buffer filled (False) or drained (True): pace the client."""
         self._now = now
-        self._client_reads_paused = not writable
-        if self.client_state is C_OPEN or self.client_state is C_CLOSING:
+        self.client.reads_paused = not writable
+        if self.client.state is C_OPEN or self.client.state is C_CLOSING:
             self._fx.append(Reading(CLIENT, writable))
         return self._take()
 
@@ -308,19 +313,19 @@ class SessionCore(ClientCore):
             if opcode <= _BINARY:
                 if opcode == _TEXT and fin and self._seeds.swallow(payload):
                     continue
-                if self.client_state is C_DETACHED:
+                if self.client.state is C_DETACHED:
                     if not self._hold.hold(opcode, fin, payload):
                         self._note("re-attach buffer overflow")
                         self._hold_expired("buffered more than the re-attach bound")
                         return
-                elif self.client_state is C_OPEN:
+                elif self.client.state is C_OPEN:
                     out.append(_encode(opcode, payload, mask=False, fin=fin))
                     self.frames_down += 1
                     self.bytes_down += len(payload)
-                    self._in_fragment = not fin
-                    if fin and self._deferred:
-                        out.extend(self._deferred)
-                        self._deferred.clear()
+                    self.client.in_fragment = not fin
+                    if fin and self.client.deferred:
+                        out.extend(self.client.deferred)
+                        self.client.deferred.clear()
             elif opcode == _PING:
                 if self.up.is_open:
                     self._fx.append(Write(self.up.leg, _encode(_PONG, payload, mask=True)))

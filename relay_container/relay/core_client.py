@@ -15,7 +15,7 @@ from websockets.frames import CloseCode
 
 from relay import wire
 from relay.client_events import is_plain_append
-from relay.core_legs import C_CLOSED, C_DETACHED, C_OPEN
+from relay.client_leg import C_CLOSED, C_DETACHED, C_OPEN
 from relay.core_moves import MovingCore
 from relay.effects import Effect, Reading, Write
 from relay.errors import QueueOverflowError, TransitionError
@@ -35,7 +35,7 @@ class ClientCore(MovingCore):
     def client_data(self, data: bytes, now: float) -> bytes | list[Effect]:
         """Client bytes. Returns the bytes for the current upstream leg when that is all."""
         self._now = now
-        reader = self._reader
+        reader = self.client.reader
         if reader is None:
             return b""
         try:
@@ -46,21 +46,21 @@ class ClientCore(MovingCore):
         out: list[bytes] = []
         for opcode, fin, payload in frames:
             if opcode <= _BINARY:
-                if fin and opcode != _CONT and not self._fragments.active:
+                if fin and opcode != _CONT and not self.client.fragments.active:
                     self._client_message(opcode, payload, out)  # nearly every frame
                     continue
                 try:
-                    message = self._fragments.add(opcode, fin, payload)
+                    message = self.client.fragments.add(opcode, fin, payload)
                 except wire.FrameError as exc:
                     self._fail_framing(exc.close_code, str(exc))
                     break
                 if message is not None:
                     self._client_message(message[0], message[1], out)
             elif opcode == _PING:
-                if self.client_state is C_OPEN:
+                if self.client.state is C_OPEN:
                     self._to_client(_encode(_PONG, payload, mask=False))
             elif opcode == _PONG:
-                self._client_alive.pong(payload)  # unsolicited pongs prove nothing
+                self.client.keepalive.pong(payload)  # unsolicited pongs prove nothing
             else:
                 self._forward(out)
                 out = []
@@ -75,19 +75,19 @@ class ClientCore(MovingCore):
     def client_lost(self, now: float) -> list[Effect]:
         """The client's TCP connection ended: hold the model for a re-attach, or end it too."""
         self._now = now
-        if self.client_state is C_CLOSED or self.client_state is C_DETACHED:
-            raise TransitionError(f"client lost while {self.client_state.value}")
+        if self.client.state is C_CLOSED or self.client.state is C_DETACHED:
+            raise TransitionError(f"client lost while {self.client.state.value}")
         vanished = self.close_code is None
         if vanished:
             self.close_code = CloseCode.ABNORMAL_CLOSURE
             self.close_reason = "client disconnected"
-        self._reader = None
+        self.client.reader = None
         self._deadlines.clear("client_close")
         self._deadlines.clear("client_stalled")
         if vanished and self.holdable and not self.up.is_closed and not self.finished:
             self._detach()
             return self._take()
-        self.client_state = C_CLOSED
+        self.client.state = C_CLOSED
         self._close_upstream(CloseCode.GOING_AWAY, "client went away")
         self._maybe_finish()
         return self._take()
@@ -95,7 +95,7 @@ class ClientCore(MovingCore):
     def client_writable(self, writable: bool, now: float) -> list[Effect]:
         """The client's socket buffer filled (False) or drained (True)."""
         self._now = now
-        self._bounds.writable(writable)
+        self.client.bounds.writable(writable)
         if writable:
             self._deadlines.clear("client_stalled")
         else:
@@ -109,7 +109,7 @@ class ClientCore(MovingCore):
     # Internals
 
     def _client_message(self, opcode: int, payload: bytes, out: list[bytes]) -> None:
-        if self.client_state is not C_OPEN:
+        if self.client.state is not C_OPEN:
             return
         if opcode == _TEXT and is_plain_append(payload):
             kind: str | None = INPUT_AUDIO_APPEND  # nearly every frame: known from its head

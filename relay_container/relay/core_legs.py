@@ -10,15 +10,14 @@ its outputs are effects (``relay.effects``) collected per input.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from websockets.frames import CloseCode
 
 from relay import wire
-from relay.client_bounds import ClientBounds
 from relay.client_events import ClientEvents
+from relay.client_leg import C_CLOSED, C_CLOSING, C_DETACHED, C_OPEN, ClientLeg
 from relay.conversation import Turn
 from relay.effects import (
     CLIENT,
@@ -33,7 +32,7 @@ from relay.effects import (
 )
 from relay.errors import ClientAbuseError, MessageTooBigError, RelayError, UpstreamError
 from relay.events import error_event
-from relay.keepalive import DEAD, PING, Keepalive
+from relay.keepalive import DEAD, PING
 from relay.reattach import HoldBuffer
 from relay.record_items import ConnectionRecord
 from relay.resume import SeedAcks
@@ -46,22 +45,6 @@ if TYPE_CHECKING:  # the core reads the settings it is given; it never loads the
 
 #: A record factory: the turns known so far → the record of a new client connection.
 RecordFactory = Callable[[Sequence[Turn]], ConnectionRecord]
-
-
-class ClientState(enum.Enum):
-    """The client leg: ``OPEN`` → ``CLOSING`` (a close frame sent or received) → ``CLOSED``;
-    ``DETACHED`` while a vanished client may re-attach."""
-
-    OPEN = "open"
-    CLOSING = "closing"
-    DETACHED = "detached"
-    CLOSED = "closed"
-
-
-C_OPEN: Final = ClientState.OPEN
-C_CLOSING: Final = ClientState.CLOSING
-C_DETACHED: Final = ClientState.DETACHED
-C_CLOSED: Final = ClientState.CLOSED
 
 
 class LegCore:
@@ -94,16 +77,7 @@ class LegCore:
         self.gate: TurnGate | None = None
         #: False once the relay drains or leaves: a vanished client then ends the session.
         self.holdable = config.reattach_seconds > 0
-        # Client leg.
-        self.client_state = C_OPEN
-        self._reader: wire.FrameReader | None = self._client_reader()
-        self._fragments = wire.Reassembly(config.max_frame_bytes)
-        self._client_alive = Keepalive(ping_payload)
-        self._client_reads_paused = False
-        self._bounds = ClientBounds()
-        #: Relay events for the client held while the model's fragmented message goes out.
-        self._deferred: list[bytes] = []
-        self._in_fragment = False
+        self.client = ClientLeg(config.max_frame_bytes, ping_payload)
         # Upstream legs: the current one, a standby (rollover), retiring ones.
         self.up = UpstreamLeg(1, config.max_upstream_frame_bytes)
         self._queue: list[bytes] = []
@@ -135,29 +109,26 @@ class LegCore:
 
     def _to_client(self, data: bytes) -> None:
         """Relay bytes for the client, bounded while the client does not read."""
-        if not self._bounds.room_for(len(data)):
+        if not self.client.bounds.room_for(len(data)):
             self._cut_client("the client does not read what it is sent")
             return
         self._fx.append(Write(CLIENT, data))
 
     def _client_event(self, event: bytes) -> None:
         """An event of the relay's own for the client; never inside a model message."""
-        if self.client_state is not C_OPEN:
+        if self.client.state is not C_OPEN:
             return
         frame = wire.encode(wire.TEXT, event, mask=False)
-        if self._in_fragment:
-            self._deferred.append(frame)
-            if len(self._deferred) > 64:
+        if self.client.in_fragment:
+            self.client.deferred.append(frame)
+            if len(self.client.deferred) > 64:
                 self._cut_client("too many relay events waiting for the client")
         else:
             self._to_client(frame)
 
-    def _client_reader(self) -> wire.FrameReader:
-        return wire.FrameReader(masked=True, max_size=self.config.max_frame_bytes)
-
     def _invalid_event(self, error_frame: bytes) -> None:
         """Answer an invalid event; a client that keeps sending them is cut."""
-        if self._bounds.answer_invalid(self._now):
+        if self.client.bounds.answer_invalid(self._now):
             self._client_event(error_frame)
         else:
             self._note("client cut", reason="invalid events")
@@ -176,11 +147,11 @@ class LegCore:
 
     def _cut_client(self, reason: str) -> None:
         """A client that does not read: no more bytes for it, its socket dropped."""
-        self._bounds.blocked = False  # what follows is not queued: the socket is dropped
-        if self.client_state is C_OPEN:
-            self.client_state = C_CLOSING
+        self.client.bounds.blocked = False  # what follows is not queued: the socket is dropped
+        if self.client.state is C_OPEN:
+            self.client.state = C_CLOSING
             self.close_code, self.close_reason = CloseCode.POLICY_VIOLATION, reason
-        self._reader = None
+        self.client.reader = None
         self._fx.append(Abort(CLIENT))
         self._note("client cut", reason=reason)
         self._close_upstream(CloseCode.NORMAL_CLOSURE, "client session ended")
@@ -191,7 +162,7 @@ class LegCore:
         A too-big message still gets an error event saying so. Then the close frame, and
         the socket is closed at once: what follows in the stream is not read any more.
         """
-        self._reader = None
+        self.client.reader = None
         if code == CloseCode.MESSAGE_TOO_BIG:
             self._fail(MessageTooBigError(reason))
         else:
@@ -200,11 +171,11 @@ class LegCore:
         self._fx.append(Close(CLIENT))
 
     def _close_client(self, code: int, reason: str) -> None:
-        if self.client_state is not C_OPEN:
+        if self.client.state is not C_OPEN:
             return
-        self.client_state = C_CLOSING
+        self.client.state = C_CLOSING
         self.close_code, self.close_reason = code, reason
-        self._deferred.clear()
+        self.client.deferred.clear()
         self._to_client(wire.encode(wire.CLOSE, wire.close_payload(code, reason), mask=False))
         self._deadlines.set("client_close", self._now + self.config.close_timeout)
 
@@ -214,12 +185,12 @@ class LegCore:
         except wire.FrameError as exc:
             self._fail_framing(exc.close_code, str(exc))
             return
-        if self.client_state is C_OPEN:
-            self.client_state = C_CLOSING
+        if self.client.state is C_OPEN:
+            self.client.state = C_CLOSING
             self.close_code, self.close_reason = code, reason
             self._fx.append(Write(CLIENT, wire.encode(wire.CLOSE, payload, mask=False)))
         # A server closes the TCP connection once both close frames are exchanged (§7.1.1).
-        self._reader = None
+        self.client.reader = None
         self._fx.append(Close(CLIENT))
         self._close_upstream(
             CloseCode.NORMAL_CLOSURE if code == CloseCode.NO_STATUS_RCVD else code, reason
@@ -275,12 +246,13 @@ class LegCore:
     def _maybe_finish(self) -> None:
         if self.finished or not self.up.is_closed:
             return
-        if self.client_state is not C_CLOSED and self.client_state is not C_DETACHED:
+        if self.client.state is not C_CLOSED and self.client.state is not C_DETACHED:
             return
         self.finished = True
-        self.client_state = C_CLOSED
+        self.client.state = C_CLOSED
         self._deadlines.clear_all()
-        self._queue, self._deferred = [], []
+        self._queue = []
+        self.client.deferred.clear()
         self._hold.clear()
         self._moves.finish()
         self.record.connection_ended(
@@ -294,20 +266,20 @@ class LegCore:
 
     def _keepalive_client(self, now: float) -> None:
         """Ping every interval; no pong within the timeout = dead peer."""
-        state = self.client_state
+        state = self.client.state
         if state is not C_OPEN and state is not C_CLOSING:
             return  # detached or gone: re-attach re-arms it
-        due = self._client_alive.due(
+        due = self.client.keepalive.due(
             now,
             self.config.ping_timeout,
-            reads_paused=self._client_reads_paused,
+            reads_paused=self.client.reads_paused,
             may_ping=state is C_OPEN,
         )
         if due == DEAD:
             self._fx.append(Abort(CLIENT))
             return
         if due == PING:
-            self._to_client(wire.encode(wire.PING, self._client_alive.payload, mask=False))
+            self._to_client(wire.encode(wire.PING, self.client.keepalive.payload, mask=False))
         self._deadlines.set("ping_client", now + self.config.ping_interval)
 
     def _keepalive_upstream(self, now: float) -> None:

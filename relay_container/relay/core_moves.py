@@ -21,8 +21,9 @@ from typing import Final
 from websockets.frames import CloseCode
 
 from relay import wire
+from relay.client_leg import C_CLOSED, C_DETACHED, C_OPEN
 from relay.conversation import TurnTaking
-from relay.core_legs import C_CLOSED, C_DETACHED, C_OPEN, LegCore
+from relay.core_legs import LegCore
 from relay.effects import CLIENT, Effect, Handover, Reading
 from relay.errors import TransitionError
 from relay.rollover_legs import FORCED, NO_SWITCH
@@ -41,20 +42,16 @@ class MovingCore(LegCore):
     def reattach(self, now: float) -> list[Effect]:
         """A new client socket for this detached session: held frames first, then live."""
         self._now = now
-        if self.client_state is not C_DETACHED or self.finished:
-            raise TransitionError(f"re-attach while the client is {self.client_state.value}")
+        if self.client.state is not C_DETACHED or self.finished:
+            raise TransitionError(f"re-attach while the client is {self.client.state.value}")
         detached_ms = round((now - self.detached_at) * 1000)
-        self.client_state = C_OPEN
+        self.client.reconnected()
         self.reattached += 1
         self._deadlines.clear("hold")
         if self._deadlines.get("ping_client") is None:
             self._deadlines.set("ping_client", now + self.config.ping_interval)
-        self._reader = self._client_reader()
-        self._fragments.clear()
-        self._client_alive.reset()
-        self._bounds.reconnected()
         self.close_code, self.close_reason = None, ""
-        if self._client_reads_paused:
+        if self.client.reads_paused:
             self._fx.append(Reading(CLIENT, False))
         old = self.record
         self.record = self._new_record(old.conversation.turns())
@@ -68,12 +65,9 @@ class MovingCore(LegCore):
 
     def _detach(self) -> None:
         """The client vanished without a close frame: keep the model for the grace period."""
-        self.client_state = C_DETACHED
         self.detached_at = self._now
-        self._fragments.clear()
-        self._hold.start(mid_message=self._in_fragment)
-        self._in_fragment = False
-        self._deferred.clear()
+        self._hold.start(mid_message=self.client.in_fragment)
+        self.client.detached()
         self.record.connection_ended(close_code=self.close_code, close_reason=self.close_reason)
         self._deadlines.set("hold", self._now + self.config.reattach_seconds)
         if self.up.reads_paused and not self.up.is_closed:
@@ -82,11 +76,11 @@ class MovingCore(LegCore):
         self._note("client detached", reattach_seconds=self.config.reattach_seconds)
 
     def _hold_expired(self, reason: str) -> None:
-        if self.client_state is not C_DETACHED:
+        if self.client.state is not C_DETACHED:
             return
         self._note("detached session ended", reason=reason)
         self.holdable = False
-        self.client_state = C_CLOSED
+        self.client.state = C_CLOSED
         self._hold.clear()
         self._deadlines.clear("hold")
         self._close_upstream(CloseCode.NORMAL_CLOSURE, "client session ended")
@@ -96,9 +90,9 @@ class MovingCore(LegCore):
 
     def _maybe_switch(self) -> None:
         """Switch to a ready standby at a pause between turns, never inside a message."""
-        if self._in_fragment:
+        if self.client.in_fragment:
             return
-        resume_client = self._client_reads_paused and self.client_state is C_OPEN
+        resume_client = self.client.reads_paused and self.client.state is C_OPEN
         switched = self._moves.switch(
             self._now,
             between_turns=self.record.turn_taking.between_turns,
@@ -107,19 +101,19 @@ class MovingCore(LegCore):
         if switched == NO_SWITCH:
             return
         if resume_client:
-            self._client_reads_paused = False  # it was the old session that was slow
+            self.client.reads_paused = False  # it was the old session that was slow
         if switched == FORCED:
             self.record.turn_taking = TurnTaking()  # what was in progress ended with it
 
     # Leaving
 
     def _maybe_hand_over(self) -> None:
-        if self.leaving and not self._in_fragment and self.record.turn_taking.between_turns:
+        if self.leaving and not self.client.in_fragment and self.record.turn_taking.between_turns:
             self._hand_over()
 
     def _hand_over(self) -> None:
         """Ask the shell to close the client with "reconnect" once the records are out."""
-        if not self.leaving or self.client_state is not C_OPEN:
+        if not self.leaving or self.client.state is not C_OPEN:
             return
         self.leaving = False  # once
         self._deadlines.clear("leave")

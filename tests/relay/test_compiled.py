@@ -19,6 +19,7 @@ import pytest
 
 from relay import (
     client_events,
+    client_leg,
     core,
     core_client,
     core_legs,
@@ -49,6 +50,7 @@ EXPECT_COMPILED = os.environ.get("RELAY_EXPECT_COMPILED") == "1"
         core_legs,
         upstream_leg,
         rollover_legs,
+        client_leg,
         client_events,
         effects,
         events,
