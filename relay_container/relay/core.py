@@ -29,20 +29,8 @@ from relay import wire
 from relay.client_leg import C_CLOSING, C_DETACHED, C_OPEN, ClientState
 from relay.conversation import Turn, seed_events
 from relay.core_client import ClientCore
-from relay.effects import (
-    CLIENT,
-    Abort,
-    Dial,
-    Effect,
-    Reading,
-    ToolEvent,
-    Write,
-)
-from relay.errors import (
-    SessionTooLongError,
-    TransitionError,
-    UpstreamError,
-)
+from relay.effects import CLIENT, Abort, Dial, Effect, Reading, ToolEvent, Write
+from relay.errors import SessionTooLongError, TransitionError, UpstreamError
 from relay.events import (
     RESPONSE_CREATED,
     TOOL_EVENT_TYPES,
@@ -55,7 +43,6 @@ from relay.turn_gate import ANSWER_EVENT, GATED_TYPES, TurnGate
 
 _TEXT: Final = wire.TEXT
 _BINARY: Final = wire.BINARY
-_CONT: Final = wire.CONT
 _PING: Final = wire.PING
 _PONG: Final = wire.PONG
 _encode: Final = wire.encode

@@ -19,17 +19,7 @@ from relay import wire
 from relay.client_events import ClientEvents
 from relay.client_leg import C_CLOSED, C_CLOSING, C_DETACHED, C_OPEN, ClientLeg
 from relay.conversation import Turn
-from relay.effects import (
-    CLIENT,
-    Abort,
-    Close,
-    Deadlines,
-    Effect,
-    Finished,
-    Happened,
-    Timer,
-    Write,
-)
+from relay.effects import CLIENT, Abort, Close, Deadlines, Effect, Finished, Happened, Timer, Write
 from relay.errors import ClientAbuseError, MessageTooBigError, RelayError, UpstreamError
 from relay.events import error_event
 from relay.keepalive import DEAD, PING

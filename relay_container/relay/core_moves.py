@@ -20,7 +20,6 @@ from typing import Final
 
 from websockets.frames import CloseCode
 
-from relay import wire
 from relay.client_leg import C_CLOSED, C_DETACHED, C_OPEN
 from relay.conversation import TurnTaking
 from relay.core_legs import LegCore
@@ -30,8 +29,6 @@ from relay.rollover_legs import FORCED, NO_SWITCH
 
 #: The reason of a 1001 that tells the page to reconnect at once (drain or handover).
 DRAIN_REASON: Final = "relay draining: reconnect"
-
-_encode: Final = wire.encode
 
 
 class MovingCore(LegCore):
