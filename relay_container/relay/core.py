@@ -140,8 +140,7 @@ class SessionCore(ClientCore):
         if self.up.is_open:
             self._fx.append(Write(self.up.leg, frame))
         elif self.up.is_dialing:
-            self._queue.append(frame)
-            self._queue_bytes += len(frame)
+            self.up.hold([frame])
         return self._take()
 
     def tick(self, now: float) -> list[Effect]:
@@ -183,8 +182,7 @@ class SessionCore(ClientCore):
         frames.extend(_encode(_TEXT, seed, mask=True) for seed in extra_seeds)
         self._seeds.expect(len(seeds) + len(extra_seeds))
         # 3. Then what the client sent meanwhile, in order.
-        frames.extend(self._queue)
-        self._queue, self._queue_bytes = [], 0
+        frames.extend(self.up.take_pending())
         self._fx.append(Write(leg, b"".join(frames)))
         return self._take()
 

@@ -139,10 +139,8 @@ class ClientCore(MovingCore):
         if up.is_open:
             self._fx.append(Write(up.leg, b"".join(frames)))
         elif up.is_dialing:
-            self._queue.extend(frames)
-            self._queue_bytes += sum(len(frame) for frame in frames)
             limit = self.config.pre_upstream_queue_bytes
-            if self._queue_bytes > limit:
+            if up.hold(frames) > limit:
                 self._note("queue overflow")
                 self._fail(
                     QueueOverflowError(

@@ -70,8 +70,6 @@ class LegCore:
         self.client = ClientLeg(config.max_frame_bytes, ping_payload)
         # Upstream legs: the current one, a standby (rollover), retiring ones.
         self.up = UpstreamLeg(1, config.max_upstream_frame_bytes)
-        self._queue: list[bytes] = []
-        self._queue_bytes = 0
         self._seeds = SeedAcks()
         self._hold = HoldBuffer(config.reattach_buffer_bytes)
         self._moves = RolloverLegs(config, self.up, self._fx, self._deadlines)
@@ -190,7 +188,6 @@ class LegCore:
         up = self.up
         if up.is_dialing:
             up.lost()
-            self._queue, self._queue_bytes = [], 0
             self._fx.append(Abort(up.leg))  # the shell cancels the dial
         elif up.is_open:
             up.closing()
@@ -241,7 +238,6 @@ class LegCore:
         self.finished = True
         self.client.state = C_CLOSED
         self._deadlines.clear_all()
-        self._queue = []
         self.client.deferred.clear()
         self._hold.clear()
         self._moves.finish()

@@ -40,6 +40,8 @@ class UpstreamLeg:
         "keepalive",
         "leg",
         "max_size",
+        "pending",
+        "pending_bytes",
         "reader",
         "reads_paused",
         "state",
@@ -58,6 +60,9 @@ class UpstreamLeg:
         self.reads_paused = False
         #: How the model's session ended (its close frame, or 1006).
         self.close_code: int | None = None
+        #: Frames for the model held while it is dialled (the core bounds them), and their size.
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
 
     @property
     def is_dialing(self) -> bool:
@@ -83,9 +88,21 @@ class UpstreamLeg:
         self._move(_OPEN, _CLOSING)
 
     def lost(self) -> None:
-        """The connection ended, or the dial was abandoned."""
+        """The connection ended, or the dial was abandoned: nothing held is sent any more."""
         self.state = _CLOSED
         self.is_open = False
+        self.take_pending()
+
+    def hold(self, frames: list[bytes]) -> int:
+        """Frames for the model while it is dialled, kept in order; the bytes now held."""
+        self.pending.extend(frames)
+        self.pending_bytes += sum(len(frame) for frame in frames)
+        return self.pending_bytes
+
+    def take_pending(self) -> list[bytes]:
+        """What was held, in order (the leg opened, or is gone)."""
+        pending, self.pending, self.pending_bytes = self.pending, [], 0
+        return pending
 
     def promote(self, leg: int, reader: wire.FrameReader) -> None:
         """A rollover made another, open connection (with its reader) the current one."""

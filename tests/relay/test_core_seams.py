@@ -223,3 +223,17 @@ def test_a_failed_standby_is_dropped_and_retried_later_and_no_rollover_while_lea
     assert Abort(new) in fx
     assert not legs.standby.active
     assert deadlines.get("rollover") == 2.0 + legs.wait
+
+
+# What a dialling upstream leg holds
+
+
+def test_frames_for_a_dialling_leg_are_held_in_order_and_dropped_if_it_is_lost() -> None:
+    leg = UpstreamLeg(1, 1 << 20)
+    assert leg.hold([b"ab", b"c"]) == 3
+    assert leg.hold([b"d"]) == 4
+    assert leg.take_pending() == [b"ab", b"c", b"d"]
+    assert leg.pending_bytes == 0
+    leg.hold([b"late"])
+    leg.lost()
+    assert leg.take_pending() == []
