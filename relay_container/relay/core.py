@@ -5,8 +5,9 @@ both WebSocket legs after their opening handshakes. ``relay.core_legs.LegCore`` 
 legs' states (one enum per leg), closing handshakes, faults and keepalive; this module adds
 what moves between them: forwarding (client events checked by ``ClientEvents``, model
 events passed through unchanged and recorded by the connection's ``ConnectionRecord``),
-the bounded queue before the model is ready, and the collaborators it asks: ``SeedAcks``
-(resume), ``HoldBuffer`` (re-attach), ``Rollover`` / ``RetiringLeg`` (rollover).
+the bounded queue before the model is ready (held on its ``UpstreamLeg``), and the
+collaborators it asks: ``SeedAcks`` (resume), ``HoldBuffer`` (re-attach),
+``RolloverLegs`` (rollover), ``TurnGate`` (whether a finished turn is for the agent).
 
 The shell (``relay.session``) calls an input for every socket event and timer and carries
 out what it returns; an input that cannot happen in the current state raises

@@ -1,11 +1,13 @@
-"""The two legs of a session core: their states, closing handshakes, faults and keepalive.
+"""The two legs of a session core: how they close, fail and stay alive.
 
 ``LegCore`` is the part of ``relay.core.SessionCore`` that knows how each leg opens,
-stays alive and ends (RFC 6455 §5.5.2 pings, §7 closing handshakes, the mapping of
-faults to close codes: 1008 policy, 1009 too big, 1011 upstream failure, 1001 going
-away), and when the session is finished. ``SessionCore`` adds what moves between the
-legs (forwarding, re-attach, rollover, leaving). Sans I/O, like the rest of the core:
-its outputs are effects (``relay.effects``) collected per input.
+stays alive and ends (RFC 6455 §5.5.2 pings, asking each leg's ``Keepalive``; §7 closing
+handshakes; the mapping of faults to close codes: 1008 policy, 1009 too big, 1011
+upstream failure, 1001 going away), and when the session is finished. Each leg's state is
+its own object (``relay.client_leg.ClientLeg``, ``relay.upstream_leg.UpstreamLeg``).
+``SessionCore`` adds what moves between the legs (forwarding, re-attach, rollover,
+leaving). Sans I/O, like the rest of the core: its outputs are effects
+(``relay.effects``) collected per input.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ session outlives one of its connections, each asking its collaborator:
 
 - re-attach: a vanished client *detaches*; the model's frames are held (``HoldBuffer``)
   for a grace period, and a new client socket gets them first;
-- rollover: before OpenAI's session cap a standby upstream is prepared (``Rollover``) and
-  switched to between turns (or at a deadline), the client's latest audio replayed to it;
-  the old leg retires (``RetiringLeg``);
+- rollover: before OpenAI's session cap a standby upstream is prepared and switched to
+  between turns (or at a deadline), the client's latest audio replayed to it, and the old
+  leg retires (``RolloverLegs``; this core only says when a switch may happen);
 - leaving: the task is going away; the session is handed over at its next turn boundary
   (``Handover``: the page reconnects and resumes elsewhere), or at a deadline.
 
