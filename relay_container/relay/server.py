@@ -43,13 +43,7 @@ from relay.auth import authenticate, select_subprotocol
 from relay.bot_binding import BindingStore
 from relay.config import RelayConfig
 from relay.errors import DrainingError, ForbiddenError, RelayError
-from relay.handshake import (
-    HandshakeConnection,
-    parse_query,
-    peer_name,
-    refusal,
-    write_response,
-)
+from relay.handshake import HandshakeConnection, parse_query, peer_name, refusal, write_response
 from relay.leaving import BotoEcs, LeaveReason, LeaveWatcher
 from relay.live_sessions import LiveSessions
 from relay.metrics import Metrics
