@@ -33,7 +33,8 @@ from relay.config import RelayConfig
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
 from relay.recorder import NullRecorder
-from relay.session import RelaySession, SessionContext
+from relay.session import RelaySession
+from relay.session_context import SessionContext
 from relay.session_setup import SessionSetups
 from relay.tokens import Claims
 from relay.upstream import UpstreamConnection

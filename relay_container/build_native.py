@@ -2,10 +2,10 @@
 
 Owns: the list of compiled modules and how they are built. Every relayed message runs
 ``wire`` (framing), ``session`` (the shell's socket callbacks), ``core`` / ``core_client``
-/ ``core_moves`` / ``core_legs`` / ``upstream_leg`` / ``client_events`` / ``effects`` (the
-session core), ``events`` (the type sniffers) and ``metrics`` (the delay histogram);
-compiled, they execute about half the instructions per audio round trip (bench/README.md,
-"Relay").
+/ ``core_moves`` / ``core_legs`` / ``upstream_leg`` / ``client_leg`` / ``rollover_legs`` /
+``client_events`` / ``effects`` (the session core), ``events`` (the type sniffers) and
+``metrics`` (the delay histogram); compiled, they execute about half the instructions per
+audio round trip (bench/README.md, "Relay").
 Everything else stays interpreted. The sources are the same
 files: the build copies the ``relay`` package (and ``storage``, which it imports) into
 ``--out``, compiles there, and leaves the extension modules beside the sources, where
@@ -40,6 +40,8 @@ MODULES: Final = (
     "relay/core_moves.py",
     "relay/core_legs.py",
     "relay/upstream_leg.py",
+    "relay/rollover_legs.py",
+    "relay/client_leg.py",
     "relay/client_events.py",
     "relay/effects.py",
     "relay/events.py",

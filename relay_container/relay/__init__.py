@@ -5,8 +5,9 @@ Run as ``python -m relay`` (configuration: ``relay.config.ENV_VARS``). One modul
 - ``__main__``: config once, JSON logs, serve until SIGTERM, drain, exit 0.
 - ``config``: ``RelayConfig.from_env`` — the only reader of the environment.
 - ``server``: the listener; HTTP request → page, refusal, or 101 + session; the drain and
-  leaving (``leaving``: ECS says the task is going; ``protection``: bounded scale-in
-  protection).
+  leaving (``live_sessions``: the sessions held here and how a drain ends them;
+  ``pending_handshakes``: bounded handshakes in progress; ``leaving``: ECS says the task
+  is going; ``protection``: bounded scale-in protection).
 - ``pages``: ``/healthz``, ``/`` and ``/static/*`` (the agent page folder).
 - ``auth``: the relay token from Bearer / subprotocol (never the query); subprotocol choice.
 - ``admission``: per-process and per-subject session limits.
@@ -14,11 +15,15 @@ Run as ``python -m relay`` (configuration: ``relay.config.ENV_VARS``). One modul
   machine (bytes and time in, bytes and ``effects`` out): the legs' states, closing and
   keepalive; the client's side; re-attach, rollover and leaving; the upstream side.
   Its collaborators: ``client_events`` (what a client event is, policy and tool guard),
-  ``upstream_leg``, ``reattach`` (the hold buffer), ``rollover`` (standby, replay,
-  retiring leg), ``resume`` (seed acknowledgements), ``record_items`` (events → items).
+  ``client_leg`` and ``upstream_leg`` (each leg's state), ``keepalive`` (pings),
+  ``client_bounds`` (what a client may make the relay hold or answer), ``reattach`` (the
+  hold buffer), ``rollover_legs`` (when to roll over, the switch) with ``rollover``
+  (standby, replay, retiring leg), ``resume`` (seed acknowledgements), ``turn_gate``
+  (whether a finished turn is for the agent), ``record_items`` (events → items).
 - ``session``: the asyncio shell around one core (sockets, dials, one timer, effects);
-  ``dialer`` opens its upstream legs, ``session_setup`` resolves its bot, persona, tools
-  and greeting, ``session_report`` its log lines and counters.
+  ``session_context`` is what every session shares, ``dialer`` opens its upstream legs,
+  ``session_setup`` resolves its bot, persona, tools and greeting, ``session_report`` its
+  log lines and counters.
 - ``upstream``: the GA handshake with OpenAI (no beta header, no compression).
 - ``wire``: WebSocket frame parsing and encoding for the hot path (pure).
 - ``events``: the event vocabulary: every type the relay reads, the sniffers, error events.
@@ -26,10 +31,12 @@ Run as ``python -m relay`` (configuration: ``relay.config.ENV_VARS``). One modul
 - ``agent``: ``AgentConfig`` (AGENT_CONFIG file) → the first ``session.update``.
 - ``errors``: every refusal and fault with its HTTP status / close code / error code.
 - ``logs``, ``metrics``: JSON logs, EMF metrics.
-- ``record_writer``, ``history``, ``conversation``: the records' writer, the stored
-  conversation read back for a resume, the conversation's turns and seeds.
-- ``tool_calls``: which model function calls the relay runs, what it sends back, and the
-  client guard (pure); ``tool_runner``: the asyncio shell that runs them for a session.
+- ``record_writer`` (``record_table``: the table's writes with bounded retries),
+  ``history``, ``conversation``: the records' writer, the stored conversation read back
+  for a resume, the conversation's turns and seeds.
+- ``tool_calls``: which model function calls the relay runs and what it sends back;
+  ``tool_guard``: a client may neither invoke nor change a relay tool (both pure);
+  ``tool_runner``: the asyncio shell that runs them for a session.
 - ``tools``: agent.yaml's tool schema, the registry, built-ins, signed HTTP tools, notes,
   the Recall client (docs/tools.md); ``recall_retry``: Recall's retry rules (CLI shares).
 - ``overlay``: a bot's persona over the agent config; ``bot_binding``: a session's bot and
@@ -49,10 +56,12 @@ generated (not cut at a barge-in); tool calls are replayed on resume, not on rol
 seeds are text (the model does not hear the earlier audio); frames already written to a
 client socket that then died are not replayed on re-attach (only what arrived after the
 relay noticed).
-- ``tokens``: the relay token format (shared with the CLI); ``simulator``: a local GA model.
+- ``tokens``: the relay token format (shared with the CLI); ``simulator``: a local GA model
+  (a package: voice, protocol, records, session and its handlers, server, command).
 
-Compiled or not. ``wire``, ``session``, the ``core`` modules, ``events`` and ``metrics``
-run every relayed message; the image
+Compiled or not. ``wire``, ``session``, the ``core`` modules with ``client_leg``,
+``upstream_leg`` and ``rollover_legs``, ``events`` and ``metrics`` run every relayed
+message; the image
 ships them compiled with mypyc (``relay_container/build_native.py``), and the relay logs
 ``"compiled": true`` at start-up when it runs them so. A checkout runs the same files
 interpreted; CI runs the relay's tests and the browser tests both ways.

@@ -26,8 +26,8 @@ from relay.events import (
     peek_type,
 )
 from relay.policy import SessionPolicy
-from relay.tool_calls import CLIENT_EVENT_TYPES as GUARDED_TYPES
 from relay.tool_calls import ToolCallTracker
+from relay.tool_guard import CLIENT_EVENT_TYPES as GUARDED_TYPES
 
 _BINARY: Final = wire.BINARY
 

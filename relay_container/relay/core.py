@@ -5,8 +5,9 @@ both WebSocket legs after their opening handshakes. ``relay.core_legs.LegCore`` 
 legs' states (one enum per leg), closing handshakes, faults and keepalive; this module adds
 what moves between them: forwarding (client events checked by ``ClientEvents``, model
 events passed through unchanged and recorded by the connection's ``ConnectionRecord``),
-the bounded queue before the model is ready, and the collaborators it asks: ``SeedAcks``
-(resume), ``HoldBuffer`` (re-attach), ``Rollover`` / ``RetiringLeg`` (rollover).
+the bounded queue before the model is ready (held on its ``UpstreamLeg``), and the
+collaborators it asks: ``SeedAcks`` (resume), ``HoldBuffer`` (re-attach),
+``RolloverLegs`` (rollover), ``TurnGate`` (whether a finished turn is for the agent).
 
 The shell (``relay.session``) calls an input for every socket event and timer and carries
 out what it returns; an input that cannot happen in the current state raises
@@ -26,13 +27,12 @@ from typing import Final
 from websockets.frames import CloseCode
 
 from relay import wire
+from relay.client_leg import C_CLOSING, C_DETACHED, C_OPEN, ClientState
 from relay.conversation import Turn, seed_events
 from relay.core_client import ClientCore
-from relay.core_legs import C_CLOSING, C_DETACHED, C_OPEN
 from relay.effects import (
     CLIENT,
     Abort,
-    Close,
     Dial,
     Effect,
     LeaveCall,
@@ -41,34 +41,24 @@ from relay.effects import (
     ToolEvent,
     Write,
 )
-from relay.errors import (
-    SessionTooLongError,
-    TransitionError,
-    UpstreamError,
-)
+from relay.errors import SessionTooLongError, TransitionError, UpstreamError
 from relay.events import (
-    OUTPUT_AUDIO_TRANSCRIPT_DONE,
     RESPONSE_CREATED,
     RESPONSE_DONE,
     TOOL_EVENT_TYPES,
-    TRANSCRIPTION_COMPLETED,
     UNRECORDED_HEADS,
     recorded_type,
     tool_event_type,
 )
-from relay.turn_gate import TurnGate
+from relay.rollover_legs import DEADLINES as ROLLOVER_DEADLINES
+from relay.turn_gate import ANSWER_EVENT, GATED_TYPES, TurnGate
 from relay.usage_meter import Step, UsageMeter
 
 _TEXT: Final = wire.TEXT
 _BINARY: Final = wire.BINARY
-_CONT: Final = wire.CONT
 _PING: Final = wire.PING
 _PONG: Final = wire.PONG
 _encode: Final = wire.encode
-#: Finished turns a gated session shows its gate.
-GATED_TYPES: Final = frozenset({TRANSCRIPTION_COMPLETED, OUTPUT_AUDIO_TRANSCRIPT_DONE})
-#: What the relay sends when the gate says a turn is for the agent.
-ANSWER_EVENT: Final = b'{"type":"response.create","event_id":"relay_turn_answer"}'
 
 
 class SessionCore(ClientCore):
@@ -79,12 +69,22 @@ class SessionCore(ClientCore):
     @property
     def detached(self) -> bool:
         """The client vanished and may re-attach."""
-        return self.client_state is C_DETACHED
+        return self.client.state is C_DETACHED
+
+    @property
+    def client_state(self) -> ClientState:
+        """Where the client leg is."""
+        return self.client.state
 
     @property
     def held_frames(self) -> int:
         """Model frames held for a detached client."""
         return self._hold.frames
+
+    @property
+    def rollovers(self) -> int:
+        """Switches to a fresh model session so far."""
+        return self._moves.rollovers
 
     @property
     def upstream_close_code(self) -> int | None:
@@ -105,7 +105,7 @@ class SessionCore(ClientCore):
         """Close both legs; the client gets ``code`` and ``reason`` (a detached one, nothing)."""
         self._now = now
         self.holdable = False
-        if self.client_state is C_DETACHED:
+        if self.client.state is C_DETACHED:
             self._hold.clear()
         self._close_client(code, reason)
         self._close_upstream(CloseCode.NORMAL_CLOSURE, "client session ended")
@@ -116,7 +116,7 @@ class SessionCore(ClientCore):
         """Drain: nobody may re-attach any more; a detached session ends now."""
         self._now = now
         self.holdable = False
-        if self.client_state is C_DETACHED:
+        if self.client.state is C_DETACHED:
             self._hold_expired("the relay is draining")
         return self._take()
 
@@ -126,9 +126,9 @@ class SessionCore(ClientCore):
         self._now = now
         self.holdable = False
         self.leaving = True
-        if self.client_state is C_DETACHED:
+        if self.client.state is C_DETACHED:
             self._hold_expired("the relay is leaving")
-        elif self.client_state is C_OPEN:
+        elif self.client.state is C_OPEN:
             self._deadlines.set("leave", now + within)
             self._maybe_hand_over()
         return self._take()
@@ -162,8 +162,7 @@ class SessionCore(ClientCore):
         if self.up.is_open:
             self._fx.append(Write(self.up.leg, frame))
         elif self.up.is_dialing:
-            self._queue.append(frame)
-            self._queue_bytes += len(frame)
+            self.up.hold([frame])
         return self._take()
 
     def tick(self, now: float) -> list[Effect]:
@@ -184,18 +183,15 @@ class SessionCore(ClientCore):
         """Upstream leg ``leg`` finished its handshake (``history``: a resume's turns;
         ``extra_seeds``: more conversation items to replay after them, e.g. tool calls)."""
         self._now = now
-        if leg == self._rollover.leg and self._rollover.active:
-            replayed = seed_events(self.record.conversation.turns())
-            setup = self._rollover.setup(self._agent_update, replayed, self.up.max_size)
-            self._fx.append(Write(leg, setup))
-            self._note("rollover: fresh upstream connected", seeded_turns=len(replayed))
+        if self._moves.is_standby(leg):
+            self._moves.opened(self._agent_update, seed_events(self.record.conversation.turns()))
             return self._take()
         if leg != self.up.leg or not self.up.is_dialing:
             self._fx.append(Abort(leg))  # a leg nobody waits for any more
             return self._take()
         self.up.opened()
         self._deadlines.set("ping_up", now + self.config.ping_interval)
-        self._arm_rollover(now)
+        self._moves.arm(now)
         seeds: list[str] = []
         if history:
             self.record.conversation.extend(history)
@@ -208,16 +204,15 @@ class SessionCore(ClientCore):
         frames.extend(_encode(_TEXT, seed, mask=True) for seed in extra_seeds)
         self._seeds.expect(len(seeds) + len(extra_seeds))
         # 3. Then what the client sent meanwhile, in order.
-        frames.extend(self._queue)
-        self._queue, self._queue_bytes = [], 0
+        frames.extend(self.up.take_pending())
         self._fx.append(Write(leg, b"".join(frames)))
         return self._take()
 
     def dial_failed(self, leg: int, error: UpstreamError, now: float) -> list[Effect]:
         """Dialling upstream leg ``leg`` failed."""
         self._now = now
-        if leg == self._rollover.leg and self._rollover.active:
-            self._standby_lost(str(error))
+        if self._moves.is_standby(leg):
+            self._moves.lost(str(error), now)
         elif leg == self.up.leg and self.up.is_dialing:
             self._upstream_failed(error)
         return self._take()
@@ -243,15 +238,19 @@ class SessionCore(ClientCore):
                 and (kind := recorded_type(payload)) is not None
             ):
                 record.on_upstream_event(kind, payload)
-                if self.gate is not None and kind in GATED_TYPES:
-                    self._gate_turn(kind)
+                if (
+                    self.gate is not None
+                    and kind in GATED_TYPES
+                    and self.gate.finished_turn(kind, record.conversation.newest())
+                ):
+                    self._answer_turn(self.gate)
                 if self.meter is not None and kind == RESPONSE_DONE:
                     self._bill(self.meter.response_done(payload, now, busy=self._busy()))
                 if self.watch_tools and kind in TOOL_EVENT_TYPES:
                     self._fx.append(ToolEvent(kind, payload))
                 if kind == RESPONSE_CREATED:
-                    self._drop_truncates = False
-                elif self._rollover.ready or self.leaving:
+                    self._moves.drop_truncates = False
+                elif self._moves.standby.ready or self.leaving:
                     self._maybe_switch()
                     self._maybe_hand_over()
             elif (
@@ -262,14 +261,14 @@ class SessionCore(ClientCore):
                 self._fx.append(ToolEvent(kind, payload))
         if (
             clean
-            and self.client_state is C_OPEN
+            and self.client.state is C_OPEN
             and not self._seeds.pending
-            and not self._deferred
+            and not self.client.deferred
             and not self._fx
         ):
             # Exactly complete data frames: the same bytes are valid for the client (both
             # directions from a server are unmasked).
-            self._in_fragment = not frames[-1][1]
+            self.client.in_fragment = not frames[-1][1]
             self.frames_down += len(frames)
             self.bytes_down += len(data)
             return data
@@ -279,20 +278,8 @@ class SessionCore(ClientCore):
     def leg_data(self, leg: int, data: bytes, now: float) -> list[Effect]:
         """Bytes from an upstream leg that is not the current one (standby or retiring)."""
         self._now = now
-        if leg == self._rollover.leg and self._rollover.active:
-            replies, lost = self._rollover.standby_data(data)
-            if replies:
-                self._fx.append(Write(leg, replies))
-            if lost is not None:
-                self._standby_lost(lost)
-            elif self._rollover.ready:
-                self._maybe_switch()
-        elif (retiring := self._retiring.get(leg)) is not None:
-            replies, done = retiring.feed(data)
-            if replies:
-                self._fx.append(Write(leg, replies))
-            if done:
-                self._fx.append(Close(leg))
+        if self._moves.leg_data(leg, data, now):
+            self._maybe_switch()
         return self._take()
 
     def upstream_lost(self, leg: int, now: float) -> list[Effect]:
@@ -307,39 +294,25 @@ class SessionCore(ClientCore):
             self._deadlines.clear("ping_up")
             self._deadlines.clear(f"abort:{leg}")
             self._maybe_finish()
-        elif leg == self._rollover.leg and self._rollover.active:
-            self._standby_lost("lost the connection to the fresh session")
-        elif self._retiring.pop(leg, None) is not None:
-            self._deadlines.clear(f"abort:{leg}")
+        else:
+            self._moves.leg_lost(leg, now)
         return self._take()
 
     def upstream_writable(self, writable: bool, now: float) -> list[Effect]:
         """The model's socket buffer filled (False) or drained (True): pace the client."""
         self._now = now
-        self._client_reads_paused = not writable
-        if self.client_state is C_OPEN or self.client_state is C_CLOSING:
+        self.client.reads_paused = not writable
+        if self.client.state is C_OPEN or self.client.state is C_CLOSING:
             self._fx.append(Reading(CLIENT, writable))
         return self._take()
 
     # Internals
 
-    def _gate_turn(self, kind: str) -> None:
-        """A final transcript in a gated session: the relay decides whether to answer."""
-        assert self.gate is not None
-        turn = self.record.conversation.newest()
-        if turn is None:
-            return
-        if kind == OUTPUT_AUDIO_TRANSCRIPT_DONE and turn.role == "assistant":
-            self.gate.agent_said(turn.text)
-        elif (
-            kind == TRANSCRIPTION_COMPLETED
-            and turn.role == "user"
-            and self.gate.user_said(turn.text)
-            and not self.record.turn_taking.responses_in_progress
-            and self.up.is_open
-        ):
+    def _answer_turn(self, gate: TurnGate) -> None:
+        """The gate says the turn is for the agent: ask for an answer, unless one is coming."""
+        if not self.record.turn_taking.responses_in_progress and self.up.is_open:
             self._fx.append(Write(self.up.leg, _encode(_TEXT, ANSWER_EVENT, mask=True)))
-            self._note("turn answered", turns_heard=self.gate.heard)
+            self._note("turn answered", turns_heard=gate.heard)
 
     def _busy(self) -> bool:
         return not self.up.is_open or self.record.turn_taking.responses_in_progress > 0
@@ -366,24 +339,24 @@ class SessionCore(ClientCore):
             if opcode <= _BINARY:
                 if opcode == _TEXT and fin and self._seeds.swallow(payload):
                     continue
-                if self.client_state is C_DETACHED:
+                if self.client.state is C_DETACHED:
                     if not self._hold.hold(opcode, fin, payload):
                         self._note("re-attach buffer overflow")
                         self._hold_expired("buffered more than the re-attach bound")
                         return
-                elif self.client_state is C_OPEN:
+                elif self.client.state is C_OPEN:
                     out.append(_encode(opcode, payload, mask=False, fin=fin))
                     self.frames_down += 1
                     self.bytes_down += len(payload)
-                    self._in_fragment = not fin
-                    if fin and self._deferred:
-                        out.extend(self._deferred)
-                        self._deferred.clear()
+                    self.client.in_fragment = not fin
+                    if fin and self.client.deferred:
+                        out.extend(self.client.deferred)
+                        self.client.deferred.clear()
             elif opcode == _PING:
                 if self.up.is_open:
                     self._fx.append(Write(self.up.leg, _encode(_PONG, payload, mask=True)))
             elif opcode == _PONG:
-                self.up.ping_sent = None
+                self.up.keepalive.reset()  # any pong: the model is alive
             else:
                 if out:
                     self._fx.append(Write(CLIENT, b"".join(out)))
@@ -407,14 +380,9 @@ class SessionCore(ClientCore):
             self._cut_client("the client stopped reading")
         elif name == "hold":
             self._hold_expired("no re-attach within the grace period")
-        elif name == "replay":
-            self._replaying = True
-            self._rollover.start_keeping()
-        elif name == "rollover":
-            self._start_rollover(now)
-        elif name == "rollover_force":
-            self._forced = True
-            self._maybe_switch()
+        elif name in ROLLOVER_DEADLINES:
+            if self._moves.due(name, now, leaving=self.leaving):
+                self._maybe_switch()
         elif name == "leave":
             self._hand_over()
         elif name == "bill" and self.meter is not None:

@@ -15,7 +15,7 @@ from websockets.frames import CloseCode
 
 from relay import wire
 from relay.client_events import is_plain_append
-from relay.core_legs import C_CLOSED, C_DETACHED, C_OPEN
+from relay.client_leg import C_CLOSED, C_DETACHED, C_OPEN
 from relay.core_moves import MovingCore
 from relay.effects import Effect, Reading, Write
 from relay.errors import QueueOverflowError, TransitionError
@@ -35,7 +35,7 @@ class ClientCore(MovingCore):
     def client_data(self, data: bytes, now: float) -> bytes | list[Effect]:
         """Client bytes. Returns the bytes for the current upstream leg when that is all."""
         self._now = now
-        reader = self._reader
+        reader = self.client.reader
         if reader is None:
             return b""
         try:
@@ -46,40 +46,21 @@ class ClientCore(MovingCore):
         out: list[bytes] = []
         for opcode, fin, payload in frames:
             if opcode <= _BINARY:
-                if opcode == _CONT:
-                    if self._fragments is None:
-                        self._fail_framing(
-                            CloseCode.PROTOCOL_ERROR, "unexpected continuation frame"
-                        )
-                        break
-                    self._fragment_size += len(payload)
-                    if self._fragment_size > self.config.max_frame_bytes:
-                        limit = self.config.max_frame_bytes
-                        self._fail_framing(
-                            CloseCode.MESSAGE_TOO_BIG,
-                            f"message over the relay's limit of {limit} bytes",
-                        )
-                        break
-                    self._fragments.append(payload)
-                    if fin:
-                        message = b"".join(self._fragments)
-                        self._fragments = None
-                        self._client_message(self._fragment_opcode, message, out)
-                elif self._fragments is not None:
-                    self._fail_framing(CloseCode.PROTOCOL_ERROR, "expected a continuation frame")
+                if fin and opcode != _CONT and not self.client.fragments.active:
+                    self._client_message(opcode, payload, out)  # nearly every frame
+                    continue
+                try:
+                    message = self.client.fragments.add(opcode, fin, payload)
+                except wire.FrameError as exc:
+                    self._fail_framing(exc.close_code, str(exc))
                     break
-                elif fin:
-                    self._client_message(opcode, payload, out)
-                else:
-                    self._fragments = [payload]
-                    self._fragment_opcode = opcode
-                    self._fragment_size = len(payload)
+                if message is not None:
+                    self._client_message(message[0], message[1], out)
             elif opcode == _PING:
-                if self.client_state is C_OPEN:
+                if self.client.state is C_OPEN:
                     self._to_client(_encode(_PONG, payload, mask=False))
             elif opcode == _PONG:
-                if payload == self._ping_payload:  # unsolicited pongs prove nothing
-                    self._ping_sent = None
+                self.client.keepalive.pong(payload)  # unsolicited pongs prove nothing
             else:
                 self._forward(out)
                 out = []
@@ -94,19 +75,19 @@ class ClientCore(MovingCore):
     def client_lost(self, now: float) -> list[Effect]:
         """The client's TCP connection ended: hold the model for a re-attach, or end it too."""
         self._now = now
-        if self.client_state is C_CLOSED or self.client_state is C_DETACHED:
-            raise TransitionError(f"client lost while {self.client_state.value}")
+        if self.client.state is C_CLOSED or self.client.state is C_DETACHED:
+            raise TransitionError(f"client lost while {self.client.state.value}")
         vanished = self.close_code is None
         if vanished:
             self.close_code = CloseCode.ABNORMAL_CLOSURE
             self.close_reason = "client disconnected"
-        self._reader = None
+        self.client.reader = None
         self._deadlines.clear("client_close")
         self._deadlines.clear("client_stalled")
         if vanished and self.holdable and not self.up.is_closed and not self.finished:
             self._detach()
             return self._take()
-        self.client_state = C_CLOSED
+        self.client.state = C_CLOSED
         self._close_upstream(CloseCode.GOING_AWAY, "client went away")
         self._maybe_finish()
         return self._take()
@@ -114,9 +95,8 @@ class ClientCore(MovingCore):
     def client_writable(self, writable: bool, now: float) -> list[Effect]:
         """The client's socket buffer filled (False) or drained (True)."""
         self._now = now
-        self._client_blocked = not writable
+        self.client.bounds.writable(writable)
         if writable:
-            self._blocked_bytes = 0
             self._deadlines.clear("client_stalled")
         else:
             self._deadlines.set("client_stalled", now + self.config.ping_timeout)
@@ -129,12 +109,12 @@ class ClientCore(MovingCore):
     # Internals
 
     def _client_message(self, opcode: int, payload: bytes, out: list[bytes]) -> None:
-        if self.client_state is not C_OPEN:
+        if self.client.state is not C_OPEN:
             return
         if opcode == _TEXT and is_plain_append(payload):
             kind: str | None = INPUT_AUDIO_APPEND  # nearly every frame: known from its head
-            if self._replaying:
-                self._rollover.keep_append(payload, self._now)
+            if self._moves.replaying:
+                self._moves.standby.keep_append(payload, self._now)
         else:
             kind, payload, error = self._events.check(opcode, payload)
             if kind is None:
@@ -143,12 +123,10 @@ class ClientCore(MovingCore):
                 return
             if error is not None:
                 self._client_event(error)
-            if kind == ITEM_TRUNCATE and self._drop_truncates:
+            if kind == ITEM_TRUNCATE and self._moves.drop_truncates:
                 return  # it names an item of the upstream session a rollover replaced
-            if kind == SESSION_UPDATE and self._rollover.note_client_update(payload):
-                # The fresh session was set up without it: prepare it again.
-                self._drop_standby()
-                self._deadlines.set("rollover", self._now)
+            if kind == SESSION_UPDATE:
+                self._moves.client_update(payload, self._now)
         self.frames_up += 1
         self.bytes_up += len(payload)
         out.append(_encode(_TEXT, payload, mask=True))
@@ -161,10 +139,8 @@ class ClientCore(MovingCore):
         if up.is_open:
             self._fx.append(Write(up.leg, b"".join(frames)))
         elif up.is_dialing:
-            self._queue.extend(frames)
-            self._queue_bytes += sum(len(frame) for frame in frames)
             limit = self.config.pre_upstream_queue_bytes
-            if self._queue_bytes > limit:
+            if up.hold(frames) > limit:
                 self._note("queue overflow")
                 self._fail(
                     QueueOverflowError(

@@ -5,9 +5,9 @@ session outlives one of its connections, each asking its collaborator:
 
 - re-attach: a vanished client *detaches*; the model's frames are held (``HoldBuffer``)
   for a grace period, and a new client socket gets them first;
-- rollover: before OpenAI's session cap a standby upstream is prepared (``Rollover``) and
-  switched to between turns (or at a deadline), the client's latest audio replayed to it;
-  the old leg retires (``RetiringLeg``);
+- rollover: before OpenAI's session cap a standby upstream is prepared and switched to
+  between turns (or at a deadline), the client's latest audio replayed to it, and the old
+  leg retires (``RolloverLegs``; this core only says when a switch may happen);
 - leaving: the task is going away; the session is handed over at its next turn boundary
   (``Handover``: the page reconnects and resumes elsewhere), or at a deadline.
 
@@ -20,19 +20,15 @@ from typing import Final
 
 from websockets.frames import CloseCode
 
-from relay import wire
+from relay.client_leg import C_CLOSED, C_DETACHED, C_OPEN
 from relay.conversation import TurnTaking
-from relay.core_legs import C_CLOSED, C_DETACHED, C_OPEN, LegCore
-from relay.effects import CLIENT, Abort, Dial, Effect, Handover, Promote, Reading, Write
+from relay.core_legs import LegCore
+from relay.effects import CLIENT, Effect, Handover, Reading
 from relay.errors import TransitionError
-from relay.rollover import RetiringLeg
+from relay.rollover_legs import FORCED, NO_SWITCH
 
 #: The reason of a 1001 that tells the page to reconnect at once (drain or handover).
 DRAIN_REASON: Final = "relay draining: reconnect"
-#: A rollover waits at most this long for a pause between turns, then switches anyway.
-ROLLOVER_MAX_WAIT_SECONDS: Final = 120.0
-
-_encode: Final = wire.encode
 
 
 class MovingCore(LegCore):
@@ -43,21 +39,16 @@ class MovingCore(LegCore):
     def reattach(self, now: float) -> list[Effect]:
         """A new client socket for this detached session: held frames first, then live."""
         self._now = now
-        if self.client_state is not C_DETACHED or self.finished:
-            raise TransitionError(f"re-attach while the client is {self.client_state.value}")
+        if self.client.state is not C_DETACHED or self.finished:
+            raise TransitionError(f"re-attach while the client is {self.client.state.value}")
         detached_ms = round((now - self.detached_at) * 1000)
-        self.client_state = C_OPEN
+        self.client.reconnected()
         self.reattached += 1
         self._deadlines.clear("hold")
         if self._deadlines.get("ping_client") is None:
             self._deadlines.set("ping_client", now + self.config.ping_interval)
-        self._reader = self._client_reader()
-        self._fragments = None
-        self._ping_sent = None
-        self._client_blocked = False
-        self._blocked_bytes = 0
         self.close_code, self.close_reason = None, ""
-        if self._client_reads_paused:
+        if self.client.reads_paused:
             self._fx.append(Reading(CLIENT, False))
         old = self.record
         self.record = self._new_record(old.conversation.turns())
@@ -71,12 +62,9 @@ class MovingCore(LegCore):
 
     def _detach(self) -> None:
         """The client vanished without a close frame: keep the model for the grace period."""
-        self.client_state = C_DETACHED
         self.detached_at = self._now
-        self._fragments = None
-        self._hold.start(mid_message=self._in_fragment)
-        self._in_fragment = False
-        self._deferred.clear()
+        self._hold.start(mid_message=self.client.in_fragment)
+        self.client.detached()
         self.record.connection_ended(close_code=self.close_code, close_reason=self.close_reason)
         self._deadlines.set("hold", self._now + self.config.reattach_seconds)
         if self.up.reads_paused and not self.up.is_closed:
@@ -85,110 +73,44 @@ class MovingCore(LegCore):
         self._note("client detached", reattach_seconds=self.config.reattach_seconds)
 
     def _hold_expired(self, reason: str) -> None:
-        if self.client_state is not C_DETACHED:
+        if self.client.state is not C_DETACHED:
             return
         self._note("detached session ended", reason=reason)
         self.holdable = False
-        self.client_state = C_CLOSED
+        self.client.state = C_CLOSED
         self._hold.clear()
         self._deadlines.clear("hold")
         self._close_upstream(CloseCode.NORMAL_CLOSURE, "client session ended")
         self._maybe_finish()
 
-    # Rollover
-
-    @property
-    def _rollover_wait(self) -> float:
-        """How long a prepared rollover waits for a pause between turns."""
-        return min(ROLLOVER_MAX_WAIT_SECONDS, self.config.rollover_seconds / 4)
-
-    def _start_rollover(self, now: float) -> None:
-        """Time for a fresh upstream: dial it; the switch waits for a pause between turns."""
-        if not self.up.is_open or self._rollover.active or self.leaving:
-            return
-        leg, self._next_leg = self._next_leg, self._next_leg + 1
-        self._rollover.begin(leg, now)
-        self._forced = False
-        self._deadlines.set("rollover_force", now + self._rollover_wait + self.config.open_timeout)
-        self._fx.append(Dial(leg))
-
-    def _standby_lost(self, reason: str) -> None:
-        """The fresh session failed: keep the current one, try again a little later."""
-        self._note("rollover failed", error=reason)
-        self._drop_standby()
-        if not self.finished:
-            self._deadlines.set("rollover", self._now + self._rollover_wait)
-
-    def _drop_standby(self) -> None:
-        if self._rollover.active:
-            self._fx.append(Abort(self._rollover.leg))
-            self._rollover.reset()
-        self._deadlines.clear("rollover_force")
+    # Rollover (``RolloverLegs``)
 
     def _maybe_switch(self) -> None:
-        rollover = self._rollover
-        if not rollover.ready or self._in_fragment:
+        """Switch to a ready standby at a pause between turns, never inside a message."""
+        if self.client.in_fragment:
             return
-        if not (self._forced or self.record.turn_taking.between_turns):
-            return
-        up = self.up
-        if not up.is_open:
-            self._drop_standby()
-            return
-        # The old session is retired with what its reader holds; the fresh one takes over.
-        old, new = up.leg, rollover.leg
-        self._retiring[old] = RetiringLeg(up.reader)
-        self._fx.append(
-            Write(
-                old, _encode(wire.CLOSE, wire.close_payload(1000, "session rolled over"), mask=True)
-            )
+        resume_client = self.client.reads_paused and self.client.state is C_OPEN
+        switched = self._moves.switch(
+            self._now,
+            between_turns=self.record.turn_taking.between_turns,
+            resume_client=resume_client,
         )
-        self._deadlines.set(f"abort:{old}", self._now + self.config.close_timeout)
-        assert rollover.reader is not None
-        up.promote(new, rollover.reader)
-        self._fx.append(Promote(new))
-        replay = rollover.replay(self._now)
-        if replay:
-            self._fx.append(Write(new, replay))
-        if up.reads_paused:
-            self._fx.append(Reading(new, False))
-        if self._client_reads_paused and self.client_state is C_OPEN:
-            self._client_reads_paused = False  # it was the old session that was slow
-            self._fx.append(Reading(CLIENT, True))
-        if self._forced:
+        if switched == NO_SWITCH:
+            return
+        if resume_client:
+            self.client.reads_paused = False  # it was the old session that was slow
+        if switched == FORCED:
             self.record.turn_taking = TurnTaking()  # what was in progress ended with it
-        self._drop_truncates = True
-        self.rollovers += 1
-        self._note(
-            "rollover: switched to the fresh upstream",
-            forced=self._forced,
-            waited_ms=round((self._now - rollover.started_at) * 1000),
-            refused_setup_events=rollover.refusals,
-            replayed_bytes=len(replay),
-        )
-        rollover.reset()
-        self._replaying = self._forced = False
-        self._deadlines.clear("rollover_force")
-        self._arm_rollover(self._now)
-
-    def _arm_rollover(self, now: float) -> None:
-        """The next rollover, and the start of its audio replay ``replay_seconds`` before."""
-        if self.config.rollover_seconds <= 0:
-            return
-        at = now + self.config.rollover_seconds
-        self._deadlines.set("rollover", at)
-        if self.config.rollover_replay_seconds > 0:
-            self._deadlines.set("replay", max(now, at - self.config.rollover_replay_seconds))
 
     # Leaving
 
     def _maybe_hand_over(self) -> None:
-        if self.leaving and not self._in_fragment and self.record.turn_taking.between_turns:
+        if self.leaving and not self.client.in_fragment and self.record.turn_taking.between_turns:
             self._hand_over()
 
     def _hand_over(self) -> None:
         """Ask the shell to close the client with "reconnect" once the records are out."""
-        if not self.leaving or self.client_state is not C_OPEN:
+        if not self.leaving or self.client.state is not C_OPEN:
             return
         self.leaving = False  # once
         self._deadlines.clear("leave")

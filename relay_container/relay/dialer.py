@@ -19,6 +19,7 @@ from typing import Any, Final
 from relay.config import RelayConfig
 from relay.conversation import Turn
 from relay.errors import UpstreamError
+from relay.greeting import greeting_response
 from relay.recorder import Recorder
 from relay.session_setup import SessionSetup, SessionSetups
 from relay.upstream import UpstreamConnection
@@ -46,6 +47,13 @@ class OpenedLeg:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     #: What the session used of its bill before (a resume).
     spent: Spent = field(default_factory=Spent)
+
+    def greeting(self) -> bytes | None:
+        """The ``response.create`` that greets a meeting: only when a session starts there
+        (a resumed one has its history or tool calls)."""
+        if self.setup is None or not self.setup.greeting or self.history or self.tool_calls:
+            return None
+        return greeting_response(self.setup.greeting)
 
 
 async def open_leg(
@@ -108,3 +116,31 @@ async def _setup(
     except TimeoutError:
         logger.warning("the session's bot was not read in time", extra={"sub": subject})
         return setups.operator(executed=executed), calls
+
+
+class SideLeg:
+    """The listener of an upstream leg that is not the session's current one (a rollover's
+    standby, a retiring leg): its bytes and its end reach the session with the leg's number."""
+
+    __slots__ = ("_data", "_lost", "leg")
+
+    def __init__(
+        self, leg: int, data: Callable[[int, bytes], None], lost: Callable[[int], None]
+    ) -> None:
+        self.leg = leg
+        self._data = data
+        self._lost = lost
+
+    def upstream_data_received(self, data: bytes) -> None:
+        """Bytes from the standby or a retiring leg."""
+        self._data(self.leg, data)
+
+    def upstream_connection_lost(self, exc: Exception | None) -> None:
+        """The leg is gone."""
+        self._lost(self.leg)
+
+    def upstream_pause_writing(self) -> None:
+        """Only set-up events and close frames are written here."""
+
+    def upstream_resume_writing(self) -> None:
+        """Only set-up events and close frames are written here."""

@@ -31,67 +31,29 @@ the environment: the table, region and endpoint are arguments (boto3 itself stil
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
 import math
-import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import Any, Final, Self
 
-import boto3
-from boto3.dynamodb.types import TypeSerializer
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError
 
 from relay import conversation, history
 from relay.conversation import Turn
 from relay.record_items import SEQ_MODULUS, ConnectionRecord, PutTurn, RecordCounters, RecordOp
+from relay.record_table import DEFAULT_RETRY, RecordTable, RetryPolicy, error_code
 from relay.recorder import NullRecorder, Recorder, RecorderStats
 from relay.usage_meter import Spent
-from storage import items, schema
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+from storage import items
 
 logger = logging.getLogger(__name__)
 
 #: Most records taken from the queue for one write cycle.
 MAX_OPS_PER_CYCLE: Final = 100
 BATCH_WRITE_LIMIT: Final = 25
-
-#: DynamoDB error codes worth another attempt (anything 5xx is too).
-RETRYABLE_ERROR_CODES: Final[frozenset[str]] = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "LimitExceededException",
-    }
-)
-
-
-# Values
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Bounded attempts with exponential backoff and full jitter (AWS architecture blog)."""
-
-    max_attempts: int = 4
-    base_delay: float = 0.2
-    max_delay: float = 2.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return random.uniform(0.0, ceiling)
-
 
 # The recorder
 
@@ -111,29 +73,6 @@ def open_recorder(
     )
 
 
-def dynamodb_client(
-    *,
-    region: str | None,
-    endpoint_url: str | None = None,
-    connect_timeout: float = 2.0,
-    read_timeout: float = 2.0,
-) -> DynamoDBClient:
-    """A DynamoDB client with short timeouts and no retries of its own (blocking: use a thread).
-
-    A fresh ``boto3`` session each time, because the default one is not thread-safe.
-    """
-    config = Config(
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        retries={"total_max_attempts": 1},
-        max_pool_connections=4,
-    )
-    client: DynamoDBClient = boto3.session.Session().client(
-        "dynamodb", region_name=region, endpoint_url=endpoint_url, config=config
-    )
-    return client
-
-
 class SessionRecorder:
     """Writes connection summaries and turns to one table from one background task."""
 
@@ -145,7 +84,7 @@ class SessionRecorder:
         endpoint_url: str | None = None,
         retention_days: int = 30,
         queue_size: int = 2048,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY,
         connect_timeout: float = 2.0,
         read_timeout: float = 2.0,
         usage_interval: float = 15.0,
@@ -166,22 +105,23 @@ class SessionRecorder:
             warn_interval: least seconds between two warnings in the log.
         """
         self.table_name = table_name
-        self._region = region
-        self._endpoint_url = endpoint_url
+        self._table = RecordTable(
+            table_name,
+            self,
+            region=region,
+            endpoint_url=endpoint_url,
+            retry=retry,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
         self._retention_seconds = retention_days * 86_400
         self._queue: asyncio.Queue[RecordOp] = asyncio.Queue(maxsize=queue_size)
-        self._retry = retry
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
         self._usage_interval = usage_interval
         self._warn_interval = warn_interval
         self._warned_at = -math.inf
         self._counters = RecordCounters()
         self._in_flight = 0
         self._seq = itertools.count()
-        self._serializer = TypeSerializer()
-        self._client: DynamoDBClient | None = None
-        self._client_lock = asyncio.Lock()
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -279,7 +219,7 @@ class SessionRecorder:
         """
         await self.flush(timeout)
         try:
-            client = await self._ensure_client()
+            client = await self._table.client()
         except BotoCoreError as error:
             logger.warning(
                 "conversation load failed; resuming without history",
@@ -298,7 +238,7 @@ class SessionRecorder:
     async def load_tool_calls(self, session_id: str) -> list[dict[str, Any]]:
         """The session's relay tool call records, oldest first (see ``history``)."""
         try:
-            client = await self._ensure_client()
+            client = await self._table.client()
         except BotoCoreError:
             return []
         return await history.load_tool_calls(session_id, client=client, table_name=self.table_name)
@@ -306,7 +246,7 @@ class SessionRecorder:
     async def load_spent(self, session_id: str) -> Spent:
         """What the session used of its bill before (see ``history.load_spent``)."""
         try:
-            client = await self._ensure_client()
+            client = await self._table.client()
         except BotoCoreError:
             return Spent()
         return await history.load_spent(
@@ -383,88 +323,23 @@ class SessionRecorder:
                 values, count = updates.get((op.pk, op.sk), ({}, 0))
                 updates[(op.pk, op.sk)] = ({**values, **op.values}, count + 1)
         if superseded:
-            self._settle(written=superseded)
+            self.settled(written=superseded)
         turns = list(puts.values())
         for start in range(0, len(turns), BATCH_WRITE_LIMIT):
-            await self._put_turns(turns[start : start + BATCH_WRITE_LIMIT])
+            await self._table.put_items(turns[start : start + BATCH_WRITE_LIMIT])
         for (pk, sk), (values, count) in updates.items():
-            await self._update_connection(pk, sk, values, count)
+            await self._table.update_item(pk, sk, values, count)
 
-    async def _put_turns(self, chunk: list[items.Turn | items.ToolCallRecord]) -> None:
-        pending: list[Any] = [
-            {"PutRequest": {"Item": {k: self._serializer.serialize(v) for k, v in item.items()}}}
-            for item in chunk
-        ]
-        for attempt in range(1, self._retry.max_attempts + 1):
-            try:
-                client = await self._ensure_client()
-                response = await asyncio.to_thread(
-                    client.batch_write_item, RequestItems={self.table_name: pending}
-                )
-            except (BotoCoreError, ClientError) as error:
-                self._failed_attempt(error)
-                if not _retryable(error):
-                    break
-            else:
-                unprocessed = response.get("UnprocessedItems", {}).get(self.table_name, [])
-                self._settle(written=len(pending) - len(unprocessed))
-                pending = list(unprocessed)
-                if not pending:
-                    return
-                self._failed_attempt(None)  # throttled: part of the batch came back
-            if attempt < self._retry.max_attempts:
-                await asyncio.sleep(self._retry.delay(attempt))
-        self._settle(dropped=len(pending))
-
-    async def _update_connection(
-        self, pk: str, sk: str, values: dict[str, Any], count: int
-    ) -> None:
-        names = {f"#a{i}": name for i, name in enumerate(values)}
-        request: dict[str, Any] = {
-            "TableName": self.table_name,
-            "Key": {schema.PARTITION_KEY: {"S": pk}, schema.SORT_KEY: {"S": sk}},
-            "UpdateExpression": "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(values))),
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": {
-                f":v{i}": self._serializer.serialize(value)
-                for i, value in enumerate(values.values())
-            },
-        }
-        for attempt in range(1, self._retry.max_attempts + 1):
-            try:
-                client = await self._ensure_client()
-                await asyncio.to_thread(functools.partial(client.update_item, **request))
-            except (BotoCoreError, ClientError) as error:
-                self._failed_attempt(error)
-                if not _retryable(error):
-                    break
-            else:
-                self._settle(written=count)
-                return
-            if attempt < self._retry.max_attempts:
-                await asyncio.sleep(self._retry.delay(attempt))
-        self._settle(dropped=count)
-
-    async def _ensure_client(self) -> DynamoDBClient:
-        async with self._client_lock:
-            if self._client is None:
-                self._client = await asyncio.to_thread(
-                    dynamodb_client,
-                    region=self._region,
-                    endpoint_url=self._endpoint_url,
-                    connect_timeout=self._connect_timeout,
-                    read_timeout=self._read_timeout,
-                )
-            return self._client
-
-    def _settle(self, *, written: int = 0, dropped: int = 0) -> None:
+    def settled(self, *, written: int = 0, dropped: int = 0) -> None:
+        """Count records written or dropped by the table (``WriteOutcomes``)."""
         self._counters.written += written
         self._counters.dropped_write_failed += dropped
         self._in_flight -= written + dropped
         if dropped:
             self._warn("records dropped after failed writes", None)
 
-    def _failed_attempt(self, error: Exception | None) -> None:
+    def failed_attempt(self, error: Exception | None) -> None:
+        """Count and warn of one failed write attempt (``WriteOutcomes``)."""
         self._counters.failed_attempts += 1
         self._warn("write failed", error)
 
@@ -480,28 +355,9 @@ class SessionRecorder:
             extra={
                 "table": self.table_name,
                 "error": type(error).__name__ if error is not None else None,
-                "error_code": _error_code(error),
+                "error_code": error_code(error),
                 "failed_attempts": c.failed_attempts,
                 "dropped": self.stats().dropped,
                 "queued": self._queue.qsize(),
             },
         )
-
-
-# Private helpers
-
-
-def _error_code(error: Exception | None) -> str | None:
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code")
-        return code if isinstance(code, str) else None
-    return None
-
-
-def _retryable(error: Exception) -> bool:
-    if isinstance(error, ClientError):
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return _error_code(error) in RETRYABLE_ERROR_CODES or (
-            isinstance(status, int) and status >= 500
-        )
-    return True  # connection refused, timeouts: the table may come back

@@ -10,10 +10,7 @@ for more than MAX_QUERY_FIELDS fields or a ``token`` in it), token (401), model 
 request that is refused.
 
 Pending handshakes (connections whose request is not complete yet) are bounded per
-process and per peer address, and a new connection always gets a place: at a bound the
-oldest pending connection (of that peer, else of all) is cut. Idle sockets therefore
-cannot lock out ``/healthz`` or new sessions; a request that arrives in one segment, as
-a health check's does, is answered before it could become the oldest.
+process and per peer address (``pending_handshakes.py``).
 
 A client whose token subject has a *detached* session here (it vanished without a close
 frame less than RELAY_REATTACH_SECONDS ago) is re-attached to it: no admission (it holds
@@ -21,10 +18,9 @@ its place already), same upstream session. Otherwise, a subject with no live ses
 gets a session that resumes the stored conversation (``RelaySession(resume=True)``).
 
 Shutdown (``Relay.drain``), in order: /healthz turns 503 and new handshakes are refused;
-detached sessions end at once (nobody can re-attach to them any more); live sessions
-continue until they end or DRAIN_SECONDS pass; the rest are closed with 1001 "relay
-draining: reconnect"; the session records still queued are flushed within what is left
-of DRAIN_SECONDS (at most 10 s); the listener closes.
+the live sessions are handed over or end within DRAIN_SECONDS (``live_sessions.py``); the
+session records still queued are flushed within what is left of DRAIN_SECONDS (at most
+10 s); the listener closes.
 """
 
 from __future__ import annotations
@@ -48,20 +44,17 @@ from relay.bill_exit import bill_exit
 from relay.bot_binding import BindingStore
 from relay.config import RelayConfig
 from relay.errors import DrainingError, ForbiddenError, RelayError
-from relay.handshake import (
-    HandshakeConnection,
-    parse_query,
-    peer_name,
-    refusal,
-    write_response,
-)
+from relay.handshake import HandshakeConnection, parse_query, peer_name, refusal, write_response
 from relay.leaving import BotoEcs, LeaveReason, LeaveWatcher
+from relay.live_sessions import LiveSessions
 from relay.metrics import Metrics
+from relay.pending_handshakes import PendingHandshakes
 from relay.policy import SessionPolicy
 from relay.protection import TaskProtection
 from relay.record_writer import open_recorder
 from relay.recorder import Recorder
-from relay.session import DRAIN_REASON, RelaySession, SessionContext
+from relay.session import RelaySession
+from relay.session_context import SessionContext
 from relay.session_setup import SessionSetups
 from relay.tools.registry import build_registry
 
@@ -78,8 +71,7 @@ _quiet.setLevel(logging.WARNING)
 
 
 def per_message_path_compiled() -> bool:
-    """Whether wire, session and metrics run as mypyc extensions (the image's build; they are
-    compiled together, so one stands for all three)."""
+    """Whether the per-message modules run as mypyc builds (built together: wire tells)."""
     return Path(wire.__file__ or "").suffix in (".so", ".pyd")
 
 
@@ -142,14 +134,12 @@ class Relay:
         )
         self.static_dir: Path = config.static_dir
         self.draining = False
-        self.sessions: set[RelaySession] = set()
-        #: Handshakes in progress, oldest first, overall and per peer address.
-        self._pending: dict[HandshakeConnection, None] = {}
-        self._pending_by_peer: dict[str, dict[HandshakeConnection, None]] = {}
+        self.live = LiveSessions()
+        self._pending = PendingHandshakes(
+            config.max_pending_handshakes, config.max_pending_handshakes_per_peer
+        )
         self.server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     # Lifecycle
 
@@ -198,38 +188,16 @@ class Relay:
         deadline = self.config.drain_seconds if seconds is None else seconds
         loop = asyncio.get_running_loop()
         ends_at = loop.time() + deadline
-        # 1. /healthz → 503 (the balancer stops routing) and new handshakes → 503;
-        # detached sessions end now, and a client that vanishes from now on ends its own.
+        # 1. /healthz → 503 (the balancer stops routing) and new handshakes → 503.
         self.draining = True
         logger.info(
             "relay draining", extra={"live_sessions": len(self.sessions), "drain_seconds": deadline}
         )
-        for session in list(self.sessions):
-            session.holdable = False
-        # 2. Live sessions move to another task at their next turn boundary (the page
-        # reconnects on 1001 and resumes from the table there), or end by themselves.
+        # 2. Live sessions move to another task at their next turn boundary, or end by
+        # themselves; 3. at the deadline the rest are closed with 1001.
         margin = max(0.75 * deadline, deadline - self.config.close_timeout - 1.0)
         handover = min(self.config.handover_seconds, margin)
-        for session in list(self.sessions):
-            if not session.finished:
-                session.leave(handover)
-        try:
-            async with asyncio.timeout(deadline):
-                await self._idle.wait()
-        except TimeoutError:
-            pass
-        # 3. Close the rest with 1001 and a reason the page can act on.
-        remaining = list(self.sessions)
-        for session in remaining:
-            session.shutdown(1001, DRAIN_REASON)
-        if remaining:
-            try:
-                async with asyncio.timeout(self.config.close_timeout + 1):
-                    await self._idle.wait()
-            except TimeoutError:
-                logger.warning(
-                    "sessions still open after drain", extra={"live_sessions": len(self.sessions)}
-                )
+        remaining = await self.live.drain(deadline, handover, self.config.close_timeout)
         # 4. What the sessions recorded goes out before SIGKILL can take it.
         flushed = await self.recorder.flush(
             max(0.5, min(RECORDS_FLUSH_SECONDS, ends_at - loop.time()))
@@ -238,7 +206,7 @@ class Relay:
         logger.info(
             "relay drained",
             extra={
-                "closed_at_deadline": len(remaining),
+                "closed_at_deadline": remaining,
                 "records_flushed": flushed,
                 "records_written": stats.written,
                 "records_dropped": stats.dropped,
@@ -251,8 +219,7 @@ class Relay:
         """Close the listener and stop the background tasks."""
         if self.server is not None:
             self.server.close()
-        for session in list(self.sessions):
-            session.shutdown(1001, DRAIN_REASON)
+        self.live.shutdown()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -298,37 +265,22 @@ class Relay:
     # Pending handshakes
 
     @property
+    def sessions(self) -> set[RelaySession]:
+        """The live sessions of this process."""
+        return self.live.sessions
+
+    @property
     def pending_handshakes(self) -> int:
         """Connections whose HTTP request is not complete yet."""
         return len(self._pending)
 
     def handshake_started(self, connection: HandshakeConnection) -> None:
         """Give a new connection a place, cutting the oldest pending one at a bound."""
-        peer = connection.peer_host
-        own = self._pending_by_peer.setdefault(peer, {})
-        victim: HandshakeConnection | None = None
-        if len(own) >= self.config.max_pending_handshakes_per_peer:
-            victim = next(iter(own))
-        elif len(self._pending) >= self.config.max_pending_handshakes:
-            victim = next(iter(self._pending))
-        if victim is not None:
-            victim.evict()
-        self._pending[connection] = None
-        self._pending_by_peer.setdefault(peer, {})[connection] = None
+        self._pending.started(connection)
 
     def handshake_ended(self, connection: HandshakeConnection) -> None:
         """The connection's request was answered, or the connection is gone."""
-        self._pending.pop(connection, None)
-        own = self._pending_by_peer.get(connection.peer_host)
-        if own is not None:
-            own.pop(connection, None)
-            if not own:
-                del self._pending_by_peer[connection.peer_host]
-
-    def _session_finished(self, session: RelaySession) -> None:
-        self.sessions.discard(session)
-        if not self.sessions:
-            self._idle.set()
+        self._pending.ended(connection)
 
     # Handshakes
 
@@ -369,54 +321,33 @@ class Relay:
             raise DrainingError("relay draining: reconnect to another relay")
         query = parse_query(request.path)
         claims = authenticate(query, request.headers, self.config.token_secret, now=time.time())
-        held = self._detached_session(claims.sub)
+        held = self.live.detached_session(claims.sub)
         if held is not None:
             return self._reattach(held, request, transport, leftover)
         model = self._model(query)
         resume = self.admission.held_by(claims.sub) == 0
         ticket = self.admission.admit(claims.sub)
         try:
-            protocol = ServerProtocol(
-                select_subprotocol=lambda _p, offered: select_subprotocol(offered),
-                max_size=self.config.max_frame_bytes,
-                logger=_quiet,
-            )
-            response = protocol.accept(request)
+            accepted = self._accept(request, transport)
         except BaseException:
             ticket.release()
             raise
-        if response.status_code != 101:
+        if not accepted:
             ticket.release()
-            write_response(transport, response)
             return None
-        transport.write(response.serialize())
         session = RelaySession(
             self.context,
             claims=claims,
             ticket=ticket,
             model=model,
-            on_finished=self._session_finished,
+            on_finished=self.live.finished,
             resume=resume,
         )
-        self.sessions.add(session)
-        self._idle.clear()
+        self.live.add(session)
         self.metrics.count("SessionsStarted")
         transport.set_protocol(session)
         session.start(transport, leftover)
         return session
-
-    def _detached_session(self, sub: str) -> RelaySession | None:
-        """The most recently detached session of ``sub`` still held here, if any."""
-        found: RelaySession | None = None
-        for session in self.sessions:
-            if (
-                session.detached
-                and not session.finished
-                and session.claims.sub == sub
-                and (found is None or session.detached_at > found.detached_at)
-            ):
-                found = session
-        return found
 
     def _reattach(
         self,
@@ -426,6 +357,15 @@ class Relay:
         leftover: bytes,
     ) -> RelaySession | None:
         """The 101, then the held session takes the socket (its model stays the same)."""
+        if not self._accept(request, transport):
+            return None
+        self.metrics.count("SessionsReattached")
+        transport.set_protocol(session)
+        session.reattach(transport, leftover)
+        return session
+
+    def _accept(self, request: Request, transport: asyncio.Transport) -> bool:
+        """Write websockets' answer to the upgrade: True for the 101, False for a refusal."""
         protocol = ServerProtocol(
             select_subprotocol=lambda _p, offered: select_subprotocol(offered),
             max_size=self.config.max_frame_bytes,
@@ -434,12 +374,9 @@ class Relay:
         response = protocol.accept(request)
         if response.status_code != 101:
             write_response(transport, response)
-            return None
+            return False
         transport.write(response.serialize())
-        self.metrics.count("SessionsReattached")
-        transport.set_protocol(session)
-        session.reattach(transport, leftover)
-        return session
+        return True
 
     def _model(self, query: dict[str, list[str]]) -> str:
         requested = query.get("model")

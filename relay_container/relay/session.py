@@ -22,17 +22,15 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from relay.admission import Ticket
 from relay.bill_exit import CLOSE_CODE, close_reason, leave_meeting, meter_for
 from relay.client_events import ClientEvents
-from relay.config import RelayConfig
 from relay.conversation import Turn
 from relay.core import SessionCore
 from relay.core_moves import DRAIN_REASON
-from relay.dialer import Dialer, open_leg
+from relay.dialer import SideLeg, open_leg
 from relay.effects import (
     CLIENT,
     Abort,
@@ -50,17 +48,13 @@ from relay.effects import (
     Write,
 )
 from relay.errors import UpstreamError
-from relay.greeting import greeting_response
-from relay.metrics import Metrics
-from relay.policy import SessionPolicy
 from relay.record_items import ConnectionRecord
-from relay.recorder import Recorder
+from relay.session_context import SessionContext
 from relay.session_report import SessionReport
-from relay.session_setup import SessionSetups, start_tools
+from relay.session_setup import start_tools
 from relay.tokens import Claims
 from relay.tool_runner import ToolRunner
-from relay.tools.meeting_exit import MeetingExit
-from relay.upstream import UpstreamConnection, open_upstream
+from relay.upstream import UpstreamConnection
 
 __all__ = ["DRAIN_REASON", "RelaySession", "SessionContext"]
 
@@ -74,24 +68,9 @@ WRITE_HIGH: Final = 256 * 1024
 WRITE_LOW: Final = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class SessionContext:
-    """What every session of a process shares: the configuration, passed whole."""
-
-    config: RelayConfig
-    policy: SessionPolicy
-    #: The operator's agent and relay tools, and each bot's persona (resolved per session).
-    setups: SessionSetups
-    metrics: Metrics
-    recorder: Recorder
-    #: Opens an upstream connection (a seam: benchmarks and tests may hand over their own).
-    dial: Dialer = open_upstream
-    #: Takes a bot out of its meeting when its bill runs out (None: no RECALL_API_KEY).
-    meeting_exit: MeetingExit | None = None
-
-
 class RelaySession(asyncio.Protocol):
-    """One relayed session: the client's protocol and its upstream legs' listener."""
+    """One relayed session: the client's protocol and its upstream legs' listener (the
+    server hands it the client with :meth:`start`; asyncio's defaults do the rest)."""
 
     def __init__(
         self,
@@ -150,30 +129,14 @@ class RelaySession(asyncio.Protocol):
         """The client vanished and may re-attach."""
         return self.core.detached
 
-    @property
-    def detached_at(self) -> float:
-        """When the client vanished (the core's clock)."""
-        return self.core.detached_at
-
-    @property
-    def holdable(self) -> bool:
-        """Whether a vanished client may re-attach."""
-        return self.core.holdable
-
-    @holdable.setter
-    def holdable(self, value: bool) -> None:
-        if not value:
-            self._apply(self.core.stop_holding(monotonic()))
+    def stop_holding(self) -> None:
+        """Drain: nobody may re-attach any more; a detached session ends now."""
+        self._apply(self.core.stop_holding(monotonic()))
 
     @property
     def record(self) -> ConnectionRecord:
         """The current client connection's record."""
         return self.core.record
-
-    @property
-    def duration(self) -> float:
-        """Seconds since the 101."""
-        return monotonic() - self._started
 
     # Lifecycle
 
@@ -204,9 +167,6 @@ class RelaySession(asyncio.Protocol):
 
     # Client leg: asyncio.Protocol
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Unused: the server hands the transport over with ``start()``."""
-
     def data_received(self, data: bytes) -> None:
         """Client bytes: checked by the core and forwarded to the model."""
         core = self.core
@@ -221,10 +181,6 @@ class RelaySession(asyncio.Protocol):
                 self._metrics.delay.observe(monotonic() - started, core.frames_up - frames)
         else:
             self._apply(out)
-
-    def eof_received(self) -> bool | None:
-        """The client half-closed: close our side too."""
-        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The client socket is gone."""
@@ -331,7 +287,6 @@ class RelaySession(asyncio.Protocol):
 
     async def _dial(self, leg: int, load_history: bool) -> None:
         dialled = monotonic()
-        primary = leg == 1
         try:
             opened = await open_leg(
                 self.context.config,
@@ -339,7 +294,7 @@ class RelaySession(asyncio.Protocol):
                 model=self.model,
                 subject=self.claims.sub,
                 recorder=self.context.recorder,
-                setups=self.context.setups if primary else None,
+                setups=self.context.setups if leg == 1 else None,
                 load_history=load_history,
             )
         except UpstreamError as exc:
@@ -377,17 +332,19 @@ class RelaySession(asyncio.Protocol):
                 send_upstream=self._send_tool_event,
                 record=lambda **call: self.core.record.tool_call(**call),
             )
-        leftover = connection.attach(self if current else _SideLeg(self, leg))
+        leftover = connection.attach(
+            self if current else SideLeg(leg, self._side_data, self._leg_lost)
+        )
         now = monotonic()
         self._apply(self.core.upstream_opened(leg, opened.history, now, extra_seeds))
-        if setup is not None and setup.greeting and not opened.history and not opened.tool_calls:
-            # Once, when a session starts in a meeting: a resumed one has its history.
-            self._apply(self.core.send_upstream(greeting_response(setup.greeting), now))
+        greeting = opened.greeting()
+        if greeting is not None:
+            self._apply(self.core.send_upstream(greeting, now))
         if leftover:
             if current:
                 self.upstream_data_received(leftover)
             else:
-                self._apply(self.core.leg_data(leg, leftover, monotonic()))
+                self._side_data(leg, leftover)
         return None
 
     async def _send_tool_event(self, event: bytes) -> None:
@@ -401,12 +358,15 @@ class RelaySession(asyncio.Protocol):
         """A rollover switched: ``leg`` is current, the old current leg is retiring."""
         old = self._legs.get(self._current_leg)
         if old is not None:
-            old.attach(_SideLeg(self, self._current_leg))
+            old.attach(SideLeg(self._current_leg, self._side_data, self._leg_lost))
         self._current_leg = leg
         new = self._legs.get(leg)
         self._upstream = new.transport if new is not None else None
         if new is not None:
             new.attach(self)
+
+    def _side_data(self, leg: int, data: bytes) -> None:
+        self._apply(self.core.leg_data(leg, data, monotonic()))
 
     def _leg_lost(self, leg: int) -> None:
         self._legs.pop(leg, None)
@@ -459,31 +419,6 @@ class RelaySession(asyncio.Protocol):
             self.context.recorder.stats(),
             jti=self.claims.jti,
             model=self.model,
-            duration=self.duration,
+            duration=monotonic() - self._started,
         )
         self._on_finished(self)
-
-
-class _SideLeg:
-    """The listener of an upstream leg that is not the current one (standby, retiring)."""
-
-    __slots__ = ("leg", "session")
-
-    def __init__(self, session: RelaySession, leg: int) -> None:
-        self.session = session
-        self.leg = leg
-
-    def upstream_data_received(self, data: bytes) -> None:
-        """Bytes from the standby or a retiring leg."""
-        session = self.session
-        session._apply(session.core.leg_data(self.leg, data, monotonic()))
-
-    def upstream_connection_lost(self, exc: Exception | None) -> None:
-        """The leg is gone."""
-        self.session._leg_lost(self.leg)
-
-    def upstream_pause_writing(self) -> None:
-        """Only set-up events and close frames are written here."""
-
-    def upstream_resume_writing(self) -> None:
-        """Only set-up events and close frames are written here."""

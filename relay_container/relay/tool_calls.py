@@ -29,12 +29,9 @@ own output first); otherwise the model would answer before the client's result e
 A ``response.create`` is never sent while a response is in progress (the model refuses it
 with ``conversation_already_has_active_response``): it waits for that ``response.done``.
 
-Client guard (:meth:`ToolCallTracker.check_client_event`): a client may not invoke a relay
-tool itself (a ``function_call_output`` for a relay ``call_id``, a ``function_call`` item
-naming a relay tool, a ``tool_choice`` forcing one) nor add, remove or redefine relay
-tools (a ``tools`` list naming one is refused; a list without them gets the relay's
-declarations merged back in, so they cannot be removed). Refusals are OpenAI-shaped
-``error`` events (code ``relay_tool_refused``) and the event is not forwarded.
+The client guard (a client may neither invoke nor change a relay tool) is
+:class:`relay.tool_guard.ToolGuard`; :meth:`ToolCallTracker.check_client_event` asks it
+with the relay call ids this tracker knows.
 
 What it refuses to do: decide how a tool runs (``relay.tools``), parse audio events, or
 keep unbounded state (call ids remembered: :data:`MAX_REMEMBERED_CALLS`).
@@ -49,27 +46,22 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeGuard
 
-from relay.events import RESPONSE_CREATE, SESSION_UPDATE, error_event
+from relay.events import (
+    ARGUMENTS_DONE,
+    OUTPUT_ITEM_ADDED,
+    RESPONSE_CREATE,
+    RESPONSE_CREATED,
+    RESPONSE_DONE,
+)
+from relay.events import CONVERSATION_ITEM_CREATE as ITEM_CREATE
+from relay.tool_guard import ClientVerdict, ToolGuard
 
-# GA server events the tracker reads.
-OUTPUT_ITEM_ADDED: Final = "response.output_item.added"
-ARGUMENTS_DONE: Final = "response.function_call_arguments.done"
-RESPONSE_CREATED: Final = "response.created"
-RESPONSE_DONE: Final = "response.done"
 #: Upstream event types to hand to :meth:`ToolCallTracker.on_upstream_event`; the rest
 #: (audio above all) never need to be parsed for tools.
 UPSTREAM_EVENT_TYPES: Final[frozenset[str]] = frozenset(
     {OUTPUT_ITEM_ADDED, ARGUMENTS_DONE, RESPONSE_CREATED, RESPONSE_DONE}
 )
 
-# Client events the guard reads.
-ITEM_CREATE: Final = "conversation.item.create"
-#: Client event types to hand to :meth:`ToolCallTracker.check_client_event`.
-CLIENT_EVENT_TYPES: Final[frozenset[str]] = frozenset(
-    {ITEM_CREATE, SESSION_UPDATE, RESPONSE_CREATE}
-)
-
-REFUSED_CODE: Final = "relay_tool_refused"
 #: Call ids remembered (executed or seen); the oldest are forgotten beyond this.
 MAX_REMEMBERED_CALLS: Final = 4096
 #: Bounds on what a model's call may carry before the relay declines to run it.
@@ -92,19 +84,6 @@ class ToolCall:
     #: The JSON text the model wrote; the executor parses and validates it.
     arguments: str
     response_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ClientVerdict:
-    """A client event's fate: forward ``forward`` (maybe rewritten) or answer ``refusal``."""
-
-    forward: bytes | None
-    refusal: bytes | None = None
-
-    @property
-    def refused(self) -> bool:
-        """True when the event must not reach the model."""
-        return self.refusal is not None
 
 
 @dataclass(slots=True)
@@ -155,7 +134,7 @@ class ToolCallTracker:
                 or rollover); they never run again.
         """
         self._names = frozenset(relay_tools)
-        self._declarations = [dict(d) for d in declarations]
+        self._guard = ToolGuard(self._names, declarations)
         self._state = _State()
         for call_id in executed:
             self._remember(self._state.executed, call_id, None)
@@ -284,43 +263,9 @@ class ToolCallTracker:
         """True for a call the relay ran (or was told about on resume)."""
         return call_id in self._state.executed
 
-    # Client guard
-
     def check_client_event(self, event_type: str, event: Mapping[str, Any]) -> ClientVerdict:
-        """Refuse a client event that would invoke or change a relay tool.
-
-        ``event`` is the parsed client event of type ``event_type``. A ``session.update`` or
-        ``response.create`` carrying a ``tools`` list without relay tools is rewritten with
-        the relay's declarations appended; anything else allowed is forwarded as ``None``
-        (the shell forwards the original bytes).
-        """
-        event_id = event.get("event_id")
-        event_id = event_id if isinstance(event_id, str) else None
-        if event_type == ITEM_CREATE:
-            problem = self._item_problem(event.get("item"))
-            return self._refuse(problem, event_id) if problem else ClientVerdict(forward=None)
-        if event_type not in (SESSION_UPDATE, RESPONSE_CREATE):
-            return ClientVerdict(forward=None)
-        body = event.get("session" if event_type == SESSION_UPDATE else "response")
-        if not isinstance(body, Mapping):
-            return ClientVerdict(forward=None)
-        problem = self._tool_choice_problem(body.get("tool_choice"))
-        if problem is None and event_type == RESPONSE_CREATE:
-            for item in _as_list(body.get("input")):
-                problem = self._item_problem(item)
-                if problem:
-                    break
-        if problem is None and "tools" in body:
-            problem = self._tools_problem(body.get("tools"))
-        if problem:
-            return self._refuse(problem, event_id)
-        tools = body.get("tools")
-        if not isinstance(tools, list) or not self._declarations:
-            return ClientVerdict(forward=None)
-        rewritten = dict(event)
-        key = "session" if event_type == SESSION_UPDATE else "response"
-        rewritten[key] = {**body, "tools": [*tools, *self._declarations]}
-        return ClientVerdict(forward=_dump(rewritten))
+        """The :class:`~relay.tool_guard.ToolGuard`'s verdict on a parsed client event."""
+        return self._guard.check(event_type, event, self._relay_call_ids)
 
     # Private
 
@@ -383,43 +328,6 @@ class ToolCallTracker:
     def _relay_call_ids(self) -> set[str]:
         return {cid for cid, seen in self._state.seen.items() if seen.name in self._names} | set(
             self._state.executed
-        )
-
-    def _item_problem(self, item: object) -> str | None:
-        if not isinstance(item, Mapping):
-            return None
-        kind = item.get("type")
-        if kind == "function_call" and self._owned(item.get("name")):
-            return f"a client may not create a call of the relay's tool {item.get('name')!r}"
-        if kind == "function_call_output":
-            call_id = item.get("call_id")
-            if isinstance(call_id, str) and call_id in self._relay_call_ids():
-                return f"call {call_id!r} belongs to a relay tool; the relay sends its output"
-        return None
-
-    def _tool_choice_problem(self, choice: object) -> str | None:
-        if isinstance(choice, Mapping) and self._owned(choice.get("name")):
-            return f"a client may not force the relay's tool {choice.get('name')!r}"
-        return None
-
-    def _tools_problem(self, tools: object) -> str | None:
-        if not isinstance(tools, list):
-            return None
-        for tool in tools:
-            if isinstance(tool, Mapping) and self._owned(tool.get("name")):
-                return (
-                    f"a client may not declare or redefine the relay's tool {tool.get('name')!r}; "
-                    "the relay adds its own tools to the client's list"
-                )
-        return None
-
-    def _owned(self, name: object) -> bool:
-        """A relay tool's name (a client's value may be anything, even a dict)."""
-        return isinstance(name, str) and name in self._names
-
-    def _refuse(self, message: str, event_id: str | None) -> ClientVerdict:
-        return ClientVerdict(
-            forward=None, refusal=error_event(message, code=REFUSED_CODE, event_id=event_id)
         )
 
     @staticmethod

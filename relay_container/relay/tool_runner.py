@@ -37,7 +37,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from relay.tool_calls import ClientVerdict, ToolCall, ToolCallTracker
+from relay.tool_calls import ToolCall, ToolCallTracker
+from relay.tool_guard import ClientVerdict
 from relay.tools.builtins import ToolContext
 from relay.tools.registry import ToolRegistry, ToolResult
 

@@ -15,6 +15,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Final
+
+from relay.conversation import Turn
+from relay.events import OUTPUT_AUDIO_TRANSCRIPT_DONE, TRANSCRIPTION_COMPLETED
+
+#: Finished turns a gated session shows its gate (:meth:`TurnGate.finished_turn`).
+GATED_TYPES: Final = frozenset({TRANSCRIPTION_COMPLETED, OUTPUT_AUDIO_TRANSCRIPT_DONE})
+#: What the relay sends when the gate says a turn is for the agent.
+ANSWER_EVENT: Final = b'{"type":"response.create","event_id":"relay_turn_answer"}'
 
 
 class TurnGate:
@@ -30,6 +39,16 @@ class TurnGate:
         self._asked = False
         #: Turns heard, and turns the gate asked an answer for.
         self.heard = self.answered = 0
+
+    def finished_turn(self, kind: str, turn: Turn | None) -> bool:
+        """A final transcript of ``kind`` (one of ``GATED_TYPES``) made ``turn`` the
+        conversation's newest: True when it is a participant's turn for the agent."""
+        if turn is None:
+            return False
+        if kind == OUTPUT_AUDIO_TRANSCRIPT_DONE and turn.role == "assistant":
+            self.agent_said(turn.text)
+            return False
+        return kind == TRANSCRIPTION_COMPLETED and turn.role == "user" and self.user_said(turn.text)
 
     def user_said(self, text: str) -> bool:
         """A participant's finished turn: True when it is for the agent."""

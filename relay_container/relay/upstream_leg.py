@@ -13,6 +13,7 @@ from typing import Final
 
 from relay import wire
 from relay.errors import TransitionError
+from relay.keepalive import Keepalive
 
 
 class UpstreamState(enum.Enum):
@@ -36,9 +37,11 @@ class UpstreamLeg:
     __slots__ = (
         "close_code",
         "is_open",
+        "keepalive",
         "leg",
         "max_size",
-        "ping_sent",
+        "pending",
+        "pending_bytes",
         "reader",
         "reads_paused",
         "state",
@@ -51,11 +54,15 @@ class UpstreamLeg:
         #: ``state is OPEN``, kept as a plain bool for the per-message path.
         self.is_open = False
         self.reader = wire.FrameReader(masked=False, max_size=max_size)
-        self.ping_sent: float | None = None
+        #: The model answers pings with their payload; this one is not a secret.
+        self.keepalive = Keepalive(b"relay")
         #: Reads paused because the client is slow.
         self.reads_paused = False
         #: How the model's session ended (its close frame, or 1006).
         self.close_code: int | None = None
+        #: Frames for the model held while it is dialled (the core bounds them), and their size.
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
 
     @property
     def is_dialing(self) -> bool:
@@ -81,9 +88,21 @@ class UpstreamLeg:
         self._move(_OPEN, _CLOSING)
 
     def lost(self) -> None:
-        """The connection ended, or the dial was abandoned."""
+        """The connection ended, or the dial was abandoned: nothing held is sent any more."""
         self.state = _CLOSED
         self.is_open = False
+        self.take_pending()
+
+    def hold(self, frames: list[bytes]) -> int:
+        """Frames for the model while it is dialled, kept in order; the bytes now held."""
+        self.pending.extend(frames)
+        self.pending_bytes += sum(len(frame) for frame in frames)
+        return self.pending_bytes
+
+    def take_pending(self) -> list[bytes]:
+        """What was held, in order (the leg opened, or is gone)."""
+        pending, self.pending, self.pending_bytes = self.pending, [], 0
+        return pending
 
     def promote(self, leg: int, reader: wire.FrameReader) -> None:
         """A rollover made another, open connection (with its reader) the current one."""
@@ -91,7 +110,7 @@ class UpstreamLeg:
         self.reader = reader
         self.state = _OPEN
         self.is_open = True
-        self.ping_sent = None
+        self.keepalive.reset()
         self.close_code = None
 
     def _move(self, source: UpstreamState, target: UpstreamState) -> None:

@@ -143,6 +143,56 @@ class FrameReader:
         return frames, clean
 
 
+class Reassembly:
+    """A fragmented data message being put back together (§5.4), bounded in size.
+
+    The reader yields frames; a message may span several (a first frame without ``fin``,
+    then continuations). :meth:`add` takes each data frame and gives the whole message
+    once its last frame arrives. Frames that break the order, or a message over
+    ``max_size`` in all, raise :class:`FrameError`.
+    """
+
+    __slots__ = ("_opcode", "_parts", "_size", "active", "max_size")
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._parts: list[bytes] = []
+        self._opcode = TEXT
+        self._size = 0
+        #: A message's first frame came and its last has not (a plain attribute: the
+        #: client's per-message path reads it).
+        self.active = False
+
+    def add(self, opcode: int, fin: bool, payload: bytes) -> tuple[int, bytes] | None:
+        """One data frame: ``(opcode, message)`` once the message is whole, else None."""
+        if opcode != CONT:
+            if self.active:
+                raise FrameError(CloseCode.PROTOCOL_ERROR, "expected a continuation frame")
+            if fin:
+                return opcode, payload
+            self._parts, self._opcode, self._size = [payload], opcode, len(payload)
+            self.active = True
+            return None
+        if not self.active:
+            raise FrameError(CloseCode.PROTOCOL_ERROR, "unexpected continuation frame")
+        self._size += len(payload)
+        if self._size > self.max_size:
+            raise FrameError(
+                CloseCode.MESSAGE_TOO_BIG,
+                f"message over the relay's limit of {self.max_size} bytes",
+            )
+        self._parts.append(payload)
+        if not fin:
+            return None
+        message = b"".join(self._parts)
+        self.clear()
+        return self._opcode, message
+
+    def clear(self) -> None:
+        """Forget a message in progress (its connection is gone)."""
+        self._parts, self.active = [], False
+
+
 class _MaskKeys:
     """Masking keys from the OS CSPRNG (§5.3), fetched 4 KiB at a time."""
 

@@ -19,7 +19,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from relay.agent import AgentConfig
-from relay.record_writer import RetryPolicy, SessionRecorder
+from relay.record_table import RetryPolicy
+from relay.record_writer import SessionRecorder
 from relay.server import Relay
 from storage import leaving, minutes, schema, times
 from tests.cli.fake_recall import Answer, FakeRecall
@@ -457,5 +458,6 @@ async def test_a_bot_with_chat_minutes_leaves_through_the_minutes_function(
     async with open_client(relay, mint("sess-chat")) as ws:
         await said_goodbye_and_left(ws, relay, fake_upstream)
     request = store.get_item(Key=leaving.leave_key("bot-chat"), ConsistentRead=True).get("Item")
-    assert request is not None and request["reason"] == "usage_limit"
+    assert request is not None
+    assert request["reason"] == "usage_limit"
     assert leaves(fake_recall, "bot-chat") == []

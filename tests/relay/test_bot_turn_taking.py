@@ -14,7 +14,8 @@ import boto3
 import pytest
 
 from relay.agent import AgentConfig
-from relay.record_writer import RetryPolicy, SessionRecorder
+from relay.record_table import RetryPolicy
+from relay.record_writer import SessionRecorder
 from storage import schema
 from tests.relay.conftest import FakeUpstream, StartRelay
 from tests.relay.test_turn_taking import hold_meeting, meeting_model

@@ -19,6 +19,7 @@ import pytest
 
 from relay import (
     client_events,
+    client_leg,
     core,
     core_client,
     core_legs,
@@ -26,6 +27,7 @@ from relay import (
     effects,
     events,
     metrics,
+    rollover_legs,
     session,
     upstream_leg,
     wire,
@@ -47,6 +49,8 @@ EXPECT_COMPILED = os.environ.get("RELAY_EXPECT_COMPILED") == "1"
         core_moves,
         core_legs,
         upstream_leg,
+        rollover_legs,
+        client_leg,
         client_events,
         effects,
         events,

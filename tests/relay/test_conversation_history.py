@@ -41,7 +41,8 @@ from relay.events import (
     recorded_type,
 )
 from relay.history import load_turns
-from relay.record_writer import SessionRecorder, dynamodb_client
+from relay.record_table import dynamodb_client
+from relay.record_writer import SessionRecorder
 from relay.simulator import SimulatorOptions, listening_url, serve_simulator
 from storage import schema
 from tests.conftest import TIMEOUT, free_port

@@ -14,10 +14,10 @@ import pytest
 
 from relay import wire
 from relay.client_events import ClientEvents
+from relay.client_leg import ClientState
 from relay.config import RelayConfig
 from relay.conversation import Turn
 from relay.core import SessionCore
-from relay.core_legs import ClientState
 from relay.core_moves import DRAIN_REASON
 from relay.effects import (
     CLIENT,

@@ -24,7 +24,8 @@ import pytest
 from relay.conversation import MAX_TURN_CHARS, TRUNCATION_MARK
 from relay.events import RECORDED_EVENT_TYPES, recorded_type
 from relay.record_items import MAX_RECORDED_EVENT_BYTES, ConnectionRecord
-from relay.record_writer import RetryPolicy, SessionRecorder, open_recorder
+from relay.record_table import RetryPolicy
+from relay.record_writer import SessionRecorder, open_recorder
 from relay.recorder import NullRecorder, Recorder, RecorderStats
 from storage import schema
 from storage.items import plain

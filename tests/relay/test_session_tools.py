@@ -18,7 +18,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from relay.agent import AgentConfig
-from relay.record_writer import RetryPolicy, SessionRecorder
+from relay.record_table import RetryPolicy
+from relay.record_writer import SessionRecorder
 from relay.server import Relay
 from storage import schema
 from tests.relay.conftest import (

@@ -32,7 +32,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from relay.record_writer import RetryPolicy, SessionRecorder, dynamodb_client
+from relay.record_table import RetryPolicy, dynamodb_client
+from relay.record_writer import SessionRecorder
 from relay.server import Relay
 from relay.session import RelaySession
 from relay.simulator import SimulatorOptions, listening_url, serve_simulator

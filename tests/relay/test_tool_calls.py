@@ -12,10 +12,10 @@ import pytest
 from relay.tool_calls import (
     MAX_ARGUMENTS_CHARS,
     MAX_REMEMBERED_CALLS,
-    REFUSED_CODE,
     ToolCallTracker,
     seed_events,
 )
+from relay.tool_guard import REFUSED_CODE
 
 ARGS_DONE = "response.function_call_arguments.done"
 TAKE_NOTE = {
