@@ -45,6 +45,7 @@ from relay.errors import (
     UpstreamError,
 )
 from relay.events import (
+    INPUT_COMMITTED,
     OUTPUT_AUDIO_TRANSCRIPT_DONE,
     RESPONSE_CREATED,
     TOOL_EVENT_TYPES,
@@ -53,6 +54,8 @@ from relay.events import (
     recorded_type,
     tool_event_type,
 )
+from relay.meeting import MeetingPolicy
+from relay.meeting_events import MeetingEvent
 from relay.turn_gate import TurnGate
 
 _TEXT: Final = wire.TEXT
@@ -130,16 +133,39 @@ class SessionCore(ClientCore):
         return self._take()
 
     def configure(
-        self, agent_update: bytes, *, watch_tools: bool, gate: TurnGate | None = None
+        self,
+        agent_update: bytes,
+        *,
+        watch_tools: bool,
+        gate: TurnGate | None = None,
+        meeting: MeetingPolicy | None = None,
     ) -> None:
         """The session's own agent (a bot's persona merged in), whether it runs relay tools,
-        and who decides when it answers (``gate``: the relay, per finished turn; None: the
-        model); taken before the model is ready, used by every upstream leg after."""
+        who decides when it answers (``gate``: the relay, per finished turn; None: the
+        model) and its meeting policy; taken before the model is ready, used by every
+        upstream leg after."""
         if not self.up.is_dialing:
             raise TransitionError("the agent is configured before the model is ready")
         self._agent_update = agent_update
         self.watch_tools = watch_tools
         self.gate = gate
+        if meeting is not None:
+            self.meeting.policy = meeting
+
+    def meeting_event(self, event: MeetingEvent, now: float) -> list[Effect]:
+        """A participant, speech or chat event of this session's meeting: what
+        ``relay.meeting`` says the model hears, and an answer to a chat line when the turn
+        taking would answer it said aloud."""
+        reaction = self.meeting.on_event(event, now)
+        effects = [fx for item in reaction.items for fx in self.send_upstream(item, now)]
+        chat = reaction.chat
+        if chat is not None:
+            self.record.chat_turn(chat.sender, chat.text)
+            hinted = chat.direct or self.meeting.humans == 1
+            answer = self.gate is None or self.gate.user_said(chat.text, hinted=hinted)
+            if answer and not self.record.turn_taking.responses_in_progress:
+                effects += self.send_upstream(ANSWER_EVENT, now)
+        return effects
 
     def send_upstream(self, event: bytes, now: float) -> list[Effect]:
         """An event of the relay's own for the model (a tool's output, a greeting): after
@@ -229,6 +255,8 @@ class SessionCore(ClientCore):
                 and not payload.startswith(UNRECORDED_HEADS)
                 and (kind := recorded_type(payload)) is not None
             ):
+                if kind == INPUT_COMMITTED:  # who spoke the turn (relay.meeting)
+                    record.speaker_hint = self.meeting.turn_speaker(now)
                 record.on_upstream_event(kind, payload)
                 if self.gate is not None and kind in GATED_TYPES:
                     self._gate_turn(kind)
@@ -319,7 +347,7 @@ class SessionCore(ClientCore):
         elif (
             kind == TRANSCRIPTION_COMPLETED
             and turn.role == "user"
-            and self.gate.user_said(turn.text)
+            and self.gate.user_said(turn.text, hinted=self.meeting.humans == 1)
             and not self.record.turn_taking.responses_in_progress
             and self.up.is_open
         ):

@@ -36,6 +36,7 @@ from relay.reattach import HoldBuffer
 from relay.record_items import ConnectionRecord
 from relay.resume import SeedAcks
 from relay.rollover import RetiringLeg, Rollover
+from relay.meeting import Meeting
 from relay.turn_gate import TurnGate
 from relay.upstream_leg import UpstreamLeg
 
@@ -98,6 +99,8 @@ class LegCore:
         self.watch_tools = False
         #: Who decides when the agent answers: None, the model; else this gate.
         self.gate: TurnGate | None = None
+        #: The meeting's roster and speakers, from Recall's real-time events (relay.meeting).
+        self.meeting = Meeting()
         #: False once the relay drains or leaves: a vanished client then ends the session.
         self.holdable = config.reattach_seconds > 0
         # Client leg.

@@ -49,6 +49,7 @@ from relay.effects import (
 )
 from relay.errors import UpstreamError
 from relay.greeting import greeting_response
+from relay.meeting_events import MeetingEvent
 from relay.metrics import Metrics
 from relay.policy import SessionPolicy
 from relay.record_items import ConnectionRecord
@@ -193,6 +194,11 @@ class RelaySession(asyncio.Protocol):
         self._apply(self.core.reattach(monotonic()))
         if leftover:
             self.data_received(leftover)
+
+    def meeting_event(self, event: MeetingEvent) -> None:
+        """A verified event of this session's meeting (``Relay.deliver_meeting_event``)."""
+        if not self.core.finished:
+            self._apply(self.core.meeting_event(event, monotonic()))
 
     # Client leg: asyncio.Protocol
 
@@ -353,7 +359,10 @@ class RelaySession(asyncio.Protocol):
         setup = opened.setup
         if setup is not None:
             self.core.configure(
-                setup.agent_update, watch_tools=setup.registry is not None, gate=setup.gate
+                setup.agent_update,
+                watch_tools=setup.registry is not None,
+                gate=setup.gate,
+                meeting=setup.meeting,
             )
             self._events.tools = setup.tracker
             self._runner, extra_seeds = start_tools(

@@ -38,6 +38,7 @@ from relay.tool_calls import seed_events as tool_seed_events
 from relay.tool_runner import ToolRunner
 from relay.tools.builtins import Builtins, ToolContext
 from relay.tools.registry import SessionTool, ToolRegistry
+from relay.meeting import MeetingPolicy
 from relay.turn_gate import TurnGate
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class SessionSetup:
     greeting: str | None
     #: Who decides when the agent answers (``turn_taking``): None, the model itself.
     gate: TurnGate | None = None
+    #: What the session does with its meeting's events (``chat``, the agent's names).
+    meeting: MeetingPolicy = MeetingPolicy()
 
 
 class SessionSetups:
@@ -221,7 +224,10 @@ def _setup(
         if registry is not None
         else None
     )
-    return SessionSetup(agent_update, bot_id, registry, tracker, agent.greeting, gate_of(agent))
+    meeting = MeetingPolicy(chat=agent.chat.mode, wake_phrases=agent.turn_taking.wake_phrases)
+    return SessionSetup(
+        agent_update, bot_id, registry, tracker, agent.greeting, gate_of(agent), meeting
+    )
 
 
 def gate_of(agent: AgentConfig) -> TurnGate | None:
@@ -230,5 +236,5 @@ def gate_of(agent: AgentConfig) -> TurnGate | None:
     if taking.mode == "always":
         return None
     if taking.mode == "manual":
-        return TurnGate(wake_phrases=(), follow_ups=False)
+        return TurnGate(wake_phrases=(), follow_ups=False, hints=False)
     return TurnGate(wake_phrases=taking.wake_phrases, follow_ups=taking.follow_ups)
