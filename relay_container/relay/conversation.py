@@ -117,7 +117,11 @@ def make_turn(
 def turn_from_item(item: Mapping[str, Any]) -> Turn | None:
     """The turn a stored ``TURN#`` item holds (``storage.items.Turn``), or ``None`` if malformed."""
     return make_turn(
-        item.get("role"), item.get("text"), item.get("at", ""), item.get("item_id"), item.get("speaker")
+        item.get("role"),
+        item.get("text"),
+        item.get("at", ""),
+        item.get("item_id"),
+        item.get("speaker"),
     )
 
 

@@ -32,11 +32,11 @@ from relay.effects import (
 )
 from relay.errors import ClientAbuseError, MessageTooBigError, RelayError, UpstreamError
 from relay.events import error_event
+from relay.meeting import Meeting
 from relay.reattach import HoldBuffer
 from relay.record_items import ConnectionRecord
 from relay.resume import SeedAcks
 from relay.rollover import RetiringLeg, Rollover
-from relay.meeting import Meeting
 from relay.turn_gate import TurnGate
 from relay.upstream_leg import UpstreamLeg
 

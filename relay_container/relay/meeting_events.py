@@ -168,5 +168,7 @@ def _participant(raw: dict[str, Any]) -> Participant:
 def _words(raw: object) -> str:
     if not isinstance(raw, list):
         raise MeetingEventError("data.data.words is not a list")
-    said = [w["text"] for w in raw[:MAX_WORDS] if isinstance(w, dict) and isinstance(w.get("text"), str)]
+    said = [
+        w["text"] for w in raw[:MAX_WORDS] if isinstance(w, dict) and isinstance(w.get("text"), str)
+    ]
     return clean_text(" ".join(said), MAX_TEXT_CHARS)

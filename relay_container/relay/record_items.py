@@ -118,13 +118,13 @@ class ConnectionRecord:
 
     __slots__ = (
         "_commits",
-        "_speakers",
         "_counters",
         "_ended",
         "_next_seq",
         "_responses",
         "_retention_seconds",
         "_sink",
+        "_speakers",
         "_tool_started",
         "_usage",
         "_usage_interval",

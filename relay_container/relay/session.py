@@ -118,6 +118,8 @@ class RelaySession(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._handover: asyncio.Task[None] | None = None
         self._runner: ToolRunner | None = None
+        #: The Recall bot of the session, once its setup is resolved (None: not a bot's).
+        self.bot_id: str | None = None
         #: Checks the client's events; its tool guard covers every relay tool from the start.
         self._events = ClientEvents(
             context.policy, model=model, session_id=self.id, tools=context.setups.guard()
@@ -358,6 +360,7 @@ class RelaySession(asyncio.Protocol):
         extra_seeds: list[bytes] = []
         setup = opened.setup
         if setup is not None:
+            self.bot_id = setup.bot_id
             self.core.configure(
                 setup.agent_update,
                 watch_tools=setup.registry is not None,

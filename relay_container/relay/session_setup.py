@@ -20,12 +20,13 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from relay.agent import AgentConfig
 from relay.bot_binding import BindingStore, BotBinding
 from relay.errors import ConfigError, UpstreamError
+from relay.meeting import MeetingPolicy
 from relay.memory import (
     RECALL_MEETINGS_TOOL,
     TOOL_NAME,
@@ -38,7 +39,6 @@ from relay.tool_calls import seed_events as tool_seed_events
 from relay.tool_runner import ToolRunner
 from relay.tools.builtins import Builtins, ToolContext
 from relay.tools.registry import SessionTool, ToolRegistry
-from relay.meeting import MeetingPolicy
 from relay.turn_gate import TurnGate
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class SessionSetup:
     #: Who decides when the agent answers (``turn_taking``): None, the model itself.
     gate: TurnGate | None = None
     #: What the session does with its meeting's events (``chat``, the agent's names).
-    meeting: MeetingPolicy = MeetingPolicy()
+    meeting: MeetingPolicy = field(default_factory=MeetingPolicy)
 
 
 class SessionSetups:

@@ -30,7 +30,9 @@ class TurnGate:
 
     __slots__ = ("_asked", "_follow_ups", "_hints", "_pattern", "answered", "heard")
 
-    def __init__(self, *, wake_phrases: Iterable[str], follow_ups: bool, hints: bool = True) -> None:
+    def __init__(
+        self, *, wake_phrases: Iterable[str], follow_ups: bool, hints: bool = True
+    ) -> None:
         self._pattern = wake_pattern(wake_phrases)
         self._follow_ups = follow_ups
         #: Whether the meeting's own signs count (one other human, a chat DM): not in manual.

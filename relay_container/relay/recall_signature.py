@@ -1,0 +1,76 @@
+"""Did Recall open this connection? The signature on a real-time websocket's upgrade request.
+
+Recall signs every request it sends from a workspace with a verification secret, the
+real-time websocket's HTTP upgrade included, with Standard Webhooks headers
+(``webhook-id``, ``webhook-timestamp``, ``webhook-signature``; legacy ``svix-*`` names
+accepted too). An upgrade has no body: Recall's own verifier signs it with an empty payload,
+so the signed content is ``{id}.{timestamp}.`` (docs/recall-realtime.md, "Authentication").
+
+Pure: headers, key and time in; the delivery id out, or :class:`~relay.errors.AuthError`.
+The webhook Lambda has its own verifier (``functions/webhooks/signatures.py``), which this
+container cannot import (ARCHITECTURE.md: relay and functions never import each other); the
+HMAC itself is ``relay.tools.signing.sign``, the relay's one Standard Webhooks signer.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Final
+
+from relay.errors import AuthError
+from relay.tools.signing import sign
+
+#: Accepted clock difference either way (as the webhook Lambda).
+TOLERANCE_SECONDS: Final = 300
+MAX_ID_CHARS: Final = 256
+MAX_SIGNATURE_HEADER_CHARS: Final = 4096
+MAX_SIGNATURES: Final = 16
+#: Delivery ids remembered to refuse a replayed upgrade (more than a tolerance window holds).
+SEEN_IDS: Final = 10_000
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return headers.get(f"webhook-{name}") or headers.get(f"svix-{name}")
+
+
+def verify_upgrade(headers: Mapping[str, str], key: bytes, now: float) -> str:
+    """The ``webhook-id`` of an upgrade request that ``key`` signed within the tolerance.
+
+    Raises:
+        AuthError: a header missing, malformed, out of time, or no signature matching.
+    """
+    msg_id = _header(headers, "id")
+    stamp = _header(headers, "timestamp")
+    signatures = _header(headers, "signature")
+    if not msg_id or not stamp or not signatures:
+        raise AuthError("missing Recall signature headers")
+    if len(msg_id) > MAX_ID_CHARS or len(signatures) > MAX_SIGNATURE_HEADER_CHARS:
+        raise AuthError("Recall signature headers too long")
+    if not stamp.isdigit() or len(stamp) > 12:
+        raise AuthError("bad webhook-timestamp")
+    if abs(now - int(stamp)) > TOLERANCE_SECONDS:
+        raise AuthError("webhook-timestamp outside the tolerance")
+    expected = sign(key, msg_id, int(stamp), b"").encode()
+    for entry in signatures.split(" ")[:MAX_SIGNATURES]:
+        if entry.startswith("v1,") and hmac.compare_digest(entry.encode(), expected):
+            return msg_id
+    raise AuthError("no valid Recall signature")
+
+
+class SeenIds:
+    """The newest delivery ids accepted, so an upgrade request replayed is refused."""
+
+    def __init__(self, bound: int = SEEN_IDS) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._bound = bound
+
+    def first_time(self, msg_id: str) -> bool:
+        """True the first time ``msg_id`` is seen (and remember it)."""
+        if msg_id in self._ids:
+            return False
+        self._ids[msg_id] = None
+        if len(self._ids) > self._bound:
+            self._ids.popitem(last=False)
+        return True
