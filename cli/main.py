@@ -610,7 +610,7 @@ def transcript_text(turns: Sequence[Mapping[str, Any]]) -> str:
         when = render.parse_time(turn.get("at"))
         stamp = when.strftime("%H:%M:%S") if when else "--:--:--"
         text = render.safe(" ".join(str(turn.get("text", "")).split()))
-        role = render.safe(str(turn.get("role", "?")))
+        role = render.safe(render.speaker(turn))
         lines.append(f"{stamp}  {role:<9}  {text}")
     return "\n".join(lines)
 

@@ -32,6 +32,7 @@ from typing import Final, Protocol
 from websockets.exceptions import InvalidState
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from relay.errors import AuthError, ForbiddenError
@@ -87,15 +88,15 @@ def accept_meeting_socket(
     msg_id = verify_upgrade(headers, decode_secret(secret), time.time())
     if not seen.first_time(msg_id):
         raise AuthError("a replayed Recall upgrade")
-    protocol = ServerProtocol(max_size=MAX_FRAME_BYTES, logger=_quiet)
-    response = protocol.accept(request)
-    protocol.send_response(response)
+    response = ServerProtocol(logger=_quiet).accept(request)
     if response.status_code != 101:
         write_response(transport, response)
         return None
+    transport.write(response.serialize())
+    # A protocol that starts OPEN reads frames at once (the request was parsed already).
+    protocol = ServerProtocol(state=State.OPEN, max_size=MAX_FRAME_BYTES, logger=_quiet)
     socket = MeetingSocket(sink, protocol, transport)
     transport.set_protocol(socket)
-    socket.flush()
     if leftover:
         socket.data_received(leftover)
     return socket
