@@ -281,9 +281,7 @@ async def test_a_chat_message_reaches_the_model_with_its_sender_and_is_answered(
     await recorder.flush(TIMEOUT)
     stored = read_partition(dynamodb_endpoint, table_name, SESSION)
     chats = [i for i in stored if i.get("via") == "chat"]
-    assert [(c["speaker"], c["text"]) for c in chats] == [
-        ("Ada", "Ava, can you share the agenda?")
-    ]
+    assert [(c["speaker"], c["text"]) for c in chats] == [("Ada", "Ava, can you share the agenda?")]
 
 
 async def test_roster_events_before_the_session_opens_are_not_lost(
