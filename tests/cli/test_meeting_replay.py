@@ -16,8 +16,9 @@ import pytest
 
 from cli.meeting_replay import agent_overrides, load_script, replay, spoken_lines
 from relay.agent import AgentConfig
+from relay.server import Relay
 from relay.simulator import SimulatorOptions, listening_url, serve_simulator
-from tests.relay.conftest import StartRelay, mint, start_relay  # noqa: F401 (fixture)
+from tests.relay.conftest import mint, relay_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "meeting.yaml"
 RECALL_SECRET = "whsec_" + base64.b64encode(b"dev-workspace-secret-of-32-bytes").decode()
@@ -38,20 +39,25 @@ async def scripted_model() -> AsyncIterator[str]:
 
 
 async def test_the_example_meeting_is_answered_when_the_agent_is_addressed(
-    start_relay: StartRelay, scripted_model: str
+    scripted_model: str,
 ) -> None:
     script = load_script(EXAMPLE)
     agent = AgentConfig.model_validate(agent_overrides(script))
-    relay = await start_relay(scripted_model, agent=agent, recall_webhook_secret=RECALL_SECRET)
+    config = relay_config(scripted_model, recall_webhook_secret=RECALL_SECRET)
+    relay = Relay(config, agent=agent)
+    await relay.start()
     said: list[str] = []
-    answers = await replay(
-        script,
-        relay_url=relay.url.removesuffix("/v1/realtime"),
-        token=mint("dev-meeting-test"),
-        recall_secret=RECALL_SECRET,
-        session_id="dev-meeting-test",
-        say=said.append,
-    )
+    try:
+        answers = await replay(
+            script,
+            relay_url=relay.url.removesuffix("/v1/realtime"),
+            token=mint("dev-meeting-test"),
+            recall_secret=RECALL_SECRET,
+            session_id="dev-meeting-test",
+            say=said.append,
+        )
+    finally:
+        await relay.close()
     # Linus and Ken name the agent aloud, Ada in the chat; nobody else addresses it.
     assert answers == 3
     answered_after = [said[i - 1].strip() for i, line in enumerate(said) if "→" in line]
