@@ -123,8 +123,9 @@ class RelayConfig:
     recall_api_base: str | None = None
     #: ``whsec_…`` secret that signs requests to HTTP tools (an ECS secret on AWS).
     tool_signing_secret: str | None = field(default=None, repr=False)
-    #: Recall's workspace verification secret (``whsec_…``): it signs the real-time events
-    #: websocket's upgrade (``/recall/events/``); unset, that endpoint refuses everyone.
+    #: Recall's workspace verification secret (``whsec_…``; several space-separated while
+    #: rotating): it signs the real-time events websocket's upgrade (``/recall/events/``).
+    #: Unset, a placeholder or invalid, that route refuses everyone (403).
     recall_webhook_secret: str | None = field(default=None, repr=False)
     # Tuning knobs (no environment variable).
     #: Bytes of client frames held while the upstream connects; more → error + close.
@@ -289,12 +290,9 @@ class RelayConfig:
                 decode_secret(signing_secret)
             except ValueError as exc:
                 problems.append(f"RELAY_TOOL_SIGNING_SECRET {exc}")
+        # Not validated here: the stack creates it as a placeholder, and a bad one must not
+        # stop the relay (only the events route refuses; relay.recall_signature).
         recall_secret = get("RECALL_WEBHOOK_SECRET")
-        if recall_secret is not None:
-            try:
-                decode_secret(recall_secret)
-            except ValueError as exc:
-                problems.append(f"RECALL_WEBHOOK_SECRET {exc}")
         level = get("LOG_LEVEL") or defaults.log_level
         try:
             own_level, named_levels = parse_levels(level)

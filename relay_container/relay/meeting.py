@@ -107,6 +107,8 @@ class Meeting:
         #: Participant id → seconds spoken since the last attributed turn.
         self._spoken: dict[str, float] = {}
         self._last_on: str | None = None
+        #: Who started speaking since the last attributed turn.
+        self._started: set[str] = set()
         self._named: set[str] = set()  # "is speaking" items sent since the last turn
         self._tokens = float(ITEM_BURST)
         self._refilled = 0.0
@@ -152,6 +154,7 @@ class Meeting:
         self._remember(who)
         if kind == "speech_on":
             self._speaking.setdefault(who.id, now)
+            self._started.add(who.id)
             self._last_on = who.id
             if who.id in self._named or len(self._named) >= SPEAKER_ITEMS_PER_TURN:
                 return NOTHING
@@ -163,6 +166,7 @@ class Meeting:
         if kind == "transcript":
             # Words attributed by Recall: count each as ~0.3 s of this person's speech.
             self._spoken[who.id] = self._spoken.get(who.id, 0.0) + 0.3 * len(event.text.split())
+            self._started.add(who.id)
             self._last_on = who.id
             return NOTHING
         return self._chat(event, now)
@@ -170,14 +174,22 @@ class Meeting:
     # Questions the session asks
 
     def turn_speaker(self, now: float) -> str | None:
-        """The name of who spoke most since the last finished user turn (this one's
-        speaker), and a new attribution window starts."""
+        """The name of this turn's speaker, and a new attribution window starts.
+
+        Who spoke most since the last finished user turn, among those who *started*
+        speaking since then (else those still speaking, else anyone): the previous
+        speaker's ``speech_off`` often comes after their turn was committed, and that tail
+        must not win the next person's turn.
+        """
         for ident, since in self._speaking.items():
             self._spoken[ident] = self._spoken.get(ident, 0.0) + max(0.0, now - since)
             self._speaking[ident] = now
-        best = max(self._spoken.items(), key=lambda kv: kv[1], default=None)
-        chosen = best[0] if best is not None and best[1] > 0 else self._last_on
+        pool = self._started or set(self._speaking) or set(self._spoken)
+        timed = [(self._spoken.get(ident, 0.0), ident) for ident in pool]
+        best = max(timed, default=None)
+        chosen = best[1] if best is not None else self._last_on
         self._spoken.clear()
+        self._started.clear()
         self._named.clear()
         return self._label(chosen) if chosen is not None else None
 

@@ -2,7 +2,8 @@
 
 Recall opens one websocket per bot to the real-time endpoint ``voicebot bot create``
 registered (docs/recall-realtime.md). :func:`accept_meeting_socket` answers the upgrade:
-the relay must have the workspace verification secret (403 without), and the request must
+the relay must have the workspace verification secret (403 without, or with the stack's
+placeholder), and the request must
 carry Recall's signature over it (401 otherwise, :mod:`relay.recall_signature`), not seen
 before (a replayed upgrade is refused). Then :class:`MeetingSocket` reads messages with
 websockets' sans-I/O protocol and hands each to ``Relay.deliver_meeting_event``.
@@ -39,8 +40,7 @@ from relay.errors import AuthError, ForbiddenError
 from relay.handshake import peer_name, write_response
 from relay.meeting_events import MAX_EVENT_BYTES, MeetingEventError, parse_meeting_event
 from relay.metrics import Metrics
-from relay.recall_signature import SeenIds, verify_upgrade
-from relay.tools.signing import decode_secret
+from relay.recall_signature import SeenIds, verification_keys, verify_upgrade
 
 logger = logging.getLogger("relay.meeting_events")
 _quiet = logging.getLogger("relay.meeting_events.protocol")
@@ -82,10 +82,11 @@ def accept_meeting_socket(
         ForbiddenError: the relay has no verification secret.
         AuthError: no valid, fresh, first-seen signature.
     """
-    if not secret:
+    keys = verification_keys(secret)
+    if not keys:
         raise ForbiddenError("meeting events are not configured on this relay")
     headers = {k.lower(): v for k, v in request.headers.raw_items()}
-    msg_id = verify_upgrade(headers, decode_secret(secret), time.time())
+    msg_id = verify_upgrade(headers, keys, time.time())
     if not seen.first_time(msg_id):
         raise AuthError("a replayed Recall upgrade")
     response = ServerProtocol(logger=_quiet).accept(request)

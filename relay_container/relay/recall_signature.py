@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import hmac
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from relay.errors import AuthError
-from relay.tools.signing import sign
+from relay.tools.signing import decode_secret, sign
 
+#: How the stack's secrets start, before the operator fills them (infra/constructs/secrets.py).
+PLACEHOLDER_PREFIX: Final = "UNSET-"
 #: Accepted clock difference either way (as the webhook Lambda).
 TOLERANCE_SECONDS: Final = 300
 MAX_ID_CHARS: Final = 256
@@ -35,8 +37,22 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return headers.get(f"webhook-{name}") or headers.get(f"svix-{name}")
 
 
-def verify_upgrade(headers: Mapping[str, str], key: bytes, now: float) -> str:
-    """The ``webhook-id`` of an upgrade request that ``key`` signed within the tolerance.
+def verification_keys(secret: str | None) -> tuple[bytes, ...]:
+    """The HMAC keys of ``RECALL_WEBHOOK_SECRET``: space-separated ``whsec_…`` secrets (two
+    while rotating), skipping the stack's ``UNSET-`` placeholder and anything not valid."""
+    keys = []
+    for entry in (secret or "").split():
+        if entry.startswith(PLACEHOLDER_PREFIX):
+            continue
+        try:
+            keys.append(decode_secret(entry))
+        except ValueError:
+            continue
+    return tuple(keys)
+
+
+def verify_upgrade(headers: Mapping[str, str], keys: Sequence[bytes], now: float) -> str:
+    """The ``webhook-id`` of an upgrade request one of ``keys`` signed within the tolerance.
 
     Raises:
         AuthError: a header missing, malformed, out of time, or no signature matching.
@@ -52,9 +68,10 @@ def verify_upgrade(headers: Mapping[str, str], key: bytes, now: float) -> str:
         raise AuthError("bad webhook-timestamp")
     if abs(now - int(stamp)) > TOLERANCE_SECONDS:
         raise AuthError("webhook-timestamp outside the tolerance")
-    expected = sign(key, msg_id, int(stamp), b"").encode()
-    for entry in signatures.split(" ")[:MAX_SIGNATURES]:
-        if entry.startswith("v1,") and hmac.compare_digest(entry.encode(), expected):
+    offered = [e.encode() for e in signatures.split(" ")[:MAX_SIGNATURES] if e.startswith("v1,")]
+    for key in keys:
+        expected = sign(key, msg_id, int(stamp), b"").encode()
+        if any(hmac.compare_digest(entry, expected) for entry in offered):
             return msg_id
     raise AuthError("no valid Recall signature")
 

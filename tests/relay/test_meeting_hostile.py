@@ -258,3 +258,19 @@ def test_the_parser_takes_any_shape_and_only_refuses_cleanly(
 def test_the_parser_refuses_arbitrary_bytes_cleanly(raw: bytes) -> None:
     with contextlib.suppress(MeetingEventError):
         parse_meeting_event(raw)
+
+
+async def test_the_stack_placeholder_closes_the_route_and_a_rotation_pair_opens_it(
+    start_relay: StartRelay, fake_upstream: FakeUpstream
+) -> None:
+    fake_upstream.script = meeting_model
+    placeholder = await start_relay(
+        fake_upstream.url, recall_webhook_secret="UNSET-put-the-Recall-whsec-signing-secret-here"
+    )
+    with pytest.raises(InvalidStatus) as refused:
+        await recall_socket(placeholder)
+    assert refused.value.response.status_code == 403
+    old = "whsec_" + "b2xkLXdvcmtzcGFjZS1zZWNyZXQtMzJieXRlcyEh"
+    rotating = await start_relay(fake_upstream.url, recall_webhook_secret=f"{old} {RECALL_SECRET}")
+    async with await recall_socket(rotating):  # signed with the new secret of the pair
+        pass
