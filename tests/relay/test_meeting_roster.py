@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 
 from relay.meeting import ITEM_BURST, MAX_PARTICIPANTS, Meeting, MeetingPolicy
-from relay.meeting_events import MeetingEvent, Participant
+from relay.meeting_events import Kind, MeetingEvent, Participant
 
 
-def ev(kind: str, ident: int, name: str | None = None, **kw: object) -> MeetingEvent:
+def ev(
+    kind: Kind, ident: int, name: str | None = None, text: str = "", to: str | None = None
+) -> MeetingEvent:
     who = Participant(id=str(ident), name=name or f"P{ident}")
     return MeetingEvent(
-        kind=kind, session_id="s", bot_id="b", participant=who, bot_name="Ava", **kw
-    )  # type: ignore[arg-type]
+        kind=kind, session_id="s", bot_id="b", participant=who, bot_name="Ava", text=text, to=to
+    )
 
 
 def texts(meeting: Meeting, event: MeetingEvent, now: float) -> list[str]:
