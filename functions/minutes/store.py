@@ -125,8 +125,8 @@ class MinutesStore:
                 text, at = turn.get("text"), str(turn.get("at", ""))
                 if not isinstance(text, str) or not text.strip():
                     continue
-                speaker = turn.get("speaker")
-                name = speaker[:MAX_SPEAKER_CHARS] if isinstance(speaker, str) and speaker else None
+                said_by = turn.get("speaker")
+                name = said_by[:MAX_SPEAKER_CHARS] if isinstance(said_by, str) and said_by else None
                 if turn.get("role") == "assistant":
                     found.append((at, i, Line("agent", text, at)))
                 elif turn.get("via") == "chat":
