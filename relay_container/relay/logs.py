@@ -59,6 +59,10 @@ ALLOWED_FIELDS: Final = frozenset(
         "compiled",
         "protection_enabled",
         # counters and durations
+        "received",  # meeting events connection (relay.meeting_socket)
+        "delivered",
+        "refused",
+        "dropped",
         "duration_ms",
         "connect_ms",
         "detached_ms",
