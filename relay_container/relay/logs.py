@@ -88,7 +88,6 @@ ALLOWED_FIELDS: Final = frozenset(
         "records_unwritten",
         "record_write_failures",
         "failed_attempts",
-        "dropped",
         "queued",
     }
 )

@@ -106,7 +106,6 @@ class Meeting:
         self._speaking: dict[str, float] = {}
         #: Participant id → seconds spoken since the last attributed turn.
         self._spoken: dict[str, float] = {}
-        self._last_on: str | None = None
         #: Who started speaking since the last attributed turn.
         self._started: set[str] = set()
         self._named: set[str] = set()  # "is speaking" items sent since the last turn
@@ -155,7 +154,6 @@ class Meeting:
         if kind == "speech_on":
             self._speaking.setdefault(who.id, now)
             self._started.add(who.id)
-            self._last_on = who.id
             if who.id in self._named or len(self._named) >= SPEAKER_ITEMS_PER_TURN:
                 return NOTHING
             self._named.add(who.id)
@@ -167,7 +165,6 @@ class Meeting:
             # Words attributed by Recall: count each as ~0.3 s of this person's speech.
             self._spoken[who.id] = self._spoken.get(who.id, 0.0) + 0.3 * len(event.text.split())
             self._started.add(who.id)
-            self._last_on = who.id
             return NOTHING
         return self._chat(event, now)
 
@@ -179,7 +176,7 @@ class Meeting:
         Who spoke most since the last finished user turn, among those who *started*
         speaking since then (else those still speaking, else anyone): the previous
         speaker's ``speech_off`` often comes after their turn was committed, and that tail
-        must not win the next person's turn.
+        must not win the next person's turn. None when nobody spoke since (no guess).
         """
         for ident, since in self._speaking.items():
             self._spoken[ident] = self._spoken.get(ident, 0.0) + max(0.0, now - since)
@@ -187,7 +184,7 @@ class Meeting:
         pool = self._started or set(self._speaking) or set(self._spoken)
         timed = [(self._spoken.get(ident, 0.0), ident) for ident in pool]
         best = max(timed, default=None)
-        chosen = best[1] if best is not None else self._last_on
+        chosen = best[1] if best is not None else None  # nobody spoke: no guess
         self._spoken.clear()
         self._started.clear()
         self._named.clear()

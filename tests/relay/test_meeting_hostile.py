@@ -274,3 +274,17 @@ async def test_the_stack_placeholder_closes_the_route_and_a_rotation_pair_opens_
     rotating = await start_relay(fake_upstream.url, recall_webhook_secret=f"{old} {RECALL_SECRET}")
     async with await recall_socket(rotating):  # signed with the new secret of the pair
         pass
+
+
+async def test_events_of_another_bot_than_the_sessions_are_refused(
+    start_relay: StartRelay, fake_upstream: FakeUpstream
+) -> None:
+    relay = await started(start_relay, fake_upstream)
+    async with open_client(relay, mint(SESSION)) as client:
+        await recv_until(client, "session.updated")
+        session = next(iter(relay.sessions))
+        session.bot_id = "bot-of-this-session"  # what its stored binding says
+        async with await recall_socket(relay) as ws:
+            await ws.send(join(1, "Mallory"))  # bot.id "bot-dev": not this session's bot
+            await eventually(lambda: relay.metrics.counters["MeetingEventsRefused"] == 1)
+        assert roster(relay) == []
