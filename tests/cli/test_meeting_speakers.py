@@ -15,6 +15,8 @@ from tests.cli.conftest import run_cli
 from tests.conftest import TIMEOUT
 
 MEETING = "https://meet.google.com/abc-defg-hij"
+#: Retitles the terminal and rings its bell if printed raw.
+HOSTILE_NAME = "Eve\x1b]0;pwned\x07"
 PAGE = "https://agent.example.com/"
 
 
@@ -35,6 +37,14 @@ async def record_meeting(table: str, endpoint: str, session_id: str) -> None:
             json.dumps({"type": TRANSCRIPTION_COMPLETED, "item_id": item_id, "transcript": words}),
         )
     record.chat_turn("Ada", "Can you share the agenda?")
+    record.speaker_hint = HOSTILE_NAME  # a display name anyone in the meeting can choose
+    record.on_upstream_event(
+        INPUT_COMMITTED, json.dumps({"type": INPUT_COMMITTED, "item_id": "item_3"})
+    )
+    record.on_upstream_event(
+        TRANSCRIPTION_COMPLETED,
+        json.dumps({"type": TRANSCRIPTION_COMPLETED, "item_id": "item_3", "transcript": "bye"}),
+    )
     await recorder.flush(TIMEOUT)
     await recorder.aclose(TIMEOUT)
 
@@ -53,6 +63,8 @@ async def test_bot_show_and_transcript_name_the_speakers(
     assert any("Grace" in line and "roadmap" in line for line in lines)
     assert any("Linus" in line and "what did we decide" in line for line in lines)
     assert any("Ada (chat)" in line and "agenda" in line for line in lines)
+    assert "\x1b" not in shown.output
+    assert "\x07" not in shown.output
 
     transcript = run_cli(["transcript", created["bot_id"], "--table", table_name], env)
     assert transcript.exit_code == 0, transcript.output
@@ -60,6 +72,8 @@ async def test_bot_show_and_transcript_name_the_speakers(
     assert said[0].startswith("Grace")
     assert said[1].startswith("Linus")
     assert said[2].startswith("Ada (chat)")
+    assert "\x1b" not in transcript.output
+    assert said[3].startswith("Eve\\x1b")  # shown as an escape, inert
     as_json = json.loads(
         run_cli(["transcript", created["bot_id"], "--table", table_name, "--json"], env).output
     )
@@ -67,4 +81,5 @@ async def test_bot_show_and_transcript_name_the_speakers(
         ("Grace", None),
         ("Linus", None),
         ("Ada", "chat"),
+        (HOSTILE_NAME, None),
     ]
