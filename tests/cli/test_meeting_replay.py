@@ -81,3 +81,13 @@ def test_a_bad_script_is_refused_naming_the_problem(
     path.write_text(text)
     with pytest.raises(ValueError, match=problem):
         load_script(path)
+
+
+def test_voicebot_dev_refuses_a_bad_script_before_starting_anything(tmp_path: Path) -> None:
+    from tests.cli.conftest import run_cli
+
+    path = tmp_path / "meeting.yaml"
+    path.write_text("lines: [{speaker: Ada}]")
+    result = run_cli(["dev", "--meeting", str(path)], {})
+    assert result.exit_code == 2
+    assert "exactly one of says or chat" in result.output
