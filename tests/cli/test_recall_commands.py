@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -240,7 +241,7 @@ DOCUMENTED_WEBSOCKET_EVENTS = {
 }
 
 
-def check_realtime_endpoints(body: dict, page: str) -> None:
+def check_realtime_endpoints(body: dict[str, Any], page: str) -> None:
     """The create request subscribes the relay's events endpoint as Recall documents it:
     ``recording_config.realtime_endpoints[{type, url, events}]``, the URL on the page's host,
     a trailing "/" and no query (no token rides in it), and the events the relay reads."""
