@@ -28,7 +28,7 @@ CDK_RUN := PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK)
 .PHONY: help dev test lint types pytest synth checkov bootstrap deploy outputs destroy bench fmt clean native
 
 help:  ## this list
-	@echo "usage: make TARGET [ARGS='cdk arguments'] [APPROVAL=never] [DEV_ARGS='voicebot dev arguments']"
+	@echo "usage: make TARGET [ARGS='cdk arguments'] [APPROVAL=never] [DEV_ARGS='voicebot dev arguments'] [MEETING=examples/meeting.yaml]"
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) \
 	  | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
