@@ -914,6 +914,7 @@ def dev(
                     token_secret=endpoints.relay_token_secret,
                     recall_secret=endpoints.webhook_secret,
                     say=progress,
+                    record=lambda session_id: record_page_session(endpoints, session_id),
                 )
             while not stop.wait(WATCH_INTERVAL):
                 dead = stack.first_dead()

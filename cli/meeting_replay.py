@@ -157,7 +157,12 @@ async def replay(
             who = recall_events.participant(ids.get(name, 0), name)
             await events.send(
                 recall_events.event(
-                    kind, who, session_id=session_id, bot_name=script.bot_name, **kw
+                    kind,
+                    who,
+                    session_id=session_id,
+                    bot_id=session_id,  # the local stack records the session as its own bot
+                    bot_name=script.bot_name,
+                    **kw,
                 )
             )
 
@@ -195,11 +200,14 @@ def start_replay(
     token_secret: str,
     recall_secret: str,
     say: Callable[[str], None],
+    record: Callable[[str], None] = lambda session_id: None,
 ) -> threading.Thread:
     """Replay ``script`` against the local stack in a thread of its own (the stack keeps
-    running after it; ``voicebot transcript <session>`` shows what was recorded)."""
+    running after it; ``voicebot transcript <session>`` shows what was recorded).
+    ``record(session_id)`` first records the session as a bot, so the CLI finds it."""
     session_id = f"dev-meeting-{uuid.uuid4().hex[:8]}"
     token = tokens.mint(token_secret, session_id, REPLAY_TOKEN_TTL)
+    record(session_id)
 
     def run() -> None:
         say(f"meeting {session_id}: replaying {len(script.lines)} lines")
