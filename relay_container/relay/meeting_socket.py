@@ -53,6 +53,7 @@ MESSAGES_PER_SECOND: Final = 50.0
 BURST: Final = 200.0
 MAX_DROPPED: Final = 1000
 PING_SECONDS: Final = 30.0
+CLOSE_SECONDS: Final = 5.0
 
 
 class MeetingEventSink(Protocol):
@@ -148,10 +149,16 @@ class MeetingSocket(asyncio.Protocol):
         self._sink.meeting_socket_ended(self)
 
     def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "relay closing") -> None:
-        """Close the connection (drain, flood)."""
+        """Close the connection (drain, flood); a peer that does not answer the close
+        frame within ``CLOSE_SECONDS`` is cut."""
         with contextlib.suppress(InvalidState):
             self._protocol.send_close(code, reason)
         self.flush()
+        self._loop.call_later(CLOSE_SECONDS, self._abort)
+
+    def _abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
 
     def flush(self) -> None:
         """Write what the protocol has to send; its end of data closes the socket."""
