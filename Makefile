@@ -17,6 +17,8 @@ APPROVAL ?= broadening
 ARGS ?=
 #: Extra `voicebot dev` arguments, e.g. `make dev DEV_ARGS="--relay-port 9080 -v"`.
 DEV_ARGS ?=
+#: A scripted meeting `make dev` replays once the stack is up, e.g. `make dev MEETING=examples/meeting.yaml`.
+MEETING ?=
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 # cdk runs the app with the project's venv (scripts/cdk-app); the PATH is for its tools.
@@ -26,7 +28,7 @@ CDK_RUN := PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK)
 .PHONY: help dev test lint types pytest synth checkov bootstrap deploy outputs destroy bench fmt clean native
 
 help:  ## this list
-	@echo "usage: make TARGET [ARGS='cdk arguments'] [APPROVAL=never] [DEV_ARGS='voicebot dev arguments']"
+	@echo "usage: make TARGET [ARGS='cdk arguments'] [APPROVAL=never] [DEV_ARGS='voicebot dev arguments'] [MEETING=examples/meeting.yaml]"
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) \
 	  | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
@@ -51,7 +53,7 @@ node_modules/.installed: package.json
 	touch $@
 
 dev: $(BIN)/activate  ## the whole stack on this machine: local DynamoDB, webhooks, relay, simulated model
-	$(BIN)/voicebot dev $(DEV_ARGS)
+	$(BIN)/voicebot dev $(if $(MEETING),--meeting $(MEETING)) $(DEV_ARGS)
 
 test: lint types pytest synth  ## everything CI runs: lint, types, pytest, offline synth
 

@@ -162,7 +162,17 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
 
 
 async def measure(sessions: int, drain_seconds: float) -> dict[str, Any]:
-    """One run; the summary as a dict."""
+    """One run; the summary as a dict. The environment is as it was afterwards (a test
+    runs this in the suite's process)."""
+    saved = dict(os.environ)
+    try:
+        return await _measure(sessions, drain_seconds)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+async def _measure(sessions: int, drain_seconds: float) -> dict[str, Any]:
     moto, endpoint = start_moto()
     # The relays' own DynamoDB clients find moto through the environment; loopback only,
     # with credentials that reach no account.

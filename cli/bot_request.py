@@ -2,9 +2,12 @@
 
 Owns the body of ``POST /api/v1/bot/``: the meeting URL (checked against the platforms
 Output Media supports), the agent page as the bot's camera (``output_media.camera``,
-``kind: webpage``), ``web_4_core`` on every platform, our session id in the bot's
-metadata so every webhook carries it back, and ``automatic_leave`` from the agent config
-(``cli.persona.automatic_leave``). It builds dictionaries; it sends nothing.
+``kind: webpage``), ``web_4_core`` on every platform, our session id and the bot's name
+in the bot's metadata so every webhook and real-time event carries them back, the
+real-time websocket endpoint that brings the meeting's participant, speech and chat events
+to the relay (``recording_config.realtime_endpoints``, docs/recall-realtime.md), and
+``automatic_leave`` from the agent config (``cli.persona.automatic_leave``). It builds
+dictionaries; it sends nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +28,19 @@ PLATFORM_HOSTS: Final[dict[str, tuple[str, ...]]] = {
 VARIANT: Final = "web_4_core"
 MAX_BOT_NAME_CHARS: Final = 100
 MAX_METADATA_VALUE_CHARS: Final = 500
+#: The relay's path for Recall's real-time events (relay.meeting_socket.EVENTS_PATH; the
+#: trailing "/" is what Recall needs before any query).
+EVENTS_PATH: Final = "/recall/events/"
+#: What the relay reads (relay.meeting_events.SUBSCRIBED_EVENTS): who joins and leaves, who
+#: speaks, and the chat.
+MEETING_EVENTS: Final = (
+    "participant_events.join",
+    "participant_events.leave",
+    "participant_events.update",
+    "participant_events.speech_on",
+    "participant_events.speech_off",
+    "participant_events.chat_message",
+)
 
 
 class InvalidInput(ValueError):
@@ -80,6 +96,14 @@ def with_token(url: str, token: str) -> str:
     return urlunsplit(parts._replace(fragment=urlencode(fragment)))
 
 
+def events_url(page_url: str) -> str:
+    """The relay's real-time events endpoint beside the agent page (same host: the stack's
+    CloudFront serves the page, ``/v1/realtime`` and ``/recall/events/``)."""
+    parts = urlsplit(page_url)
+    scheme = "ws" if parts.scheme == "http" else "wss"
+    return urlunsplit((scheme, parts.netloc, EVENTS_PATH, "", ""))
+
+
 def without_token(url: str) -> str:
     """``url`` with no ``token`` in its query or fragment (how we print a page URL)."""
     parts = urlsplit(url)
@@ -115,14 +139,20 @@ class BotSpec:
 
     def request(self) -> dict[str, Any]:
         """The JSON body of ``POST /api/v1/bot/``."""
-        metadata = {"session_id": self.session_id}
+        metadata = {"session_id": self.session_id, "bot_name": self.bot_name}
         if self.persona is not None:
             metadata["persona"] = self.persona
+        endpoint = {
+            "type": "websocket",
+            "url": events_url(self.page_url),
+            "events": list(MEETING_EVENTS),
+        }
         body: dict[str, Any] = {
             "meeting_url": self.meeting_url.strip(),
             "bot_name": self.bot_name,
             "metadata": metadata,
             "output_media": {"camera": {"kind": "webpage", "config": {"url": self.page_url}}},
+            "recording_config": {"realtime_endpoints": [endpoint]},
             "variant": dict.fromkeys(PLATFORM_HOSTS, VARIANT),
         }
         if self.join_at is not None:

@@ -25,10 +25,12 @@ import importlib.util
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -39,8 +41,10 @@ from typing import IO, TYPE_CHECKING, Final
 
 import boto3
 import httpx
+import yaml
 
 from cli.errors import LocalStackError
+from cli.meeting_replay import MeetingScript, agent_overrides, spoken_lines
 from cli.stack import AWS_FAILURES, describe_aws_error
 from storage import schema
 
@@ -107,6 +111,9 @@ class DevConfig:
     #: The simulated model calls this declared tool after every spoken turn (a way to try
     #: a relay tool without a real model: audio carries no words the simulator can read).
     simulator_tool: str | None = None
+    #: A scripted meeting to replay (``--meeting``): the simulator transcribes its spoken
+    #: lines in order, and the relay runs with the script's turn_taking/chat keys.
+    meeting: MeetingScript | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +367,7 @@ class LocalStack:
         self.children: list[Child] = []
         self._stop = stop
         self._progress = progress
+        self._workdir: Path | None = None
 
     # Lifecycle
 
@@ -424,6 +432,8 @@ class LocalStack:
             command = [config.python, "-m", "relay.simulator", "--host", HOST, "--port", "0"]
             if config.simulator_tool:
                 command += ["--call-on-speech", config.simulator_tool]
+            if config.meeting is not None:
+                command += ["--transcripts", str(self._meeting_file("transcripts.txt"))]
             simulator = self._spawn("simulator", command, base)
 
         # 2. The table, once the server listens.
@@ -444,9 +454,14 @@ class LocalStack:
             "RELAY_HOST": HOST,
             "RELAY_TOKEN_SECRET": token_secret,
             "DRAIN_SECONDS": "2",  # Ctrl-C should not wait for a 90 s production drain
+            # Recall signs its real-time events websocket with the workspace secret, the one
+            # that signs its webhooks: here, the dev secret the webhook app checks.
+            "RECALL_WEBHOOK_SECRET": webhook_secret,
         }
         if "AGENT_CONFIG" not in relay_env and REPOSITORY_AGENT_CONFIG.is_file():
             relay_env["AGENT_CONFIG"] = str(REPOSITORY_AGENT_CONFIG)
+        if config.meeting is not None and agent_overrides(config.meeting):
+            relay_env["AGENT_CONFIG"] = str(self._meeting_agent(relay_env.get("AGENT_CONFIG")))
         model_url: str | None = None
         if simulator is not None:
             model_url = simulator.wait_for_line(
@@ -489,8 +504,35 @@ class LocalStack:
         for child in self.children:
             if child.name == "dynamodb":
                 child.stop(self.config.stop_timeout)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     # Private
+
+    def _meeting_file(self, name: str) -> Path:
+        """The scripted meeting's spoken lines, for the simulator (in a private temp dir)."""
+        assert self.config.meeting is not None
+        path = self._dir() / name
+        path.write_text(spoken_lines(self.config.meeting), encoding="utf-8")
+        return path
+
+    def _meeting_agent(self, base: str | None) -> Path:
+        """The relay's agent file: ``base`` with the script's turn_taking/chat keys."""
+        assert self.config.meeting is not None
+        agent: dict[str, object] = {}
+        if base is not None:
+            loaded = yaml.safe_load(Path(base).read_text(encoding="utf-8"))
+            agent = loaded if isinstance(loaded, dict) else {}
+        agent.update(agent_overrides(self.config.meeting))
+        path = self._dir() / "agent.yaml"
+        path.write_text(yaml.safe_dump(agent, sort_keys=False), encoding="utf-8")
+        return path
+
+    def _dir(self) -> Path:
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="voicebot-dev-"))
+        return self._workdir
 
     def _base_env(self, dynamodb_url: str) -> dict[str, str]:
         env = {k: v for k, v in self.config.environ.items() if k not in DROPPED_ENV}

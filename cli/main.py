@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import boto3
@@ -49,6 +50,7 @@ from cli.local_stack import (
     LocalStack,
 )
 from cli.meeting_exit import Exit, leave_meeting
+from cli.meeting_replay import load_script, start_replay
 from cli.persona import automatic_leave, operator_agent, overlay_from_flags
 from cli.recall_api import REGION_BASE_URLS, RecallClient, base_url
 from cli.sample_webhook import send, signed_sample
@@ -652,7 +654,7 @@ def transcript_text(turns: Sequence[Mapping[str, Any]]) -> str:
         when = render.parse_time(turn.get("at"))
         stamp = when.strftime("%H:%M:%S") if when else "--:--:--"
         text = render.safe(" ".join(str(turn.get("text", "")).split()))
-        role = render.safe(str(turn.get("role", "?")))
+        role = render.safe(render.speaker(turn))
         lines.append(f"{stamp}  {role:<9}  {text}")
     return "\n".join(lines)
 
@@ -873,6 +875,14 @@ def record_page_session(endpoints: DevEndpoints, page_session: str) -> None:
     metavar="NAME",
     help="The simulated model calls this tool (declared in agent.yaml) after every spoken turn.",
 )
+@click.option(
+    "--meeting",
+    "meeting_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Replay this scripted meeting (YAML: speakers, words, chat) once the stack is up, "
+    "acting as Recall; see README 'Meetings'.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show every child's output, prefixed.")
 @pass_context
 def dev(
@@ -881,6 +891,7 @@ def dev(
     webhook_port: int,
     dynamodb_port: int,
     simulator_tool: str | None,
+    meeting_path: Path | None,
     verbose: bool,
 ) -> None:
     """Run the whole stack locally: DynamoDB, webhooks, relay, simulated model (or OpenAI).
@@ -888,6 +899,14 @@ def dev(
     The relay's token secret is RELAY_TOKEN_SECRET when set (so `voicebot token mint` and
     `voicebot bot create --page-url` work against it), else a fresh one per run.
     """
+    meeting = None
+    if meeting_path is not None:
+        try:
+            meeting = load_script(meeting_path)
+        except ValueError as exc:
+            raise click.UsageError(f"--meeting {exc}") from None
+        if ctx.settings.openai_api_key:
+            raise click.UsageError("--meeting replays to the simulated model: unset OPENAI_API_KEY")
     config = DevConfig(
         relay_port=relay_port,
         webhook_port=webhook_port,
@@ -897,6 +916,7 @@ def dev(
         environ=ctx.settings.environ,
         verbose=verbose,
         simulator_tool=simulator_tool,
+        meeting=meeting,
     )
     stop = threading.Event()
 
@@ -929,6 +949,15 @@ def dev(
             )
             click.echo(dev_banner(endpoints, page_token, page_session))
             sys.stdout.flush()
+            if meeting is not None:
+                start_replay(
+                    meeting,
+                    relay_url=endpoints.relay_ws_url.removesuffix("/v1/realtime"),
+                    token_secret=endpoints.relay_token_secret,
+                    recall_secret=endpoints.webhook_secret,
+                    say=progress,
+                    record=lambda session_id: record_page_session(endpoints, session_id),
+                )
             while not stop.wait(WATCH_INTERVAL):
                 dead = stack.first_dead()
                 if dead is not None:

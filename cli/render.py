@@ -101,6 +101,15 @@ def cell(value: object) -> str:
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
 
 
+def speaker(turn: Mapping[str, Any]) -> str:
+    """Who said a turn: the participant's name when the relay knew it (``(chat)`` for a chat
+    message), else the role ("user" is someone in the meeting, "assistant" the agent)."""
+    name = turn.get("speaker")
+    if isinstance(name, str) and name:
+        return f"{name} (chat)" if turn.get("via") == "chat" else name
+    return str(turn.get("role", "?"))
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Columns aligned on the widest cell; the last column is not padded."""
     cells = [[cell(v) for v in row] for row in rows]
@@ -211,7 +220,7 @@ def bot_report(
     parts.append(f"\nTranscript ({len(turns)})")
     for turn in turns:
         text = one_line(turn.get("text", ""))
-        parts.append(f"{relative(turn.get('at'), now):>10}  {cell(turn.get('role')):<9}  {text}")
+        parts.append(f"{relative(turn.get('at'), now):>10}  {cell(speaker(turn)):<9}  {text}")
     return "\n".join(parts)
 
 

@@ -137,6 +137,7 @@ class VoiceAgentStack(Stack):
             relay_token_secret=self.secrets.relay_token,
             recall_api_key=self.secrets.recall_api_key,
             tool_signing_secret=self.secrets.tool_signing,
+            recall_webhook_secret=self.secrets.recall_webhook,
             recall_region=settings.recall_region,
             table_name=self.storage.table.table_name,
             metrics_service=f"{settings.stack_name}-relay",

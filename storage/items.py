@@ -187,7 +187,14 @@ class Turn(TypedDict):
     at: str
     item_id: NotRequired[str]
     expires_at: NotRequired[int]
+    #: Who said it (a participant's name, from Recall's real-time events), user turns only.
+    speaker: NotRequired[str]
+    #: "chat" for a chat message; absent for speech.
+    via: NotRequired[str]
 
+
+#: Longest speaker name stored (Recall's names are display names).
+MAX_SPEAKER_CHARS = 100
 
 # Builders
 
@@ -310,8 +317,11 @@ def turn_item(
     text: str,
     expires_at: int,
     item_id: str | None = None,
+    speaker: str | None = None,
+    via: str | None = None,
 ) -> Turn:
-    """One conversation turn, at ``at_ms`` (Unix ms); ``seq`` breaks ties in that ms."""
+    """One conversation turn, at ``at_ms`` (Unix ms); ``seq`` breaks ties in that ms;
+    ``speaker`` names who said it, ``via`` says "chat" for a chat message."""
     item: Turn = {
         "pk": schema.session_pk(session_id),
         "sk": schema.turn_sk(at_ms, seq),
@@ -323,6 +333,10 @@ def turn_item(
     }
     if item_id is not None:
         item["item_id"] = item_id
+    if speaker:
+        item["speaker"] = storable_text(speaker, MAX_SPEAKER_CHARS)
+    if via:
+        item["via"] = via
     return item
 
 

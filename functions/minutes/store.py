@@ -97,8 +97,10 @@ class MinutesStore:
         Recall's final transcripts (``transcript.data`` history items, ``Name: words``) name
         who spoke; when the bot has them they stand for the meeting's side, and the relay's
         own turns add only what the agent said. Without them the relay's ``user`` turns
-        are the meeting's side (``participant``: one mixed audio stream, no names). Chat
-        messages (``participant_events.chat_message``) and the agent's notes are added.
+        are the meeting's side, named by the speaker the relay attributed from Recall's
+        real-time events (``participant`` where it had none). Chat messages (webhook
+        ``participant_events.chat_message`` events, and the relay's ``via: chat`` turns)
+        and the agent's notes are added.
         """
         found: list[tuple[str, int, Line]] = []
         named = False
@@ -123,10 +125,14 @@ class MinutesStore:
                 text, at = turn.get("text"), str(turn.get("at", ""))
                 if not isinstance(text, str) or not text.strip():
                     continue
+                said_by = turn.get("speaker")
+                name = said_by[:MAX_SPEAKER_CHARS] if isinstance(said_by, str) and said_by else None
                 if turn.get("role") == "assistant":
                     found.append((at, i, Line("agent", text, at)))
+                elif turn.get("via") == "chat":
+                    found.append((at, i, Line(f"{name or 'participant'} (chat)", text, at)))
                 elif not named:
-                    found.append((at, i, Line("participant", text, at)))
+                    found.append((at, i, Line(name or "participant", text, at)))
         for i, note in enumerate(self._query(schema.bot_pk(bot_id), minutes.NOTE_PREFIX)):
             text, at = note.get("text"), note.get("at", "")
             if isinstance(text, str) and text.strip():

@@ -176,6 +176,7 @@ class RelayService(Construct):
         recall_api_key: secretsmanager.ISecret,
         tool_signing_secret: secretsmanager.ISecret,
         recall_region: str,
+        recall_webhook_secret: secretsmanager.ISecret | None = None,
         table_name: str,
         metrics_service: str,
         log_retention: logs.RetentionDays,
@@ -238,6 +239,17 @@ class RelayService(Construct):
                 "RELAY_TOKEN_SECRET": ecs.Secret.from_secrets_manager(relay_token_secret),
                 "RECALL_API_KEY": ecs.Secret.from_secrets_manager(recall_api_key),
                 "RELAY_TOOL_SIGNING_SECRET": ecs.Secret.from_secrets_manager(tool_signing_secret),
+                # Recall's workspace verification secret signs the real-time events
+                # websocket's upgrade (/recall/events/) as it signs the webhooks.
+                **(
+                    {
+                        "RECALL_WEBHOOK_SECRET": ecs.Secret.from_secrets_manager(
+                            recall_webhook_secret
+                        )
+                    }
+                    if recall_webhook_secret is not None
+                    else {}
+                ),
             },
         )
         self._grant_task_protection()

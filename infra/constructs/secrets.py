@@ -5,7 +5,10 @@ secret                 value                                         who reads i
 =====================  ============================================  =======================
 ``recall_webhook``     Recall's signing secret ``whsec_…``; several  webhook Lambda, by ARN
                        separated by spaces while rotating            (``RECALL_WEBHOOK_SECRET
-                                                                     _ARN``), at first request
+                                                                     _ARN``), at first request;
+                                                                     relay, ECS secret
+                                                                     ``RECALL_WEBHOOK_SECRET``
+                                                                     (real-time events route)
 ``openai_api_key``     an OpenAI API key (``sk-…``)                  relay, ECS secret
                                                                      ``OPENAI_API_KEY``
 ``relay_token``        HS256 key for relay tokens, generated         relay (ECS secret

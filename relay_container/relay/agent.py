@@ -99,6 +99,18 @@ WHISPER: Final = "gpt-realtime-whisper"
 KEYWORD_MODELS: Final = ("gpt-transcribe", "gpt-live-transcribe")
 
 
+class Chat(_Strict):
+    """Which chat messages of the meeting enter the conversation (``chat`` in agent.yaml).
+
+    ``addressed``: messages sent to the agent alone, naming one of ``turn_taking``'s wake
+    phrases, or any message when it has no wake phrases or one other person is there;
+    ``all``: every message; ``off``: none. Each enters as user text naming its sender, and
+    the agent answers it as ``turn_taking`` would answer it said aloud (docs/recall-realtime.md).
+    """
+
+    mode: Literal["addressed", "all", "off"] = "addressed"
+
+
 class Transcription(_Strict):
     """Transcription of what participants say (GA ``audio.input.transcription``).
 
@@ -168,6 +180,7 @@ class AgentConfig(_Strict):
     speed: float = Field(default=1.0, ge=0.25, le=1.5)
     turn_detection: TurnDetection = TurnDetection()
     turn_taking: TurnTaking = TurnTaking()
+    chat: Chat = Chat()
     transcription: Transcription | None = Transcription()
     noise_reduction: Literal["near_field", "far_field"] | None = "far_field"
     #: Function tools: built-ins and HTTP tools the relay runs, and GA ``session.tools``

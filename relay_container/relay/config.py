@@ -59,6 +59,7 @@ ENV_VARS: Final[frozenset[str]] = frozenset(
         "RECALL_REGION",
         "RECALL_API_BASE",
         "RELAY_TOOL_SIGNING_SECRET",
+        "RECALL_WEBHOOK_SECRET",
     }
 )
 
@@ -122,6 +123,10 @@ class RelayConfig:
     recall_api_base: str | None = None
     #: ``whsec_…`` secret that signs requests to HTTP tools (an ECS secret on AWS).
     tool_signing_secret: str | None = field(default=None, repr=False)
+    #: Recall's workspace verification secret (``whsec_…``; several space-separated while
+    #: rotating): it signs the real-time events websocket's upgrade (``/recall/events/``).
+    #: Unset, a placeholder or invalid, that route refuses everyone (403).
+    recall_webhook_secret: str | None = field(default=None, repr=False)
     # Tuning knobs (no environment variable).
     #: Bytes of client frames held while the upstream connects; more → error + close.
     pre_upstream_queue_bytes: int = 512 * 1024
@@ -285,6 +290,9 @@ class RelayConfig:
                 decode_secret(signing_secret)
             except ValueError as exc:
                 problems.append(f"RELAY_TOOL_SIGNING_SECRET {exc}")
+        # Not validated here: the stack creates it as a placeholder, and a bad one must not
+        # stop the relay (only the events route refuses; relay.recall_signature).
+        recall_secret = get("RECALL_WEBHOOK_SECRET")
         level = get("LOG_LEVEL") or defaults.log_level
         try:
             own_level, named_levels = parse_levels(level)
@@ -326,4 +334,5 @@ class RelayConfig:
             recall_region=recall_region,
             recall_api_base=recall_base,
             tool_signing_secret=signing_secret,
+            recall_webhook_secret=recall_secret,
         )

@@ -70,6 +70,8 @@ class Turn:
     text: str
     at: str = ""
     item_id: str | None = None
+    #: Who said it (a user turn in a meeting with real-time events).
+    speaker: str | None = None
 
     @property
     def size(self) -> int:
@@ -88,7 +90,9 @@ def clean_text(text: str, limit: int = MAX_TURN_CHARS) -> str:
     return _LONE_SURROGATE.sub(REPLACEMENT_CHARACTER, text).strip()
 
 
-def make_turn(role: object, text: object, at: object = "", item_id: object = None) -> Turn | None:
+def make_turn(
+    role: object, text: object, at: object = "", item_id: object = None, speaker: object = None
+) -> Turn | None:
     """A :class:`Turn` from untrusted values, or ``None`` when they do not make one.
 
     ``role`` must be ``"user"`` or ``"assistant"`` and ``text`` a non-blank string; a bad
@@ -106,12 +110,19 @@ def make_turn(role: object, text: object, at: object = "", item_id: object = Non
         text=cleaned,
         at=stamp,
         item_id=ident or None,
+        speaker=clean_text(speaker, 100) or None if isinstance(speaker, str) else None,
     )
 
 
 def turn_from_item(item: Mapping[str, Any]) -> Turn | None:
     """The turn a stored ``TURN#`` item holds (``storage.items.Turn``), or ``None`` if malformed."""
-    return make_turn(item.get("role"), item.get("text"), item.get("at", ""), item.get("item_id"))
+    return make_turn(
+        item.get("role"),
+        item.get("text"),
+        item.get("at", ""),
+        item.get("item_id"),
+        item.get("speaker"),
+    )
 
 
 def keep_newest(
@@ -233,10 +244,11 @@ class TurnTaking:
 def seed_item(turn: Turn) -> dict[str, Any]:
     """The GA conversation item that replays ``turn`` as text."""
     part_type = "input_text" if turn.role == "user" else "output_text"
+    text = f"{turn.speaker}: {turn.text}" if turn.speaker else turn.text  # who said it
     return {
         "type": "message",
         "role": turn.role,
-        "content": [{"type": part_type, "text": clean_text(turn.text)}],
+        "content": [{"type": part_type, "text": clean_text(text)}],
     }
 
 

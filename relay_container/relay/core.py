@@ -43,6 +43,7 @@ from relay.effects import (
 )
 from relay.errors import SessionTooLongError, TransitionError, UpstreamError
 from relay.events import (
+    INPUT_COMMITTED,
     RESPONSE_CREATED,
     RESPONSE_DONE,
     TOOL_EVENT_TYPES,
@@ -50,6 +51,8 @@ from relay.events import (
     recorded_type,
     tool_event_type,
 )
+from relay.meeting import MeetingPolicy
+from relay.meeting_events import MeetingEvent
 from relay.rollover_legs import DEADLINES as ROLLOVER_DEADLINES
 from relay.turn_gate import ANSWER_EVENT, GATED_TYPES, TurnGate
 from relay.usage_meter import Step, UsageMeter
@@ -140,11 +143,12 @@ class SessionCore(ClientCore):
         watch_tools: bool,
         gate: TurnGate | None = None,
         meter: UsageMeter | None = None,
+        meeting: MeetingPolicy | None = None,
     ) -> None:
         """The session's own agent (a bot's persona merged in), whether it runs relay tools,
         who decides when it answers (``gate``: the relay, per finished turn; None: the
-        model) and its bill (``meter``); taken before the model is ready, used by every
-        upstream leg after."""
+        model), its bill (``meter``) and its meeting policy; taken before the model is ready,
+        used by every upstream leg after."""
         if not self.up.is_dialing:
             raise TransitionError("the agent is configured before the model is ready")
         self._agent_update = agent_update
@@ -153,6 +157,23 @@ class SessionCore(ClientCore):
         self.meter = meter
         if meter is not None:
             self._deadlines.set("bill", meter.deadline)
+        if meeting is not None:
+            self.meeting.policy = meeting
+
+    def meeting_event(self, event: MeetingEvent, now: float) -> list[Effect]:
+        """A participant, speech or chat event of this session's meeting: what
+        ``relay.meeting`` says the model hears, and an answer to a chat line when the turn
+        taking would answer it said aloud."""
+        reaction = self.meeting.on_event(event, now)
+        effects = [fx for item in reaction.items for fx in self.send_upstream(item, now)]
+        chat = reaction.chat
+        if chat is not None:
+            self.record.chat_turn(chat.sender, chat.text)
+            hinted = chat.direct or self.meeting.humans == 1
+            answer = self.gate is None or self.gate.user_said(chat.text, hinted=hinted)
+            if answer and not self.record.turn_taking.responses_in_progress:
+                effects += self.send_upstream(ANSWER_EVENT, now)
+        return effects
 
     def send_upstream(self, event: bytes, now: float) -> list[Effect]:
         """An event of the relay's own for the model (a tool's output, a greeting): after
@@ -237,11 +258,15 @@ class SessionCore(ClientCore):
                 and not payload.startswith(UNRECORDED_HEADS)
                 and (kind := recorded_type(payload)) is not None
             ):
+                if kind == INPUT_COMMITTED:  # who spoke the turn (relay.meeting)
+                    record.speaker_hint = self.meeting.turn_speaker(now)
                 record.on_upstream_event(kind, payload)
                 if (
                     self.gate is not None
                     and kind in GATED_TYPES
-                    and self.gate.finished_turn(kind, record.conversation.newest())
+                    and self.gate.finished_turn(
+                        kind, record.conversation.newest(), hinted=self.meeting.humans == 1
+                    )
                 ):
                     self._answer_turn(self.gate)
                 if self.meter is not None and kind == RESPONSE_DONE:

@@ -25,6 +25,7 @@ from relay.effects import CLIENT, Abort, Close, Deadlines, Effect, Finished, Hap
 from relay.errors import ClientAbuseError, MessageTooBigError, RelayError, UpstreamError
 from relay.events import error_event
 from relay.keepalive import DEAD, PING
+from relay.meeting import Meeting
 from relay.reattach import HoldBuffer
 from relay.record_items import ConnectionRecord
 from relay.resume import SeedAcks
@@ -70,6 +71,8 @@ class LegCore:
         self.gate: TurnGate | None = None
         #: The session's bill (relay.usage_meter); None: no limits.
         self.meter: UsageMeter | None = None
+        #: The meeting's roster and speakers, from Recall's real-time events (relay.meeting).
+        self.meeting = Meeting()
         #: False once the relay drains or leaves: a vanished client then ends the session.
         self.holdable = config.reattach_seconds > 0
         self.client = ClientLeg(config.max_frame_bytes, ping_payload)

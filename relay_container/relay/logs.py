@@ -60,6 +60,10 @@ ALLOWED_FIELDS: Final = frozenset(
         "compiled",
         "protection_enabled",
         # counters and durations
+        "received",  # meeting events connection (relay.meeting_socket)
+        "delivered",
+        "refused",
+        "dropped",
         "duration_ms",
         "connect_ms",
         "detached_ms",
@@ -85,7 +89,6 @@ ALLOWED_FIELDS: Final = frozenset(
         "records_unwritten",
         "record_write_failures",
         "failed_attempts",
-        "dropped",
         "queued",
     }
 )

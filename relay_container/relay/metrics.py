@@ -42,6 +42,14 @@ COUNTERS: Final = (
     "BillLimitMinutes",
     "BillLimitTokens",
     "BillLimitCost",
+    # Recall's real-time meeting events (relay.meeting_socket): received, refused (bad,
+    # forged or for another session), dropped over the rate limit, with no session here;
+    # events connections refused at the upgrade (no or a bad signature).
+    "MeetingEvents",
+    "MeetingEventsRefused",
+    "MeetingEventsDropped",
+    "MeetingEventsUndelivered",
+    "MeetingSocketsRefused",
 )
 #: Session-record counters, sampled from the recorder (cumulative) and emitted per interval.
 RECORD_COUNTERS: Final = ("RecordsWritten", "RecordsDropped", "RecordWriteFailures")

@@ -134,6 +134,7 @@ class ConnectionRecord:
         "_responses",
         "_retention_seconds",
         "_sink",
+        "_speakers",
         "_tool_started",
         "_usage",
         "_usage_interval",
@@ -142,6 +143,7 @@ class ConnectionRecord:
         "conversation",
         "model",
         "session_id",
+        "speaker_hint",
         "started_at",
         "turn_taking",
     )
@@ -173,6 +175,10 @@ class ConnectionRecord:
         self._retention_seconds = retention_seconds
         self._usage_interval = usage_interval
         self._commits: dict[str, tuple[int, int]] = {}
+        #: Who spoke each committed turn (``speaker_hint`` when it was committed).
+        self._speakers: dict[str, str] = {}
+        #: Set by the session core just before a commit: the turn's speaker (relay.meeting).
+        self.speaker_hint: str | None = None
         self._usage: dict[str, int] = {}
         self._responses = 0
         self._usage_written_at = -math.inf
@@ -209,7 +215,10 @@ class ConnectionRecord:
         elif event_type == TRANSCRIPTION_COMPLETED:
             item_id = event.get("item_id")
             commit = self._commits.pop(item_id, None) if isinstance(item_id, str) else None
-            self._add_turn("user", event.get("transcript"), commit or (now_ms, None), item_id)
+            speaker = self._speakers.pop(item_id, None) if isinstance(item_id, str) else None
+            self._add_turn(
+                "user", event.get("transcript"), commit or (now_ms, None), item_id, speaker
+            )
         elif event_type == OUTPUT_AUDIO_TRANSCRIPT_DONE:
             self._add_turn(
                 "assistant", event.get("transcript"), (now_ms, None), event.get("item_id")
@@ -256,15 +265,32 @@ class ConnectionRecord:
         self._commits[item_id] = (now_ms, self._next_seq())
         if len(self._commits) > MAX_PENDING_COMMITS:  # transcripts that never came
             del self._commits[next(iter(self._commits))]
+        if self.speaker_hint is not None:
+            self._speakers[item_id] = self.speaker_hint
+            self.speaker_hint = None
+            if len(self._speakers) > MAX_PENDING_COMMITS:
+                del self._speakers[next(iter(self._speakers))]
+
+    def chat_turn(self, sender: str, text: str) -> None:
+        """A chat message that entered the conversation: a user turn by ``sender``."""
+        self._add_turn("user", text, (_now_ms(), None), None, sender, via="chat")
 
     def _add_turn(
-        self, role: str, text: object, place: tuple[int, int | None], item_id: object
+        self,
+        role: str,
+        text: object,
+        place: tuple[int, int | None],
+        item_id: object,
+        speaker: str | None = None,
+        via: str | None = None,
     ) -> None:
         if not isinstance(text, str):
             self._counters.ignored_events += 1
             return
         at_ms, seq = place
-        turn = conversation.make_turn(role, text, times.key_time_from_epoch_ms(at_ms), item_id)
+        turn = conversation.make_turn(
+            role, text, times.key_time_from_epoch_ms(at_ms), item_id, speaker
+        )
         if turn is None:  # nothing was said (an empty transcript is normal)
             return
         self.conversation.append(turn)
@@ -276,6 +302,8 @@ class ConnectionRecord:
             text=turn.text,
             expires_at=self._expires_at(),
             item_id=turn.item_id,
+            speaker=turn.speaker,
+            via=via,
         )
         self._sink(PutTurn(item))
 

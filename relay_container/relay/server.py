@@ -47,10 +47,14 @@ from relay.errors import DrainingError, ForbiddenError, RelayError
 from relay.handshake import HandshakeConnection, parse_query, peer_name, refusal, write_response
 from relay.leaving import BotoEcs, LeaveReason, LeaveWatcher
 from relay.live_sessions import LiveSessions
+from relay.meeting import RosterBacklog
+from relay.meeting_events import MeetingEventError, parse_meeting_event
+from relay.meeting_socket import EVENTS_PATH, MeetingSocket, accept_meeting_socket
 from relay.metrics import Metrics
 from relay.pending_handshakes import PendingHandshakes
 from relay.policy import SessionPolicy
 from relay.protection import TaskProtection
+from relay.recall_signature import SeenIds
 from relay.record_writer import open_recorder
 from relay.recorder import Recorder
 from relay.session import RelaySession
@@ -138,6 +142,11 @@ class Relay:
         self._pending = PendingHandshakes(
             config.max_pending_handshakes, config.max_pending_handshakes_per_peer
         )
+        #: Recall's real-time events connections (relay.meeting_socket), and what they
+        #: brought for sessions not here yet.
+        self.meeting_sockets: set[MeetingSocket] = set()
+        self._seen_upgrades = SeenIds()
+        self._roster_backlog = RosterBacklog()
         self.server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -220,6 +229,8 @@ class Relay:
         if self.server is not None:
             self.server.close()
         self.live.shutdown()
+        for socket in list(self.meeting_sockets):
+            socket.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -286,9 +297,11 @@ class Relay:
 
     def handle_request(
         self, request: Request, transport: asyncio.Transport, leftover: bytes
-    ) -> RelaySession | None:
+    ) -> RelaySession | MeetingSocket | None:
         """Answer one request: a page, a refusal, or a 101 and a new session."""
         path = urlsplit(request.path).path
+        if path in (EVENTS_PATH, EVENTS_PATH[:-1]):
+            return self._open_meeting_socket(request, transport, leftover)
         if path != REALTIME_PATH:
             write_response(
                 transport,
@@ -313,6 +326,71 @@ class Relay:
             )
             write_response(transport, refusal(error))
             return None
+
+    # Meeting events (Recall's real-time endpoint)
+
+    def deliver_meeting_event(self, session_id: str, payload: bytes) -> bool:
+        """One verified Recall real-time message for ``session_id``, parsed and handed to
+        the live session(s) of that subject on this process. False when it is refused
+        (malformed, naming another session or bot) or no session of it is here (roster
+        events are then held for a session that opens soon)."""
+        try:
+            event = parse_meeting_event(payload)
+        except MeetingEventError as error:
+            return self._meeting_event_refused(session_id, str(error))
+        if event.session_id != session_id:
+            return self._meeting_event_refused(session_id, "event names another session")
+        delivered = False
+        for session in list(self.sessions):
+            if session.claims.sub != session_id or session.finished:
+                continue
+            if session.bot_id and event.bot_id and session.bot_id != event.bot_id:
+                return self._meeting_event_refused(session_id, "event of another bot")
+            session.meeting_event(event)
+            delivered = True
+        if not delivered:
+            self.metrics.count("MeetingEventsUndelivered")
+            self._roster_backlog.keep(event)
+        return delivered
+
+    def meeting_socket_ended(self, socket: MeetingSocket) -> None:
+        """A Recall events connection closed."""
+        self.meeting_sockets.discard(socket)
+
+    def _meeting_event_refused(self, session_id: str, reason: str) -> bool:
+        self.metrics.count("MeetingEventsRefused")
+        logger.warning("meeting event refused", extra={"session_id": session_id, "reason": reason})
+        return False
+
+    def _open_meeting_socket(
+        self, request: Request, transport: asyncio.Transport, leftover: bytes
+    ) -> MeetingSocket | None:
+        try:
+            if self.draining:
+                raise DrainingError("relay draining: reconnect to another relay")
+            socket = accept_meeting_socket(
+                self,
+                request,
+                transport,
+                leftover,
+                secret=self.config.recall_webhook_secret,
+                seen=self._seen_upgrades,
+            )
+        except RelayError as error:
+            self.metrics.count("MeetingSocketsRefused")
+            logger.warning(
+                "meeting events handshake refused",
+                extra={
+                    "status": error.http_status,
+                    "reason": str(error),
+                    "peer": peer_name(transport),
+                },
+            )
+            write_response(transport, refusal(error))
+            return None
+        if socket is not None:
+            self.meeting_sockets.add(socket)
+        return socket
 
     def _open_session(
         self, request: Request, transport: asyncio.Transport, leftover: bytes
@@ -347,6 +425,8 @@ class Relay:
         self.metrics.count("SessionsStarted")
         transport.set_protocol(session)
         session.start(transport, leftover)
+        for event in self._roster_backlog.take(claims.sub):  # who joined before it opened
+            session.meeting_event(event)
         return session
 
     def _reattach(

@@ -48,6 +48,7 @@ from relay.effects import (
     Write,
 )
 from relay.errors import UpstreamError
+from relay.meeting_events import MeetingEvent
 from relay.record_items import ConnectionRecord
 from relay.session_context import SessionContext
 from relay.session_report import SessionReport
@@ -101,7 +102,8 @@ class RelaySession(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._handover: asyncio.Task[None] | None = None
         self._runner: ToolRunner | None = None
-        self._bot_id: str | None = None
+        #: The Recall bot of the session, once its setup is resolved (None: not a bot's).
+        self.bot_id: str | None = None
         #: The bot's leave request once its bill ran out (not cancelled: the bot must go).
         self._leaving_call: asyncio.Task[None] | None = None
         #: Checks the client's events; its tool guard covers every relay tool from the start.
@@ -164,6 +166,11 @@ class RelaySession(asyncio.Protocol):
         self._apply(self.core.reattach(monotonic()))
         if leftover:
             self.data_received(leftover)
+
+    def meeting_event(self, event: MeetingEvent) -> None:
+        """A verified event of this session's meeting (``Relay.deliver_meeting_event``)."""
+        if not self.core.finished:
+            self._apply(self.core.meeting_event(event, monotonic()))
 
     # Client leg: asyncio.Protocol
 
@@ -317,12 +324,13 @@ class RelaySession(asyncio.Protocol):
         extra_seeds: list[bytes] = []
         setup = opened.setup
         if setup is not None:
-            self._bot_id = setup.bot_id
+            self.bot_id = setup.bot_id
             self.core.configure(
                 setup.agent_update,
                 watch_tools=setup.registry is not None,
                 gate=setup.gate,
                 meter=meter_for(setup, self.model, opened.spent, monotonic()),
+                meeting=setup.meeting,
             )
             self._events.tools = setup.tracker
             self._runner, extra_seeds = start_tools(
@@ -384,7 +392,7 @@ class RelaySession(asyncio.Protocol):
         context = self.context
         await leave_meeting(
             context.meeting_exit,
-            self._bot_id,
+            self.bot_id,
             limit,
             session_id=self.claims.sub,
             metrics=self._metrics,

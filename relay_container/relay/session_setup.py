@@ -20,13 +20,14 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from relay.agent import AgentConfig
 from relay.bill import Bill
 from relay.bot_binding import BindingStore, BotBinding
 from relay.errors import ConfigError, UpstreamError
+from relay.meeting import MeetingPolicy
 from relay.memory import (
     RECALL_MEETINGS_TOOL,
     TOOL_NAME,
@@ -66,6 +67,8 @@ class SessionSetup:
     gate: TurnGate | None = None
     #: The session's bill (limits, prices), the operator's with the bot's own limits.
     bill: Bill = NO_BILL
+    #: What the session does with its meeting's events (``chat``, the agent's names).
+    meeting: MeetingPolicy = field(default_factory=MeetingPolicy)
 
 
 class SessionSetups:
@@ -226,8 +229,16 @@ def _setup(
         if registry is not None
         else None
     )
+    meeting = MeetingPolicy(chat=agent.chat.mode, wake_phrases=agent.turn_taking.wake_phrases)
     return SessionSetup(
-        agent_update, bot_id, registry, tracker, agent.greeting, gate_of(agent), agent.bill
+        agent_update,
+        bot_id,
+        registry,
+        tracker,
+        agent.greeting,
+        gate_of(agent),
+        agent.bill,
+        meeting,
     )
 
 
@@ -237,5 +248,5 @@ def gate_of(agent: AgentConfig) -> TurnGate | None:
     if taking.mode == "always":
         return None
     if taking.mode == "manual":
-        return TurnGate(wake_phrases=(), follow_ups=False)
+        return TurnGate(wake_phrases=(), follow_ups=False, hints=False)
     return TurnGate(wake_phrases=taking.wake_phrases, follow_ups=taking.follow_ups)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -211,3 +212,60 @@ def test_unreachable_recall_is_one_line(recall_env):
 
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: could not connect to Recall")
+
+
+#: Recall's real-time websocket events, as its docs list them (docs/recall-realtime.md).
+DOCUMENTED_WEBSOCKET_EVENTS = {
+    *(
+        f"participant_events.{kind}"
+        for kind in (
+            "join",
+            "leave",
+            "update",
+            "speech_on",
+            "speech_off",
+            "webcam_on",
+            "webcam_off",
+            "screenshare_on",
+            "screenshare_off",
+            "chat_message",
+        )
+    ),
+    "transcript.data",
+    "transcript.partial_data",
+    "transcript.provider_data",
+    "audio_mixed_raw.data",
+    "audio_separate_raw.data",
+    "video_separate_png.data",
+    "video_separate_h264.data",
+}
+
+
+def check_realtime_endpoints(body: dict[str, Any], page: str) -> None:
+    """The create request subscribes the relay's events endpoint as Recall documents it:
+    ``recording_config.realtime_endpoints[{type, url, events}]``, the URL on the page's host,
+    a trailing "/" and no query (no token rides in it), and the events the relay reads."""
+    [endpoint] = body["recording_config"]["realtime_endpoints"]
+    assert set(endpoint) == {"type", "url", "events"}
+    assert endpoint["type"] == "websocket"
+    url = urlsplit(endpoint["url"])
+    assert (url.scheme, url.netloc, url.path) == ("wss", urlsplit(page).netloc, "/recall/events/")
+    assert not url.query
+    assert not url.fragment
+    assert set(endpoint["events"]) <= DOCUMENTED_WEBSOCKET_EVENTS
+    assert {
+        "participant_events.join",
+        "participant_events.leave",
+        "participant_events.speech_on",
+        "participant_events.speech_off",
+        "participant_events.chat_message",
+    } <= set(endpoint["events"])
+    # Every event names its session and the bot's name, which the relay needs.
+    assert body["metadata"]["bot_name"] == body["bot_name"]
+    assert body["metadata"]["session_id"]
+
+
+def test_create_subscribes_the_meeting_events_at_the_relay(fake_recall, recall_env):
+    result = run_cli(create_args("--name", "Ava"), recall_env)
+    assert result.exit_code == 0, result.output
+    check_realtime_endpoints(fake_recall.requests[0].body, PAGE)

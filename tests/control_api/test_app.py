@@ -21,6 +21,7 @@ from functions.minutes.trigger import BotJob
 from relay import tokens
 from tests.cli.conftest import RECALL_KEY, TOKEN_SECRET
 from tests.cli.fake_recall import Answer
+from tests.cli.test_recall_commands import check_realtime_endpoints
 from tests.control_api.conftest import PAGE, Api, settings_for
 from tests.minutes.conftest import seed_meeting
 from tests.webhooks.conftest import serve_in_thread
@@ -55,6 +56,7 @@ def test_create_makes_the_bot_records_it_and_hides_the_token(api: Api) -> None:
     assert token not in answer.text
     assert created["page_url"] == PAGE
     assert created["recorded"] is True
+    check_realtime_endpoints(request.body, PAGE)  # the same subscription as the CLI's
     state = api.get(f"/v1/bots/{created['bot_id']}").json()["bot"]
     assert state["session_id"] == created["session_id"]
     assert state["bot_name"] == "Ada"

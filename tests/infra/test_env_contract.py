@@ -19,7 +19,13 @@ from tests.infra.conftest import Synthesized
 #: Relay variables that must be set on AWS (no safe default there).
 RELAY_REQUIRED = frozenset({"OPENAI_API_KEY", "RELAY_TOKEN_SECRET", "TABLE_NAME", "DRAIN_SECONDS"})
 RELAY_SECRETS = frozenset(
-    {"OPENAI_API_KEY", "RELAY_TOKEN_SECRET", "RECALL_API_KEY", "RELAY_TOOL_SIGNING_SECRET"}
+    {
+        "OPENAI_API_KEY",
+        "RELAY_TOKEN_SECRET",
+        "RECALL_API_KEY",
+        "RELAY_TOOL_SIGNING_SECRET",
+        "RECALL_WEBHOOK_SECRET",  # verifies Recall's real-time events websocket
+    }
 )
 
 

@@ -332,3 +332,30 @@ def test_recall_transcripts_and_chat_name_the_speakers(
         (a.owner, a.task) for a in built.action_items
     ]
     assert "Budget doc is shared?" in built.open_questions
+
+
+def test_the_relays_speaker_names_and_chat_turns_reach_the_minutes(pipeline: Pipeline) -> None:
+    """Without Recall's transcripts, the relay's attributed turns name the speakers."""
+    from functions.minutes.store import serialize
+    from storage import items
+
+    bot_id, session_id = ids()
+    seed_meeting(pipeline.store, bot_id=bot_id, session_id=session_id)
+    for seq, (speaker, via, text) in enumerate(
+        [("Grace", None, "Ken owns the migration."), ("Ada", "chat", "Agenda is posted.")], 10
+    ):
+        item = items.turn_item(
+            session_id=session_id,
+            at_ms=1_780_000_010_000 + seq,
+            seq=seq,
+            role="user",
+            text=text,
+            expires_at=2_000_000_000,
+            speaker=speaker,
+            via=via,
+        )
+        pipeline.store._client.put_item(TableName=pipeline.store._table, Item=serialize(item))
+    speakers = [(line.speaker, line.text) for line in pipeline.store.lines(bot_id, session_id)]
+    assert ("Grace", "Ken owns the migration.") in speakers
+    assert ("Ada (chat)", "Agenda is posted.") in speakers
+    assert ("participant", "Dana will update the pricing page. Who owns the migration?") in speakers

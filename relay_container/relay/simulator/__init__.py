@@ -28,7 +28,8 @@ What it does, in GA shapes (docs/openai-realtime.md §2):
   sound, not a new speaker: it starts no turn, and so interrupts nothing, until it pauses or
   the answer is over. Then ``input_audio_buffer.committed``, the user item
   (``conversation.item.added`` / ``.done``), input transcription events when
-  ``audio.input.transcription`` is set (text: ``(heard 1.4 s of speech)``), then, if
+  ``audio.input.transcription`` is set (text: ``(heard 1.4 s of speech)``, or the Nth
+  line of ``--transcripts`` for a session's Nth turn: a scripted meeting), then, if
   ``create_response``, a response. Speech during a response cancels it when
   ``interrupt_response`` (``response.done`` status ``cancelled``, reason ``turn_detected``).
 - A response: ``response.created``, ``response.output_item.added``,

@@ -11,6 +11,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import relay.simulator
 from relay.simulator.records import SimulatorOptions
@@ -53,7 +54,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--call-on-speech", default=None, help="call this declared function after each turn"
     )
+    parser.add_argument(
+        "--transcripts",
+        type=Path,
+        default=None,
+        help="a text file, one turn's words per line: the Nth turn heard is transcribed "
+        "as the Nth line (a scripted meeting)",
+    )
     args = parser.parse_args(argv)
+    transcripts: tuple[str, ...] = ()
+    if args.transcripts is not None:
+        try:
+            lines = args.transcripts.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            parser.error(f"--transcripts: {exc}")
+        transcripts = tuple(line.strip() for line in lines if line.strip())
     if args.max_turn_ms < 0:
         parser.error("--max-turn-ms must be 0 or more")
     options = SimulatorOptions(
@@ -63,5 +78,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         api_key=args.api_key,
         max_turn_ms=args.max_turn_ms,
         call_on_speech=args.call_on_speech,
+        transcripts=transcripts,
     )
     asyncio.run(_main(args.host, args.port, options))

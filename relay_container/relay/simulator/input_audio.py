@@ -138,6 +138,14 @@ async def on_clear(sim: SimulatedSession, event: JsonObject) -> None:
     await sim.send({"type": "input_audio_buffer.cleared"})
 
 
+def heard_text(transcripts: tuple[str, ...], turn: int, heard_seconds: float) -> str:
+    """What the simulator "heard" in a turn: the scripted words of the ``turn``-th turn when
+    a script gives them (a scripted meeting, ``--transcripts``), else how long it was."""
+    if transcripts:
+        return transcripts[turn % len(transcripts)]
+    return f"(heard {heard_seconds:.1f} s of speech)"
+
+
 async def _commit(sim: SimulatedSession, item_id: str, heard_seconds: float) -> None:
     sim.buffered_ms = 0.0
     previous, sim.last_item_id = sim.last_item_id, item_id
@@ -163,7 +171,8 @@ async def _commit(sim: SimulatedSession, item_id: str, heard_seconds: float) -> 
         speech_call(sim.options.call_on_speech, heard_seconds, sim.session) or sim.requested_call
     )
     if sim.session["audio"]["input"].get("transcription"):
-        text = f"(heard {heard_seconds:.1f} s of speech)"
+        text = heard_text(sim.options.transcripts, sim.turns_heard, heard_seconds)
+        sim.turns_heard += 1
         common = {"item_id": item_id, "content_index": 0}
         await sim.send(
             {

@@ -38,6 +38,10 @@ class SimulatorOptions:
     #: A declared function the model calls in every answer to speech, with
     #: ``{"text": <transcript>}`` (audio has no words to recognise; see simulated_tools).
     call_on_speech: str | None = None
+    #: The words of each turn, in order (a scripted meeting: audio carries no words the
+    #: simulator could recognise): a session's Nth turn is transcribed as the Nth line,
+    #: cycling. Empty: "(heard 1.4 s of speech)".
+    transcripts: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

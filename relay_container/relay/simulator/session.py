@@ -48,6 +48,8 @@ class SimulatedSession:
         self.last_item_id: str | None = None
         # Input audio buffer and VAD state.
         self.pending = b""
+        #: Turns committed so far (which scripted transcript the next one gets).
+        self.turns_heard = 0
         self.audio_ms = 0.0
         self.buffered_ms = 0.0
         self.loud_frames = 0
