@@ -38,6 +38,10 @@ COUNTERS: Final = (
     "ClientsCut",
     # Client events whose locked fields the policy dropped (relay.policy).
     "LockedFieldsDropped",
+    # Meeting events sent to the task that holds their session, or dropped at a bound
+    # (relay.meeting_router).
+    "MeetingEventsForwarded",
+    "MeetingEventsDropped",
 )
 #: Session-record counters, sampled from the recorder (cumulative) and emitted per interval.
 RECORD_COUNTERS: Final = ("RecordsWritten", "RecordsDropped", "RecordWriteFailures")

@@ -54,14 +54,19 @@ from relay.handshake import (
     refusal,
     write_response,
 )
+from relay.internal_listener import InternalListener, LocalDelivery
 from relay.leaving import BotoEcs, LeaveReason, LeaveWatcher
+from relay.meeting_router import MeetingRouter, RouterLimits
+from relay.meeting_routes import RouteLimits
 from relay.metrics import Metrics
+from relay.owner_registry import NoRegistry, OwnerDirectory, OwnerRegistry
 from relay.policy import SessionPolicy
 from relay.protection import TaskProtection
 from relay.record_writer import open_recorder
 from relay.recorder import Recorder
 from relay.session import DRAIN_REASON, RelaySession, SessionContext
 from relay.session_setup import SessionSetups
+from relay.task_address import advertised_host
 from relay.tools.registry import build_registry
 
 logger = logging.getLogger(__name__)
@@ -90,7 +95,10 @@ class Relay:
         config: RelayConfig,
         agent: AgentConfig | None = None,
         recorder: Recorder | None = None,
+        meeting_delivery: LocalDelivery | None = None,
     ) -> None:
+        """``meeting_delivery(session_id, payload)`` hands a meeting event to a live session
+        on this process (True: taken); the meeting-events side of the session provides it."""
         self.config = config
         # Region None: boto3 resolves it (AWS_REGION on ECS); the endpoint likewise
         # (AWS_ENDPOINT_URL_DYNAMODB in tests).
@@ -148,6 +156,25 @@ class Relay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        # Meeting events: the router in front of the local delivery; the registry and the
+        # internal listener come up in start() when there is a table to share.
+        self.registry: OwnerDirectory = NoRegistry()
+        self.internal: InternalListener | None = None
+        self._meeting_delivery = meeting_delivery or _no_meeting_delivery
+        self.router = MeetingRouter(
+            self._meeting_delivery,
+            self.registry,
+            config.token_secret,
+            max_event_bytes=config.max_frame_bytes,
+            limits=RouterLimits(
+                route=RouteLimits(
+                    max_events=config.meeting_backlog_events,
+                    max_wait_seconds=config.meeting_wait_seconds,
+                ),
+                open_timeout=config.open_timeout,
+            ),
+            count=self.metrics.count,
+        )
 
     # Lifecycle
 
@@ -165,6 +192,7 @@ class Relay:
         if self.config.metrics_interval > 0:
             self._spawn(self.metrics.run(self.config.metrics_interval))
         self._spawn(self.protection.run())
+        await self._start_meeting_routing()
         if self.config.ecs_metadata_uri:
             watcher = LeaveWatcher(self.config.ecs_metadata_uri, BotoEcs.default(), self._leave)
             self._spawn(watcher.run())
@@ -178,6 +206,30 @@ class Relay:
                 "compiled": per_message_path_compiled(),
             },
         )
+
+    async def _start_meeting_routing(self) -> None:
+        """With a table: the internal listener, then the owner registry at its address."""
+        config = self.config
+        if not config.table_name:
+            return
+        self.internal = InternalListener(
+            config.host,
+            config.internal_port,
+            config.token_secret,
+            self._meeting_delivery,
+            max_event_bytes=config.max_frame_bytes,
+            close_timeout=config.close_timeout,
+        )
+        await self.internal.start()
+        host = await advertised_host(config.host, config.ecs_metadata_uri, config.open_timeout)
+        registry = OwnerRegistry(
+            config.table_name,
+            address=f"{host}:{self.internal.port}",
+            session_seconds=config.max_session_seconds,
+        )
+        registry.start()
+        self.registry = self.router.registry = registry
+        logger.info("meeting routing ready", extra={"internal_address": registry.address})
 
     @property
     def port(self) -> int:
@@ -228,7 +280,10 @@ class Relay:
                 logger.warning(
                     "sessions still open after drain", extra={"live_sessions": len(self.sessions)}
                 )
-        # 4. What the sessions recorded goes out before SIGKILL can take it.
+        # 4. What the sessions recorded goes out before SIGKILL can take it; so do the
+        # owner releases (other tasks then stop forwarding meeting events here).
+        if isinstance(self.registry, OwnerRegistry):
+            await self.registry.flush(max(0.5, min(2.0, ends_at - loop.time())))
         flushed = await self.recorder.flush(
             max(0.5, min(RECORDS_FLUSH_SECONDS, ends_at - loop.time()))
         )
@@ -255,6 +310,12 @@ class Relay:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.config.close_timeout)
+        await self.router.aclose()
+        if self.internal is not None:
+            await self.internal.aclose()
+        if isinstance(self.registry, OwnerRegistry):
+            await self.registry.flush(1.0)
+            await self.registry.aclose()
         await self.recorder.aclose(1.0)
         if self.server is not None:
             try:
@@ -323,6 +384,9 @@ class Relay:
 
     def _session_finished(self, session: RelaySession) -> None:
         self.sessions.discard(session)
+        sub = session.claims.sub
+        if not any(other.claims.sub == sub for other in self.sessions):
+            self.router.session_ended(sub)
         if not self.sessions:
             self._idle.set()
 
@@ -399,6 +463,7 @@ class Relay:
         self.metrics.count("SessionsStarted")
         transport.set_protocol(session)
         session.start(transport, leftover)
+        self.router.session_started(claims.sub)
         return session
 
     def _detached_session(self, sub: str) -> RelaySession | None:
@@ -456,3 +521,8 @@ async def serve(config: RelayConfig, stop: asyncio.Event) -> None:
         await relay.drain()
     finally:
         await relay.close()
+
+
+def _no_meeting_delivery(session_id: str, payload: bytes) -> bool:
+    """No session side for meeting events is wired in: no session here takes them."""
+    return False
