@@ -56,7 +56,7 @@ class RouteLimits:
     max_bytes: int = 2**20
     max_wait_seconds: float = 60.0
     backoff_base: float = 0.05
-    backoff_cap: float = 5.0
+    backoff_cap: float = 2.0
 
 
 @dataclass(slots=True)

@@ -171,7 +171,7 @@ class Relay:
                     max_events=config.meeting_backlog_events,
                     max_wait_seconds=config.meeting_wait_seconds,
                 ),
-                open_timeout=config.open_timeout,
+                open_timeout=min(3.0, config.open_timeout),
             ),
             count=self.metrics.count,
         )
