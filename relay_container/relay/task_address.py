@@ -27,6 +27,8 @@ def container_ipv4(document: Any) -> str | None:
     for network in networks:
         addresses = network.get("IPv4Addresses") if isinstance(network, dict) else None
         for address in addresses if isinstance(addresses, list) else []:
+            if not isinstance(address, str):
+                continue
             try:
                 parsed = ipaddress.IPv4Address(address)
             except ValueError:
