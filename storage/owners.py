@@ -14,9 +14,12 @@ renders (:func:`claim_request`, :func:`release_request`):
   process, only if no owner is recorded or the recorded claim is not newer
   (``since_ms``), so a slow write of the task a session left cannot overwrite the task it
   moved to;
-- **release**: ``DeleteItem`` when the last live session of the subject on that process
-  ends, only if that process (``instance``) still owns it: a task that handed the session
-  over never erases its successor's claim.
+- **release**: ``UpdateItem`` removing ``address`` and ``instance`` when the last live
+  session of the subject on that process ends, only if that process (``instance``) still
+  owns it: a task that handed the session over never erases its successor's claim. The
+  item itself stays (with its ``since_ms``) until it expires, so a claim delayed from
+  before the release cannot bring a finished owner back; and the relay needs no
+  ``DeleteItem`` permission.
 
 An owner that died without releasing leaves a stale item; readers treat the address as a
 hint (a refused or unreachable owner is re-read, and the events are bounded), and
@@ -112,11 +115,13 @@ def claim_request(owner: SessionOwner, *, expires_at: int) -> dict[str, Any]:
 
 
 def release_request(session_id: str, instance: str) -> dict[str, Any]:
-    """``DeleteItem`` arguments (``Table`` resource form): only if ``instance`` owns it."""
+    """``UpdateItem`` arguments (``Table`` resource form): forget the owner's address, only
+    if ``instance`` owns it."""
     return {
         "Key": owner_key(session_id),
+        "UpdateExpression": "REMOVE #address, #instance",
         "ConditionExpression": "#instance = :instance",
-        "ExpressionAttributeNames": {"#instance": INSTANCE_ATTRIBUTE},
+        "ExpressionAttributeNames": {"#address": "address", "#instance": INSTANCE_ATTRIBUTE},
         "ExpressionAttributeValues": {":instance": instance},
     }
 

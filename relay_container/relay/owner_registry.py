@@ -172,7 +172,7 @@ class OwnerRegistry:
             call = lambda: self._table.put_item(**request)  # noqa: E731
         else:
             request = owners.release_request(session_id, self.instance)
-            call = lambda: self._table.delete_item(**request)  # noqa: E731
+            call = lambda: self._table.update_item(**request)  # noqa: E731
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 await asyncio.to_thread(call)

@@ -32,7 +32,7 @@ def claim(table: Any, owner: owners.SessionOwner) -> bool:
 
 def release(table: Any, instance: str) -> bool:
     try:
-        table.delete_item(**owners.release_request("sess-1", instance))
+        table.update_item(**owners.release_request("sess-1", instance))
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
             raise
@@ -63,6 +63,8 @@ def test_a_release_removes_only_its_own_claim(table: Any) -> None:
     assert not release(table, "task-a")
     assert recorded(table) == B
     assert release(table, "task-b")
+    assert recorded(table) is None
+    assert not claim(table, A)  # a late claim from before cannot bring a finished owner back
     assert recorded(table) is None
 
 
