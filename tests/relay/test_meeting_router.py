@@ -74,7 +74,8 @@ def recorded_owner(endpoint: str, table: str, session_id: str) -> str | None:
     """The owner address the table records for ``session_id``."""
     table_resource = boto3.resource("dynamodb", endpoint_url=endpoint).Table(table)
     item = table_resource.get_item(Key=owners.owner_key(session_id), ConsistentRead=True)
-    return item.get("Item", {}).get("address")
+    address = item.get("Item", {}).get("address")
+    return address if isinstance(address, str) else None
 
 
 async def owner_is(relay: Relay, endpoint: str, table: str, session_id: str) -> None:
