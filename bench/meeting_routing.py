@@ -54,24 +54,41 @@ class FixedRegistry:
         return self.address_of_owner
 
 
-def pct(values: list[float], q: float) -> float:
+class Arrivals:
+    """A delivery callback recording when each event arrived; wakes a waiter at a count."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._target = 0
+        self._reached = asyncio.Event()
+
+    def __call__(self, session_id: str, payload: bytes) -> bool:
+        self.times.append(time.perf_counter())
+        if len(self.times) >= self._target:
+            self._reached.set()
+        return True
+
+    async def wait_for(self, count: int) -> None:
+        """Until ``count`` events have arrived in all (10 s at most)."""
+        self._target = count
+        self._reached.clear()
+        if len(self.times) < count:
+            async with asyncio.timeout(10):
+                await self._reached.wait()
+
+
+def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 100 else max(values)
 
 
 async def main(events: int) -> None:
-    arrived: list[float] = []
-    listener = InternalListener(
-        "127.0.0.1",
-        0,
-        SECRET,
-        lambda _sid, _payload: arrived.append(time.perf_counter()) is None,
-        max_event_bytes=2**20,
-    )
+    arrived = Arrivals()
+    listener = InternalListener("127.0.0.1", 0, SECRET, arrived, max_event_bytes=2**20)
     await listener.start()
     owner = f"127.0.0.1:{listener.port}"
-    local_seen: list[float] = []
+    local_seen = Arrivals()
     local_router = MeetingRouter(
-        lambda _sid, _payload: local_seen.append(time.perf_counter()) is None,
+        local_seen,
         FixedRegistry(None),
         SECRET,
         max_event_bytes=2**20,
@@ -85,32 +102,29 @@ async def main(events: int) -> None:
         for _ in range(events):
             start = time.perf_counter()
             local_router.deliver("s-local", EVENT)
-            local_ms.append((local_seen[-1] - start) * 1000)
+            local_ms.append((local_seen.times[-1] - start) * 1000)
 
         # Forwarded, paced: one event every 20 ms; the first opens the link.
         remote_router.deliver("s-remote", EVENT)
-        while len(arrived) < 1:
-            await asyncio.sleep(0.001)
+        await arrived.wait_for(1)
         forwarded_ms = []
         for _ in range(min(events, 500)):
-            before = len(arrived)
+            before = len(arrived.times)
             start = time.perf_counter()
             remote_router.deliver("s-remote", EVENT)
-            while len(arrived) == before:
-                await asyncio.sleep(0)
-            forwarded_ms.append((arrived[-1] - start) * 1000)
+            await arrived.wait_for(before + 1)
+            forwarded_ms.append((arrived.times[-1] - start) * 1000)
             await asyncio.sleep(0.02)
 
         # Forwarded, burst: how fast one session's route drains (bursts of 200, inside
         # the route's 256-event backlog: a larger burst would be trimmed, by design).
         sent, start = 0, time.perf_counter()
         while sent < events:
-            before = len(arrived)
+            before = len(arrived.times)
             for _ in range(200):
                 remote_router.deliver("s-burst", EVENT)
             sent += 200
-            while len(arrived) < before + 200:
-                await asyncio.sleep(0.0005)
+            await arrived.wait_for(before + 200)
         burst_rate = sent / (time.perf_counter() - start)
     finally:
         await local_router.aclose()
