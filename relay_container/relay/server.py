@@ -20,6 +20,12 @@ frame less than RELAY_REATTACH_SECONDS ago) is re-attached to it: no admission (
 its place already), same upstream session. Otherwise, a subject with no live session here
 gets a session that resumes the stored conversation (``RelaySession(resume=True)``).
 
+Meeting events (Recall's real-time messages) go through ``Relay.router``
+(``relay.meeting_router``): to a live session here, else to the task that holds the
+session. With a table, the relay also listens on RELAY_INTERNAL_PORT for events other
+tasks forward, and records itself as the owner of each subject whose first session starts
+here (released when its last one ends; docs/design/meeting-routing.md).
+
 Shutdown (``Relay.drain``), in order: /healthz turns 503 and new handshakes are refused;
 detached sessions end at once (nobody can re-attach to them any more); live sessions
 continue until they end or DRAIN_SECONDS pass; the rest are closed with 1001 "relay

@@ -198,3 +198,20 @@ async def test_unreachable_owner_is_retried_with_backoff_then_dropped(
     assert 2 <= stats.failed_attempts <= 25
     assert any("meeting events dropped" in line for line in relay_logs)
     assert relay.metrics.counters["MeetingEventsDropped"] == 5
+
+
+async def test_events_for_a_session_that_never_comes_are_dropped_after_the_bound(
+    routed_relay, relay_logs: list[str]
+) -> None:
+    """Events whose session does not start within the bound are dropped and counted; a
+    session starting later gets only what arrived after."""
+    relay, on_relay = await routed_relay(meeting_wait_seconds=0.3)
+    for n in range(4):
+        relay.router.deliver("late", event(n))
+    await eventually(lambda: relay.router.waiting_events == 0, within=10)
+    assert relay.router.stats().expired == 4
+    async with open_client(relay, mint("late")) as ws:
+        await recv_until(ws, "session.updated")
+        relay.router.deliver("late", event(4))
+        assert on_relay.taken["late"] == [4]
+    assert any("meeting events dropped" in line for line in relay_logs)
