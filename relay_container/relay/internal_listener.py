@@ -140,7 +140,7 @@ class InternalListener:
                     )
                 )
         except WireError as exc:
-            logger.info("internal link closed: %s", exc, extra={"peer": _peer(ws)})
+            logger.info("internal link closed", extra={"reason": str(exc), "peer": _peer(ws)})
             await ws.close(1008, "malformed forward")
         except ConnectionClosed:
             pass

@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 FORWARD_PATH: Final = "/internal/v1/forward"
 
+#: websockets logs request headers (the link token among them) at DEBUG: never here.
+_quiet = logging.getLogger("relay.owner_link.websockets")
+_quiet.setLevel(logging.WARNING)
+
 
 class LinkError(Exception):
     """The forward did not get an answer (the owner may be gone or have moved)."""
@@ -105,6 +109,7 @@ class OwnerLink:
                     compression=None,
                     max_size=self._max_frame_bytes,
                     proxy=None,
+                    logger=_quiet,
                 )
             except (OSError, TimeoutError, InvalidHandshake) as exc:
                 raise LinkError(f"cannot reach the owner ({type(exc).__name__})") from None
