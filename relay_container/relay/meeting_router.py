@@ -7,9 +7,11 @@ receives Recall's events calls :meth:`MeetingRouter.deliver` with each verified 
 - a live session of that subject on this process takes it at once (the local delivery);
 - otherwise the event joins that session's route (``relay.meeting_routes``: bounded
   backlog, one event in flight, backoff, give-up), whose pump task looks the owner up in
-  the registry (``relay.owner_registry``) and forwards the events, in order, over the one
+  the registry (``relay.owner_registry``; remembered afterwards in a bounded cache, so a
+  session's later events need no lookup) and forwards the events, in order, over the one
   link to that owner's internal listener (``relay.owner_link``). A route follows a session
-  that moves: "not here", a closed link or no answer make it look the owner up again.
+  that moves: "not here", a closed link or no answer make it forget the owner and look it
+  up again.
 
 :meth:`deliver` never blocks and never raises: a missing owner cannot stall the Recall
 connection. Routes are bounded in number (``max_routes``; beyond it a new session's event
@@ -35,6 +37,7 @@ from relay.internal_listener import LocalDelivery
 from relay.meeting_routes import (
     Done,
     Lookup,
+    OwnerCache,
     RouteCounters,
     RouteLimits,
     Send,
@@ -59,6 +62,9 @@ class RouterLimits:
     max_links: int = 64
     open_timeout: float = 3.0
     answer_timeout: float = 5.0
+    #: Sessions whose owner is remembered between routes, and for how long.
+    cached_owners: int = 4096
+    owner_ttl_seconds: float = 300.0
 
 
 @dataclass(slots=True)
@@ -71,6 +77,7 @@ class RouterStats:
     expired: int = 0
     refused_routes: int = 0
     failed_attempts: int = 0
+    lookups: int = 0
 
 
 _DROP_METRIC: Final = "MeetingEventsDropped"
@@ -102,6 +109,7 @@ class MeetingRouter:
         self._links: dict[str, OwnerLink] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._totals = RouterStats()
+        self._owners = OwnerCache(self.limits.cached_owners, self.limits.owner_ttl_seconds)
         self._closed = False
 
     # Input (the events endpoint, the server)
@@ -124,10 +132,13 @@ class MeetingRouter:
                         extra={"session_id": session_id, "dropped": self._totals.refused_routes},
                     )
                 return
+            now = asyncio.get_running_loop().time()
             route = SessionRoute(session_id, self.limits.route, random.random)
+            if (owner := self._owners.get(session_id, now)) is not None:
+                route.know_owner(owner)
             self._routes[session_id] = route
             self._wakeups[session_id] = asyncio.Event()
-            route.offer(payload, asyncio.get_running_loop().time())
+            route.offer(payload, now)
             self._spawn(self._pump(route))
             return
         route.offer(payload, asyncio.get_running_loop().time())
@@ -185,9 +196,12 @@ class MeetingRouter:
                 if isinstance(action, Done):
                     return
                 if isinstance(action, Lookup):
+                    self._totals.lookups += 1
                     owner = await self.registry.lookup(session_id)
                     if owner is not None and owner == self.registry.address:
                         owner = None  # recorded here, yet no session here took it: stale
+                    if owner is not None:
+                        self._owners.put(session_id, owner, loop.time())
                     route.looked_up(owner, loop.time())
                 elif isinstance(action, Send):
                     try:
@@ -205,6 +219,7 @@ class MeetingRouter:
                     if taken:
                         route.taken()
                     else:
+                        self._owners.forget(session_id)
                         route.refused(loop.time())
                 elif isinstance(action, Sleep):
                     wakeup.clear()

@@ -25,7 +25,7 @@ arguments; nothing here touches a socket.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -117,6 +117,13 @@ class SessionRoute:
         self._in_flight: tuple[float, bytes] | None = None
 
     # Input
+
+    def know_owner(self, owner: str) -> None:
+        """Start from an owner remembered from an earlier route (no lookup needed)."""
+        if self.state in (RouteState.IDLE, RouteState.RESOLVE) and self.owner is None:
+            self.owner = owner
+            if self.state is RouteState.RESOLVE:
+                self.state = RouteState.READY
 
     def offer(self, payload: bytes, now: float) -> None:
         """Queue one event, dropping the oldest ones beyond the bounds."""
@@ -227,3 +234,40 @@ class SessionRoute:
             _, payload = self._backlog.popleft()
             self._bytes -= len(payload)
             self.counters.expired += 1
+
+
+class OwnerCache:
+    """Owners found for recent sessions, so a session's next event needs no lookup.
+
+    A route ends when its backlog empties (most events find it empty: forwarding takes
+    well under a millisecond, events come tens of milliseconds apart), so the owner it
+    found is kept here for ``ttl`` seconds, at most ``size`` sessions (least recently used
+    out first). An entry is dropped as soon as that owner fails a forward.
+    """
+
+    def __init__(self, size: int = 4096, ttl: float = 300.0) -> None:
+        """Keep at most ``size`` owners, each for ``ttl`` seconds."""
+        self.size, self.ttl = size, ttl
+        self._owners: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def get(self, session_id: str, now: float) -> str | None:
+        """The owner remembered for ``session_id``, if fresh."""
+        entry = self._owners.get(session_id)
+        if entry is None:
+            return None
+        if entry[1] <= now:
+            del self._owners[session_id]
+            return None
+        self._owners.move_to_end(session_id)
+        return entry[0]
+
+    def put(self, session_id: str, owner: str, now: float) -> None:
+        """Remember ``owner`` for ``session_id``."""
+        self._owners[session_id] = (owner, now + self.ttl)
+        self._owners.move_to_end(session_id)
+        while len(self._owners) > self.size:
+            self._owners.popitem(last=False)
+
+    def forget(self, session_id: str) -> None:
+        """The owner failed: look it up next time."""
+        self._owners.pop(session_id, None)

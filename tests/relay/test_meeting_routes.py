@@ -8,6 +8,7 @@ from relay.meeting_router import MeetingRouter, RouterLimits
 from relay.meeting_routes import (
     Done,
     Lookup,
+    OwnerCache,
     RouteLimits,
     RouteState,
     Send,
@@ -123,6 +124,27 @@ def test_local_delivery_takes_the_head() -> None:
     r.delivered_here()
     assert r.next_action(0.0) == Done()
     assert r.counters.delivered_here == 2
+
+
+def test_a_remembered_owner_needs_no_lookup() -> None:
+    """A route started with a remembered owner sends at once."""
+    r = route()
+    r.know_owner("10.0.0.2:8081")
+    r.offer(b"a", 0.0)
+    assert r.next_action(0.0) == Send("10.0.0.2:8081", b"a")
+
+
+def test_owner_cache_is_bounded_and_expires() -> None:
+    """Owners are remembered for a while, for a bounded number of sessions."""
+    cache = OwnerCache(size=2, ttl=10.0)
+    cache.put("a", "h:1", now=0.0)
+    cache.put("b", "h:2", now=0.0)
+    assert cache.get("a", now=1.0) == "h:1"  # a is now the most recently used
+    cache.put("c", "h:3", now=1.0)
+    assert cache.get("b", now=1.0) is None  # the least recently used went out
+    assert cache.get("a", now=10.0) is None  # expired
+    cache.forget("c")
+    assert cache.get("c", now=1.0) is None
 
 
 class NowhereRegistry:
