@@ -207,14 +207,18 @@ class MeetingRouter:
                     try:
                         taken = await self._link(action.owner).forward(session_id, action.payload)
                     except LinkError as exc:
-                        logger.info(
-                            "meeting event not forwarded",
-                            extra={
-                                "session_id": session_id,
-                                "owner": action.owner,
-                                "reason": str(exc),
-                            },
-                        )
+                        # Once per route at INFO; the retries (backoff) only at DEBUG.
+                        first = route.counters.failed_attempts == 0
+                        if first or logger.isEnabledFor(logging.DEBUG):
+                            logger.log(
+                                logging.INFO if first else logging.DEBUG,
+                                "meeting event not forwarded",
+                                extra={
+                                    "session_id": session_id,
+                                    "owner": action.owner,
+                                    "reason": str(exc),
+                                },
+                            )
                         taken = False
                     if taken:
                         route.taken()
