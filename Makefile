@@ -108,6 +108,7 @@ bench: $(BIN)/activate $(NATIVE)/.built  ## benchmarks (not part of make test); 
 	$(BIN)/python -m bench.relay_hot_path
 	PYTHONPATH=$(CURDIR)/$(NATIVE) $(BIN)/python -m bench.relay_hot_path
 	$(BIN)/python -m bench.relay_load --target relay native splice
+	$(BIN)/python -m bench.meeting_routing
 
 fmt: $(BIN)/activate  ## format and fix what ruff can
 	$(BIN)/ruff format .

@@ -196,6 +196,7 @@ async def _measure(sessions: int, drain_seconds: float) -> dict[str, Any]:
                 openai_api_key="sk-bench-simulator",
                 host="127.0.0.1",
                 port=0,
+                internal_port=0,
                 upstream_url=listening_url(simulator),
                 table_name=table,
                 metrics_interval=0,

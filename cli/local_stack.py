@@ -451,6 +451,8 @@ class LocalStack:
         relay_env = {
             **base,
             "PORT": str(config.relay_port),
+            # Any free port: the owner registry records it (a second relay needs no setting).
+            "RELAY_INTERNAL_PORT": "0",
             "RELAY_HOST": HOST,
             "RELAY_TOKEN_SECRET": token_secret,
             "DRAIN_SECONDS": "2",  # Ctrl-C should not wait for a 90 s production drain

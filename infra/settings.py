@@ -32,6 +32,8 @@ LOG_RETENTION_DAYS: Final = frozenset(
 MAX_STOP_TIMEOUT_SECONDS: Final = 120
 #: ALB duration-based stickiness cookies last 1 s to 7 days.
 MAX_STICKINESS_SECONDS: Final = 7 * 86400
+#: The relay's public port (PORT), the one the load balancer's target group forwards to.
+CONTAINER_PORT: Final = 8080
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _AZ = re.compile(r"[a-z]{2}(-[a-z]+)+-\d[a-z]")
@@ -102,6 +104,8 @@ class RelaySettings:
     allowed_models: tuple[str, ...] = ()  # empty: only model
     log_level: str = "INFO"
     container_insights: bool = True  # per-task metrics (~$11/month); service CPU/memory stay
+    # RELAY_INTERNAL_PORT: tasks forward meeting events to each other here; not on the ALB
+    internal_port: int = 8081
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -141,6 +145,8 @@ class RelaySettings:
              "relay_idle_timeout_seconds: 60..4000 (well above the relay's 20 s pings)"),
             (self.log_level in _LOG_LEVELS,
              f"relay_log_level: one of {sorted(_LOG_LEVELS)}"),
+            (1024 <= self.internal_port <= 65535 and self.internal_port != CONTAINER_PORT,
+             f"relay_internal_port: 1024..65535, not the container port {CONTAINER_PORT}"),
         ]  # fmt: skip
 
 

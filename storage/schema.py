@@ -23,6 +23,9 @@ pk                          sk                                          what
                                                                         from ``bot create``
 ``BOT#<bot_id>``            ``NOTE#<at_ms>#<note_id>``                  a note the agent took
                                                                         (``take_note`` tool)
+``SESSION#<session_id>``    ``OWNER``                                   the relay process that
+                                                                        holds the live session
+                                                                        (``storage.owners``)
 ==========================  ==========================================  =========================
 
 The ``by_day`` index (``gsi1pk = BOTS#<yyyy-mm-dd>``, ``gsi1sk = <created_at>#<bot_id>``)

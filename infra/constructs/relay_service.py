@@ -3,7 +3,8 @@
 Network and cost. A VPC over two AZs with **no NAT gateway** and two subnet groups: public
 subnets for the tasks (a public IPv4 address each, ~$3.65/month, so they reach OpenAI, ECR,
 Secrets Manager, CloudWatch and DynamoDB directly; their security group admits only the
-load balancer on the container port and lets out only TCP 443), and isolated subnets for
+load balancer on the container port and the other tasks on the internal port, and lets out
+only TCP 443 and the internal port to the other tasks), and isolated subnets for
 the **internal** load balancer, which has no public address at all. CloudFront reaches it
 through a VPC origin (``infra/constructs/edge.py``), so the origin leg never crosses the
 internet and no prefix list or shared-secret header is needed: the ALB's security group
@@ -67,9 +68,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra.settings import RelaySettings
+from infra.settings import CONTAINER_PORT, RelaySettings
 
-CONTAINER_PORT: Final = 8080
 HEALTH_CHECK_PATH: Final = "/healthz"
 STOP_TIMEOUT_SECONDS: Final = 120
 DOCKERFILE: Final = "relay_container/Dockerfile"
@@ -142,6 +142,7 @@ def container_environment(
     """
     return {
         "PORT": str(CONTAINER_PORT),
+        "RELAY_INTERNAL_PORT": str(settings.internal_port),
         "OPENAI_REALTIME_MODEL": settings.model,
         "RELAY_ALLOWED_MODELS": ",".join(settings.models),
         "RELAY_MAX_SESSIONS": str(settings.max_sessions),
@@ -225,7 +226,12 @@ class RelayService(Construct):
                 platform=platform,
                 ignore_mode=IgnoreMode.DOCKER,  # the allow-list .dockerignore at the root
             ),
-            port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT)],
+            # The public port first (the target group's); the internal one is for the
+            # other tasks only (meeting events forwarded to a session's task).
+            port_mappings=[
+                ecs.PortMapping(container_port=CONTAINER_PORT, name="public"),
+                ecs.PortMapping(container_port=settings.internal_port, name="internal"),
+            ],
             stop_timeout=Duration.seconds(STOP_TIMEOUT_SECONDS),
             logging=ecs.LogDrivers.aws_logs(stream_prefix="relay", log_group=self.log_group),
             environment=container_environment(
@@ -255,7 +261,11 @@ class RelayService(Construct):
         self._grant_task_protection()
         self.load_balancer, self.listener, self.target_group = self._build_load_balancer()
         self.service = self._build_service()
-        self.target_group.add_target(self.service)
+        self.target_group.add_target(
+            self.service.load_balancer_target(
+                container_name=self.container.container_name, container_port=CONTAINER_PORT
+            )
+        )
         self.scaling = self._build_scaling()
 
     # Private
@@ -461,8 +471,21 @@ class RelayService(Construct):
             self,
             "TaskSecurityGroup",
             vpc=self.vpc,
-            description="Relay tasks: the container port from the load balancer; HTTPS out",
+            description=(
+                "Relay tasks: the container port from the load balancer; the internal port "
+                "from each other; HTTPS out"
+            ),
             allow_all_outbound=False,
+        )
+        # Meeting events land on any task and are forwarded to the one holding the session
+        # (relay/meeting_router.py): the tasks reach each other on the internal port, and
+        # nothing else does (the load balancer has no listener or target on it).
+        internal = ec2.Port.tcp(self.settings.internal_port)
+        security_group.add_ingress_rule(
+            security_group, internal, "Internal port: meeting events from the other relay tasks"
+        )
+        security_group.add_egress_rule(
+            security_group, internal, "Internal port: meeting events to the other relay tasks"
         )
         security_group.add_egress_rule(
             ec2.Peer.any_ipv4(),

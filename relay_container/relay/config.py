@@ -33,6 +33,7 @@ ENV_VARS: Final[frozenset[str]] = frozenset(
     {
         "PORT",
         "RELAY_HOST",
+        "RELAY_INTERNAL_PORT",
         "OPENAI_API_KEY",
         "OPENAI_REALTIME_URL",
         "OPENAI_REALTIME_MODEL",
@@ -78,6 +79,11 @@ class RelayConfig:
     openai_api_key: str = field(default="", repr=False)
     port: int = 8080
     host: str = "0.0.0.0"
+    #: The internal listener, where other relay tasks forward meeting events for the
+    #: sessions held here (relay.internal_listener); not behind the load balancer. 0 = any
+    #: free port (the owner registry records the port actually bound). Only opened when a
+    #: table is configured (without one no other task can find this one).
+    internal_port: int = 8081
     upstream_url: str = DEFAULT_UPSTREAM_URL
     model: str = DEFAULT_MODEL
     #: Models a client may pick with ``?model=``; the default model is always allowed.
@@ -151,6 +157,10 @@ class RelayConfig:
     #: While the relay leaves (SIGTERM), a session moves at its next turn boundary, or
     #: after this long at the latest (bounded by the drain itself).
     handover_seconds: float = 20.0
+    #: Meeting events kept per session while its owner is unknown or unreachable (newest
+    #: kept), and how long one may wait for a session to take it (relay.meeting_routes).
+    meeting_backlog_events: int = 256
+    meeting_wait_seconds: float = 60.0
 
     @property
     def models(self) -> frozenset[str]:
@@ -207,6 +217,11 @@ class RelayConfig:
 
         defaults = cls(token_secret="")
         port = parse("PORT", defaults.port, port_number, "an integer 0-65535")
+        internal_port = parse(
+            "RELAY_INTERNAL_PORT", defaults.internal_port, port_number, "an integer 0-65535"
+        )
+        if internal_port != 0 and internal_port == port:
+            problems.append("RELAY_INTERNAL_PORT must differ from PORT")
         host = get("RELAY_HOST") or defaults.host
         upstream_url = get("OPENAI_REALTIME_URL") or defaults.upstream_url
         parts = urlsplit(upstream_url)
@@ -309,6 +324,7 @@ class RelayConfig:
             openai_api_key=api_key,
             port=port,
             host=host,
+            internal_port=internal_port,
             upstream_url=upstream_url,
             model=model,
             allowed_models=allowed,

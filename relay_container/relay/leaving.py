@@ -212,39 +212,7 @@ class LeaveWatcher:
         return TaskIdentity(task_arn=arn, cluster=cluster)
 
     async def _get(self, url: str) -> bytes:
-        """A minimal HTTP/1.1 GET (the endpoint is link-local, plain HTTP, no redirects)."""
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError("the task metadata URI must be an http:// URL")
-        request = (
-            f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            "Accept: application/json\r\nConnection: close\r\n\r\n"
-        ).encode()
-        async with asyncio.timeout(self.timeout):
-            reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
-            try:
-                writer.write(request)
-                await writer.drain()
-                response = b""
-                while len(response) <= MAX_METADATA_BYTES and (chunk := await reader.read(65536)):
-                    response += chunk
-            finally:
-                writer.close()
-                await writer.wait_closed()
-        if len(response) > MAX_METADATA_BYTES:
-            raise ValueError("task metadata answer too large")
-        head, _, body = response.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = lines[0].split(b" ", 2)
-        if len(status) < 2 or status[1] != b"200":
-            raise ValueError(f"task metadata endpoint answered {lines[0][:40]!r}")
-        headers = {
-            k.strip().lower(): v.strip().lower()
-            for k, _, v in (x.partition(b":") for x in lines[1:])
-        }
-        if headers.get(b"transfer-encoding") == b"chunked":
-            return _dechunk(body)
-        return body
+        return await get_metadata(url, self.timeout)
 
 
 def _dechunk(body: bytes) -> bytes:
@@ -260,3 +228,39 @@ def _dechunk(body: bytes) -> bytes:
         if len(rest) < size + 2:
             raise ValueError("truncated chunked body")
         out, rest = out + rest[:size], rest[size + 2 :]
+
+
+async def get_metadata(url: str, timeout: float) -> bytes:  # noqa: ASYNC109 - one request's deadline
+    """GET one task-metadata document: a minimal HTTP/1.1 GET within ``timeout`` (the
+    endpoint is link-local, plain HTTP, no redirects)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError("the task metadata URI must be an http:// URL")
+    request = (
+        f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        "Accept: application/json\r\nConnection: close\r\n\r\n"
+    ).encode()
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+        try:
+            writer.write(request)
+            await writer.drain()
+            response = b""
+            while len(response) <= MAX_METADATA_BYTES and (chunk := await reader.read(65536)):
+                response += chunk
+        finally:
+            writer.close()
+            await writer.wait_closed()
+    if len(response) > MAX_METADATA_BYTES:
+        raise ValueError("task metadata answer too large")
+    head, _, body = response.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = lines[0].split(b" ", 2)
+    if len(status) < 2 or status[1] != b"200":
+        raise ValueError(f"task metadata endpoint answered {lines[0][:40]!r}")
+    headers = {
+        k.strip().lower(): v.strip().lower() for k, _, v in (x.partition(b":") for x in lines[1:])
+    }
+    if headers.get(b"transfer-encoding") == b"chunked":
+        return _dechunk(body)
+    return body

@@ -255,31 +255,3 @@ class Meeting:
 
 def _label(who: Participant) -> str:
     return who.name or f"participant {who.id}"
-
-
-class RosterBacklog:
-    """Roster events (join/leave/update) for sessions not on this process yet, bounded.
-
-    Recall's events start when the bot is recording, which can be before the agent page
-    has opened its session: a session that opens takes the joins it missed.
-    """
-
-    def __init__(self, *, sessions: int = 256, events: int = MAX_PARTICIPANTS) -> None:
-        self._held: dict[str, list[MeetingEvent]] = {}
-        self._sessions = sessions
-        self._events = events
-
-    def keep(self, event: MeetingEvent) -> None:
-        """Hold ``event`` if it changes the roster (speech and chat are stale by then)."""
-        if event.kind not in ("join", "leave", "update"):
-            return
-        held = self._held.pop(event.session_id, [])  # re-inserted: newest session last
-        if len(held) < self._events:
-            held.append(event)
-        self._held[event.session_id] = held
-        if len(self._held) > self._sessions:
-            del self._held[next(iter(self._held))]
-
-    def take(self, session_id: str) -> list[MeetingEvent]:
-        """The events held for ``session_id``, oldest first (and forget them)."""
-        return self._held.pop(session_id, [])

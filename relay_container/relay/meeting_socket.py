@@ -6,7 +6,7 @@ the relay must have the workspace verification secret (403 without, or with the 
 placeholder), and the request must
 carry Recall's signature over it (401 otherwise, :mod:`relay.recall_signature`), not seen
 before (a replayed upgrade is refused). Then :class:`MeetingSocket` reads messages with
-websockets' sans-I/O protocol and hands each to ``Relay.deliver_meeting_event``.
+websockets' sans-I/O protocol and hands each to ``Relay.route_meeting_event``.
 
 What one connection may do, and what it may not:
 
@@ -61,8 +61,8 @@ class MeetingEventSink(Protocol):
 
     metrics: Metrics
 
-    def deliver_meeting_event(self, session_id: str, payload: bytes) -> bool:
-        """Hand one verified event to the live session(s) of ``session_id`` here."""
+    def route_meeting_event(self, session_id: str, payload: bytes) -> None:
+        """Send one verified event on to the session ``session_id`` (on whichever task)."""
 
     def meeting_socket_ended(self, socket: MeetingSocket) -> None:
         """The socket closed."""
@@ -213,8 +213,8 @@ class MeetingSocket(asyncio.Protocol):
             self.session_id = event.session_id
         elif event.session_id != self.session_id:
             return self._refuse("event for another session than this connection feeds")
-        if self._sink.deliver_meeting_event(event.session_id, payload):
-            self.delivered += 1
+        self._sink.route_meeting_event(event.session_id, payload)
+        self.delivered += 1
 
     def _refuse(self, reason: str) -> None:
         self.refused += 1

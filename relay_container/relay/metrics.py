@@ -42,13 +42,14 @@ COUNTERS: Final = (
     "BillLimitMinutes",
     "BillLimitTokens",
     "BillLimitCost",
-    # Recall's real-time meeting events (relay.meeting_socket): received, refused (bad,
-    # forged or for another session), dropped over the rate limit, with no session here;
-    # events connections refused at the upgrade (no or a bad signature).
+    # Recall's real-time meeting events (relay.meeting_socket): received; refused (bad,
+    # forged or for another session); dropped over the rate limit, or by the router at a
+    # bound (relay.meeting_router); sent to the task that holds their session; events
+    # connections refused at the upgrade (no or a bad signature).
     "MeetingEvents",
     "MeetingEventsRefused",
     "MeetingEventsDropped",
-    "MeetingEventsUndelivered",
+    "MeetingEventsForwarded",
     "MeetingSocketsRefused",
 )
 #: Session-record counters, sampled from the recorder (cumulative) and emitted per interval.

@@ -17,6 +17,12 @@ frame less than RELAY_REATTACH_SECONDS ago) is re-attached to it: no admission (
 its place already), same upstream session. Otherwise, a subject with no live session here
 gets a session that resumes the stored conversation (``RelaySession(resume=True)``).
 
+Meeting events (Recall's real-time messages) go through ``Relay.router``
+(``relay.meeting_router``): to a live session here, else to the task that holds the
+session. With a table, the relay also listens on RELAY_INTERNAL_PORT for events other
+tasks forward, and records itself as the owner of each subject whose first session starts
+here (released when its last one ends; docs/design/meeting-routing.md).
+
 Shutdown (``Relay.drain``), in order: /healthz turns 503 and new handshakes are refused;
 the live sessions are handed over or end within DRAIN_SECONDS (``live_sessions.py``); the
 session records still queued are flushed within what is left of DRAIN_SECONDS (at most
@@ -45,12 +51,15 @@ from relay.bot_binding import BindingStore
 from relay.config import RelayConfig
 from relay.errors import DrainingError, ForbiddenError, RelayError
 from relay.handshake import HandshakeConnection, parse_query, peer_name, refusal, write_response
+from relay.internal_listener import InternalListener, LocalDelivery
 from relay.leaving import BotoEcs, LeaveReason, LeaveWatcher
 from relay.live_sessions import LiveSessions
-from relay.meeting import RosterBacklog
 from relay.meeting_events import MeetingEventError, parse_meeting_event
+from relay.meeting_router import MeetingRouter, RouterLimits
+from relay.meeting_routes import RouteLimits
 from relay.meeting_socket import EVENTS_PATH, MeetingSocket, accept_meeting_socket
 from relay.metrics import Metrics
+from relay.owner_registry import NoRegistry, OwnerDirectory, OwnerRegistry
 from relay.pending_handshakes import PendingHandshakes
 from relay.policy import SessionPolicy
 from relay.protection import TaskProtection
@@ -60,6 +69,7 @@ from relay.recorder import Recorder
 from relay.session import RelaySession
 from relay.session_context import SessionContext
 from relay.session_setup import SessionSetups
+from relay.task_address import advertised_host
 from relay.tools.registry import build_registry
 
 logger = logging.getLogger(__name__)
@@ -87,7 +97,10 @@ class Relay:
         config: RelayConfig,
         agent: AgentConfig | None = None,
         recorder: Recorder | None = None,
+        meeting_delivery: LocalDelivery | None = None,
     ) -> None:
+        """``meeting_delivery(session_id, payload)`` hands a meeting event to a live session
+        on this process (True: taken); the meeting-events side of the session provides it."""
         self.config = config
         # Region None: boto3 resolves it (AWS_REGION on ECS); the endpoint likewise
         # (AWS_ENDPOINT_URL_DYNAMODB in tests).
@@ -142,13 +155,30 @@ class Relay:
         self._pending = PendingHandshakes(
             config.max_pending_handshakes, config.max_pending_handshakes_per_peer
         )
-        #: Recall's real-time events connections (relay.meeting_socket), and what they
-        #: brought for sessions not here yet.
+        #: Recall's real-time events connections (relay.meeting_socket).
         self.meeting_sockets: set[MeetingSocket] = set()
         self._seen_upgrades = SeenIds()
-        self._roster_backlog = RosterBacklog()
         self.server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Meeting events: the router in front of the local delivery; the registry and the
+        # internal listener come up in start() when there is a table to share.
+        self.registry: OwnerDirectory = NoRegistry()
+        self.internal: InternalListener | None = None
+        self._meeting_delivery = meeting_delivery or self.deliver_meeting_event
+        self.router = MeetingRouter(
+            self._meeting_delivery,
+            self.registry,
+            config.token_secret,
+            max_event_bytes=config.max_frame_bytes,
+            limits=RouterLimits(
+                route=RouteLimits(
+                    max_events=config.meeting_backlog_events,
+                    max_wait_seconds=config.meeting_wait_seconds,
+                ),
+                open_timeout=min(3.0, config.open_timeout),
+            ),
+            count=self.metrics.count,
+        )
 
     # Lifecycle
 
@@ -166,6 +196,7 @@ class Relay:
         if self.config.metrics_interval > 0:
             self._spawn(self.metrics.run(self.config.metrics_interval))
         self._spawn(self.protection.run())
+        await self._start_meeting_routing()
         if self.config.ecs_metadata_uri:
             watcher = LeaveWatcher(self.config.ecs_metadata_uri, BotoEcs.default(), self._leave)
             self._spawn(watcher.run())
@@ -179,6 +210,30 @@ class Relay:
                 "compiled": per_message_path_compiled(),
             },
         )
+
+    async def _start_meeting_routing(self) -> None:
+        """With a table: the internal listener, then the owner registry at its address."""
+        config = self.config
+        if not config.table_name:
+            return
+        self.internal = InternalListener(
+            config.host,
+            config.internal_port,
+            config.token_secret,
+            self._meeting_delivery,
+            max_event_bytes=config.max_frame_bytes,
+            close_timeout=config.close_timeout,
+        )
+        await self.internal.start()
+        host = await advertised_host(config.host, config.ecs_metadata_uri, config.open_timeout)
+        registry = OwnerRegistry(
+            config.table_name,
+            address=f"{host}:{self.internal.port}",
+            session_seconds=config.max_session_seconds,
+        )
+        registry.start()
+        self.registry = self.router.registry = registry
+        logger.info("meeting routing ready", extra={"internal_address": registry.address})
 
     @property
     def port(self) -> int:
@@ -207,7 +262,10 @@ class Relay:
         margin = max(0.75 * deadline, deadline - self.config.close_timeout - 1.0)
         handover = min(self.config.handover_seconds, margin)
         remaining = await self.live.drain(deadline, handover, self.config.close_timeout)
-        # 4. What the sessions recorded goes out before SIGKILL can take it.
+        # 4. What the sessions recorded goes out before SIGKILL can take it; so do the
+        # owner releases (other tasks then stop forwarding meeting events here).
+        if isinstance(self.registry, OwnerRegistry):
+            await self.registry.flush(max(0.5, min(2.0, ends_at - loop.time())))
         flushed = await self.recorder.flush(
             max(0.5, min(RECORDS_FLUSH_SECONDS, ends_at - loop.time()))
         )
@@ -235,6 +293,12 @@ class Relay:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.config.close_timeout)
+        await self.router.aclose()
+        if self.internal is not None:
+            await self.internal.aclose()
+        if isinstance(self.registry, OwnerRegistry):
+            await self.registry.flush(1.0)
+            await self.registry.aclose()
         await self.recorder.aclose(1.0)
         if self.context.meeting_exit is not None:
             await self.context.meeting_exit.aclose()
@@ -293,6 +357,12 @@ class Relay:
         """The connection's request was answered, or the connection is gone."""
         self._pending.ended(connection)
 
+    def _session_finished(self, session: RelaySession) -> None:
+        self.live.finished(session)
+        sub = session.claims.sub
+        if not any(other.claims.sub == sub for other in self.sessions):
+            self.router.session_ended(sub)
+
     # Handshakes
 
     def handle_request(
@@ -329,11 +399,18 @@ class Relay:
 
     # Meeting events (Recall's real-time endpoint)
 
+    def route_meeting_event(self, session_id: str, payload: bytes) -> None:
+        """One verified Recall real-time message for ``session_id``, from an events
+        connection: to the session's task, this one or another (``relay.meeting_router``,
+        which also holds it, bounded, for a session that has not opened yet)."""
+        self.router.deliver(session_id, payload)
+
     def deliver_meeting_event(self, session_id: str, payload: bytes) -> bool:
         """One verified Recall real-time message for ``session_id``, parsed and handed to
-        the live session(s) of that subject on this process. False when it is refused
-        (malformed, naming another session or bot) or no session of it is here (roster
-        events are then held for a session that opens soon)."""
+        the live session(s) of that subject on this process (the router's local delivery).
+        True when this process dealt with it: a session took it, or it was refused
+        (malformed, naming another session or bot; counted, so it is not sent on). False:
+        no session of it is here."""
         try:
             event = parse_meeting_event(payload)
         except MeetingEventError as error:
@@ -348,9 +425,6 @@ class Relay:
                 return self._meeting_event_refused(session_id, "event of another bot")
             session.meeting_event(event)
             delivered = True
-        if not delivered:
-            self.metrics.count("MeetingEventsUndelivered")
-            self._roster_backlog.keep(event)
         return delivered
 
     def meeting_socket_ended(self, socket: MeetingSocket) -> None:
@@ -360,7 +434,7 @@ class Relay:
     def _meeting_event_refused(self, session_id: str, reason: str) -> bool:
         self.metrics.count("MeetingEventsRefused")
         logger.warning("meeting event refused", extra={"session_id": session_id, "reason": reason})
-        return False
+        return True  # dealt with here: not for another task either
 
     def _open_meeting_socket(
         self, request: Request, transport: asyncio.Transport, leftover: bytes
@@ -418,15 +492,14 @@ class Relay:
             claims=claims,
             ticket=ticket,
             model=model,
-            on_finished=self.live.finished,
+            on_finished=self._session_finished,
             resume=resume,
         )
         self.live.add(session)
         self.metrics.count("SessionsStarted")
         transport.set_protocol(session)
         session.start(transport, leftover)
-        for event in self._roster_backlog.take(claims.sub):  # who joined before it opened
-            session.meeting_event(event)
+        self.router.session_started(claims.sub)
         return session
 
     def _reattach(

@@ -25,6 +25,9 @@ import jwt
 ALGORITHM: Final = "HS256"
 ISSUER: Final = "recall-voice-agent"
 AUDIENCE: Final = "relay"
+#: Audience of the tokens one relay task presents to another's internal listener
+#: (relay/forward_wire.py): never accepted by the public endpoint, nor the reverse.
+INTERNAL_AUDIENCE: Final = "relay-internal"
 #: HMAC keys shorter than the hash output weaken HS256 (RFC 7518 §3.2).
 MIN_SECRET_BYTES: Final = 32
 MAX_TOKEN_CHARS: Final = 4096
@@ -54,7 +57,14 @@ def check_secret(secret: str) -> None:
         raise TokenError(f"the token secret must be at least {MIN_SECRET_BYTES} bytes")
 
 
-def mint(secret: str, sub: str, ttl_seconds: int, *, now: float | None = None) -> str:
+def mint(
+    secret: str,
+    sub: str,
+    ttl_seconds: int,
+    *,
+    now: float | None = None,
+    audience: str = AUDIENCE,
+) -> str:
     """Return a signed token for ``sub`` valid for ``ttl_seconds`` from ``now``."""
     check_secret(secret)
     if not sub or len(sub) > MAX_SUBJECT_CHARS or not sub.isprintable():
@@ -68,12 +78,14 @@ def mint(secret: str, sub: str, ttl_seconds: int, *, now: float | None = None) -
         "exp": issued + ttl_seconds,
         "jti": uuid.uuid4().hex,
         "iss": ISSUER,
-        "aud": AUDIENCE,
+        "aud": audience,
     }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify(token: str, secret: str, *, now: float | None = None) -> Claims:
+def verify(
+    token: str, secret: str, *, now: float | None = None, audience: str = AUDIENCE
+) -> Claims:
     """Verify signature, algorithm, issuer, audience and lifetime; return the claims.
 
     Raises:
@@ -93,7 +105,7 @@ def verify(token: str, secret: str, *, now: float | None = None) -> Claims:
             token,
             secret,
             algorithms=[ALGORITHM],
-            audience=AUDIENCE,
+            audience=audience,
             issuer=ISSUER,
             options=options,
         )

@@ -201,6 +201,7 @@ class Stack:
         environ = {
             **os.environ,
             "PORT": "0",  # the relay reports the port it bound: no race for a free one
+            "RELAY_INTERNAL_PORT": "0",  # likewise; the owner registry records it
             "RELAY_HOST": "127.0.0.1",
             "RELAY_TOKEN_SECRET": TOKEN_SECRET,
             "OPENAI_REALTIME_URL": simulator.url,

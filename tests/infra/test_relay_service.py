@@ -32,7 +32,10 @@ def test_task_runs_on_arm64_with_a_120_second_stop_timeout(synthesized: Synthesi
     assert task["RequiresCompatibilities"] == ["FARGATE"]
     container = _container(synthesized)
     assert container["StopTimeout"] == 120
-    assert container["PortMappings"] == [{"ContainerPort": 8080, "Protocol": "tcp"}]
+    assert [(m["ContainerPort"], m.get("Name")) for m in container["PortMappings"]] == [
+        (8080, "public"),
+        (8081, "internal"),
+    ]
     drain = {e["Name"]: e["Value"] for e in container["Environment"]}["DRAIN_SECONDS"]
     assert int(drain) < container["StopTimeout"]
 
@@ -174,7 +177,8 @@ def test_access_logs_name_the_service_principal_and_the_regions_legacy_account(
 
 
 def test_tasks_accept_only_the_load_balancer(synthesized: Synthesized) -> None:
-    """The tasks' public IPs answer nothing: port 8080 is open to the ALB's group only."""
+    """The tasks' public IPs answer nothing: port 8080 is open to the ALB's group only, the
+    internal port to the tasks' own group only."""
     service = synthesized.only("AWS::ECS::Service")["Properties"]
     network = service["NetworkConfiguration"]["AwsvpcConfiguration"]
     assert network["AssignPublicIp"] == "ENABLED"
@@ -185,13 +189,17 @@ def test_tasks_accept_only_the_load_balancer(synthesized: Synthesized) -> None:
         for r in synthesized.of_type("AWS::EC2::SecurityGroupIngress").values()
         if r["Properties"]["GroupId"] == {"Fn::GetAtt": [task_group_id, "GroupId"]}
     ]
-    assert [(r["FromPort"], r["ToPort"]) for r in ingress] == [(8080, 8080)]
-    assert all("SourceSecurityGroupId" in r for r in ingress)
+    by_port = {(r["FromPort"], r["ToPort"]): r["SourceSecurityGroupId"] for r in ingress}
+    assert set(by_port) == {(8080, 8080), (8081, 8081)}
+    own_group = {"Fn::GetAtt": [task_group_id, "GroupId"]}
+    assert by_port[(8081, 8081)] == own_group
+    assert by_port[(8080, 8080)] != own_group  # the load balancer's
     assert "SecurityGroupIngress" not in synthesized.resources[task_group_id]["Properties"]
 
 
 def test_tasks_may_only_open_https_connections(synthesized: Synthesized) -> None:
-    """A compromised relay cannot reach anything but TCP 443 (OpenAI, AWS APIs)."""
+    """A compromised relay cannot reach anything but TCP 443 (OpenAI, AWS APIs) and the
+    other relay tasks' internal port."""
     service = synthesized.only("AWS::ECS::Service")["Properties"]
     (task_group,) = service["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"]
     group = synthesized.resources[task_group["Fn::GetAtt"][0]]["Properties"]
@@ -201,11 +209,35 @@ def test_tasks_may_only_open_https_connections(synthesized: Synthesized) -> None
     ]
     assert rules == [{"CidrIp": "0.0.0.0/0", "FromPort": 443, "IpProtocol": "tcp", "ToPort": 443}]
     standalone = [
-        r["Properties"]
+        {k: v for k, v in r["Properties"].items() if k != "Description"}
         for r in synthesized.of_type("AWS::EC2::SecurityGroupEgress").values()
-        if r["Properties"]["GroupId"] == task_group
+        if r["Properties"]["GroupId"] == {"Fn::GetAtt": [task_group["Fn::GetAtt"][0], "GroupId"]}
     ]
-    assert standalone == []
+    own_group = {"Fn::GetAtt": [task_group["Fn::GetAtt"][0], "GroupId"]}
+    assert standalone == [
+        {
+            "GroupId": own_group,
+            "DestinationSecurityGroupId": own_group,
+            "FromPort": 8081,
+            "IpProtocol": "tcp",
+            "ToPort": 8081,
+        }
+    ]
+
+
+def test_the_internal_port_is_not_behind_the_load_balancer(synthesized: Synthesized) -> None:
+    """Only the public port is a load balancer target; the internal port has no listener or
+    target group, so nothing outside the tasks' own group can reach it."""
+    service = synthesized.only("AWS::ECS::Service")["Properties"]
+    assert [(lb["ContainerName"], lb["ContainerPort"]) for lb in service["LoadBalancers"]] == [
+        ("relay", 8080)
+    ]
+    groups = synthesized.of_type("AWS::ElasticLoadBalancingV2::TargetGroup").values()
+    assert [g["Properties"]["Port"] for g in groups] == [8080]
+    listeners = synthesized.of_type("AWS::ElasticLoadBalancingV2::Listener").values()
+    assert all(listener["Properties"]["Port"] != 8081 for listener in listeners)
+    environment = {e["Name"]: e["Value"] for e in _container(synthesized)["Environment"]}
+    assert environment["RELAY_INTERNAL_PORT"] == "8081"
 
 
 def test_service_has_no_desired_count_beside_autoscaling(synthesized: Synthesized) -> None:

@@ -78,6 +78,8 @@ BAD_CONTEXT = [
     ({"relay_desired_count": 2}, "relay_desired_count: no longer a setting"),
     ({"cloudfront_prefix_list_id": "pl-12345678"}, "cloudfront_prefix_list_id: no longer"),
     ({"relay_architecture": "riscv64"}, "relay_architecture"),
+    ({"relay_internal_port": 8080}, "relay_internal_port"),
+    ({"relay_internal_port": 80}, "relay_internal_port"),
     ({"relay_max_session_seconds": 8 * 86400}, "relay_max_session_seconds"),
     ({"availability_zones": "us-east-1a"}, "availability_zones"),
     (

@@ -208,6 +208,7 @@ def relay_config(upstream_url: str, **overrides: Any) -> RelayConfig:
         openai_api_key=UPSTREAM_KEY,
         host="127.0.0.1",
         port=0,
+        internal_port=0,
         upstream_url=upstream_url,
         metrics_interval=0,
         open_timeout=TIMEOUT / 4,
@@ -222,13 +223,23 @@ StartRelay = Callable[..., Awaitable[Relay]]
 @pytest.fixture
 async def start_relay() -> AsyncIterator[StartRelay]:
     """Factory: ``await start_relay(upstream_url, recorder=None, agent=None, **config_overrides)``
-    (``agent``: an ``AgentConfig`` instead of the default one)."""
+    (``agent``: an ``AgentConfig`` instead of the default one; ``meeting_delivery``: the
+    callback that hands meeting events to a live session)."""
     relays: list[Relay] = []
 
     async def start(
-        upstream_url: str, recorder: Any = None, agent: Any = None, **overrides: Any
+        upstream_url: str,
+        recorder: Any = None,
+        agent: Any = None,
+        meeting_delivery: Any = None,
+        **overrides: Any,
     ) -> Relay:
-        relay = Relay(relay_config(upstream_url, **overrides), recorder=recorder, agent=agent)
+        relay = Relay(
+            relay_config(upstream_url, **overrides),
+            recorder=recorder,
+            agent=agent,
+            meeting_delivery=meeting_delivery,
+        )
         await relay.start()
         relays.append(relay)
         return relay

@@ -52,6 +52,7 @@ def test_defaults_match_the_contract() -> None:
     """With only the secrets set, the relay runs on the documented defaults."""
     config = RelayConfig.from_env(GOOD)
     assert config.port == 8080
+    assert config.internal_port == 8081
     assert config.host == "0.0.0.0"
     assert config.upstream_url == "wss://api.openai.com/v1/realtime"
     assert config.model == DEFAULT_MODEL == "gpt-realtime-2.1"
@@ -73,6 +74,7 @@ def test_values_are_parsed() -> None:
         {
             **GOOD,
             "PORT": "9000",
+            "RELAY_INTERNAL_PORT": "9001",
             "RELAY_HOST": "127.0.0.1",
             "OPENAI_REALTIME_URL": "ws://127.0.0.1:1/v1/realtime",
             "OPENAI_REALTIME_MODEL": "gpt-realtime-2",
@@ -101,6 +103,28 @@ def test_values_are_parsed() -> None:
     assert (config.max_frame_bytes, config.ping_interval) == (65536, 5)
     assert (config.table_name, config.log_level) == ("t", "DEBUG")
     assert config.ecs_agent_uri == "http://169.254.170.2/api/x"
+    assert config.internal_port == 9001
+
+
+@pytest.mark.parametrize(
+    ("environ", "problem"),
+    [
+        ({"RELAY_INTERNAL_PORT": "70000"}, "RELAY_INTERNAL_PORT must be an integer 0-65535"),
+        ({"RELAY_INTERNAL_PORT": "8080"}, "RELAY_INTERNAL_PORT must differ from PORT"),
+        ({"PORT": "9000", "RELAY_INTERNAL_PORT": "9000"}, "must differ from PORT"),
+    ],
+    ids=["out-of-range", "same-as-default-port", "same-as-port"],
+)
+def test_internal_port_must_be_a_port_of_its_own(environ: dict[str, str], problem: str) -> None:
+    """The internal listener cannot share the public port (the ALB would reach it)."""
+    with pytest.raises(ConfigError) as error:
+        RelayConfig.from_env({**GOOD, **environ})
+    assert any(problem in p for p in error.value.problems)
+
+
+def test_internal_port_zero_means_any_free_port() -> None:
+    """0 binds any free port (local runs); the registry records the port bound."""
+    assert RelayConfig.from_env({**GOOD, "RELAY_INTERNAL_PORT": "0"}).internal_port == 0
 
 
 def test_secrets_stay_out_of_repr() -> None:

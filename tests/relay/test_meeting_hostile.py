@@ -124,7 +124,11 @@ async def test_events_for_a_session_the_connection_does_not_feed_are_refused(
             await FakeRecall(ws, relay).send("join", 2)  # and it goes on
         assert roster(relay) == ["Grace", "Linus"]
         assert roster(relay, "victim") == []
-    assert not relay.deliver_meeting_event("victim", join(7, "Mallory").encode())
+    # Delivery itself checks too: refused and counted here, so the router does not send
+    # it on to another task either.
+    refused = relay.metrics.counters["MeetingEventsRefused"]
+    assert relay.deliver_meeting_event("victim", join(7, "Mallory").encode())
+    assert relay.metrics.counters["MeetingEventsRefused"] == refused + 1
 
 
 async def test_malformed_and_oversized_events_are_refused_and_the_connection_goes_on(

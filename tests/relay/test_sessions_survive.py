@@ -163,8 +163,12 @@ def own_moto() -> Iterator[MotoProcess]:
 
 
 @pytest.fixture
-async def recorded_relay(dynamodb_endpoint: str, start_relay: StartRelay) -> StartRelay:
+async def recorded_relay(
+    dynamodb_endpoint: str, start_relay: StartRelay, monkeypatch: pytest.MonkeyPatch
+) -> StartRelay:
     """Factory: a started relay whose recorder writes to ``table`` on ``endpoint``."""
+    # The relay's other table clients (bot binding, session owners) find it through boto3.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint)
 
     async def start(
         upstream_url: str, table: str, endpoint: str = dynamodb_endpoint, **overrides: Any
@@ -245,6 +249,7 @@ async def test_kill_9_loses_at_most_the_unflushed_tail(
         TABLE_NAME=table_name,
         AWS_ENDPOINT_URL_DYNAMODB=dynamodb_endpoint,
         AWS_REGION="us-east-1",
+        RELAY_INTERNAL_PORT="0",
         LOG_LEVEL="WARNING",
     )
     with (tmp_path / "relay-a.log").open("wb") as out:
