@@ -45,6 +45,7 @@ from relay.errors import (
     UpstreamError,
 )
 from relay.events import (
+    AUDIO_DELTA_HEADS,
     OUTPUT_AUDIO_TRANSCRIPT_DONE,
     RESPONSE_CREATED,
     TOOL_EVENT_TYPES,
@@ -54,6 +55,7 @@ from relay.events import (
     tool_event_type,
 )
 from relay.turn_gate import TurnGate
+from relay.turn_timing import TIMED_TYPES
 
 _TEXT: Final = wire.TEXT
 _BINARY: Final = wire.BINARY
@@ -230,6 +232,8 @@ class SessionCore(ClientCore):
                 and (kind := recorded_type(payload)) is not None
             ):
                 record.on_upstream_event(kind, payload)
+                if kind in TIMED_TYPES:
+                    self.timings.observe(kind, payload, now)
                 if self.gate is not None and kind in GATED_TYPES:
                     self._gate_turn(kind)
                 if self.watch_tools and kind in TOOL_EVENT_TYPES:
@@ -239,6 +243,12 @@ class SessionCore(ClientCore):
                 elif self._rollover.ready or self.leaving:
                     self._maybe_switch()
                     self._maybe_hand_over()
+            elif (
+                self.timings.awaiting_audio
+                and opcode == _TEXT
+                and payload.startswith(AUDIO_DELTA_HEADS)
+            ):
+                self.timings.audio_started(now)  # once a turn: its answer's first audio
             elif (
                 self.watch_tools
                 and opcode == _TEXT
@@ -324,6 +334,7 @@ class SessionCore(ClientCore):
             and self.up.is_open
         ):
             self._fx.append(Write(self.up.leg, _encode(_TEXT, ANSWER_EVENT, mask=True)))
+            self.timings.answer_requested(self._now)
             self._note("turn answered", turns_heard=self.gate.heard)
 
     def _upstream_frames(self, frames: list[wire.Frame]) -> None:

@@ -37,6 +37,7 @@ from relay.record_items import ConnectionRecord
 from relay.resume import SeedAcks
 from relay.rollover import RetiringLeg, Rollover
 from relay.turn_gate import TurnGate
+from relay.turn_timing import TurnTimings
 from relay.upstream_leg import UpstreamLeg
 
 if TYPE_CHECKING:  # the core reads the settings it is given; it never loads them
@@ -98,6 +99,8 @@ class LegCore:
         self.watch_tools = False
         #: Who decides when the agent answers: None, the model; else this gate.
         self.gate: TurnGate | None = None
+        #: When each user turn's answer arrived (asked for with ``relay.latency.get``).
+        self.timings = TurnTimings()
         #: False once the relay drains or leaves: a vanished client then ends the session.
         self.holdable = config.reattach_seconds > 0
         # Client leg.

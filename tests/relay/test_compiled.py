@@ -27,6 +27,7 @@ from relay import (
     events,
     metrics,
     session,
+    turn_timing,
     upstream_leg,
     wire,
 )
@@ -51,6 +52,7 @@ EXPECT_COMPILED = os.environ.get("RELAY_EXPECT_COMPILED") == "1"
         effects,
         events,
         metrics,
+        turn_timing,
     ],
     ids=lambda m: m.__name__,
 )
