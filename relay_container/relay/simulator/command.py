@@ -1,0 +1,67 @@
+"""``python -m relay.simulator``: the simulator as a process, until SIGTERM/SIGINT.
+
+When ready it prints exactly one line, ``simulator listening on ws://HOST:PORT/v1/realtime``;
+it exits 0 on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+import relay.simulator
+from relay.simulator.records import SimulatorOptions
+from relay.simulator.server import listening_url, serve_simulator
+
+
+async def _main(host: str, port: int, options: SimulatorOptions) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = await serve_simulator(host, port, options)
+    sys.stdout.write(f"simulator listening on {listening_url(server)}\n")
+    sys.stdout.flush()
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m relay.simulator``: run until SIGTERM/SIGINT."""
+    defaults = SimulatorOptions()
+    parser = argparse.ArgumentParser(
+        prog="python -m relay.simulator", description=relay.simulator.__doc__
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--reply-ms", type=int, default=defaults.reply_ms)
+    parser.add_argument("--pace", type=float, default=defaults.pace)
+    parser.add_argument("--vad-threshold-dbfs", type=float, default=defaults.vad_threshold_dbfs)
+    parser.add_argument("--api-key", default=None, help="require exactly this key")
+    parser.add_argument(
+        "--max-turn-ms",
+        type=int,
+        default=defaults.max_turn_ms,
+        help="end a turn with no pause after this long (0: only silence ends a turn)",
+    )
+    parser.add_argument(
+        "--call-on-speech", default=None, help="call this declared function after each turn"
+    )
+    args = parser.parse_args(argv)
+    if args.max_turn_ms < 0:
+        parser.error("--max-turn-ms must be 0 or more")
+    options = SimulatorOptions(
+        reply_ms=args.reply_ms,
+        pace=args.pace,
+        vad_threshold_dbfs=args.vad_threshold_dbfs,
+        api_key=args.api_key,
+        max_turn_ms=args.max_turn_ms,
+        call_on_speech=args.call_on_speech,
+    )
+    asyncio.run(_main(args.host, args.port, options))
