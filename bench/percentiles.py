@@ -30,7 +30,9 @@ def summarize(
     summary: dict[str, dict[str, float | int | None]] = {}
     for leg in legs:
         values = [
-            float(v) for row in rows if isinstance(v := row.get(leg), (int, float)) and not isinstance(v, bool)
+            float(v)
+            for row in rows
+            if isinstance(v := row.get(leg), (int, float)) and not isinstance(v, bool)
         ]
         summary[leg] = {
             "p50": nearest_rank(values, 50),

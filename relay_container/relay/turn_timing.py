@@ -86,9 +86,9 @@ class TurnTimings:
     def observe(self, kind: str, payload: bytes, now: float) -> None:
         """A timed upstream event (one of :data:`TIMED_TYPES`) arrived at ``now``."""
         if kind == SPEECH_STOPPED:
-            turn = TimedTurn(_item_id(payload), now)
-            self._turns.append(turn)
-            self._open = turn
+            fresh = TimedTurn(_item_id(payload), now)
+            self._turns.append(fresh)
+            self._open = fresh
             self.awaiting_audio = False
             return
         turn = self._open

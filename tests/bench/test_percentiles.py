@@ -27,10 +27,11 @@ def test_nearest_rank_of_nothing_is_none_and_bad_p_is_refused():
 
 def test_summarize_counts_only_turns_with_a_number_for_the_leg():
     """A turn missing a leg (None, absent, a bool) is not counted for that leg."""
-    turns = [{"a": 1, "b": None}, {"a": 3.5, "b": 2}, {"a": True}, {}]
+    turns: list[dict[str, object]] = [{"a": 1, "b": None}, {"a": 3.5, "b": 2}, {"a": True}, {}]
     summary = summarize(turns, ["a", "b", "c"])
     assert summary["a"] == {"p50": 1.0, "p99": 3.5, "n": 2}
     assert summary["b"] == {"p50": 2.0, "p99": 2.0, "n": 1}
     assert summary["c"] == {"p50": None, "p99": None, "n": 0}
     table = format_table(summary)
-    assert "a" in table.splitlines()[1] and table.splitlines()[3].endswith("-")
+    assert "a" in table.splitlines()[1]
+    assert table.splitlines()[3].endswith("-")

@@ -53,7 +53,8 @@ def test_agent_stats_time_each_turn_by_leg(stack: Stack, page: Page, ask_relay: 
         assert isinstance(turn["itemId"], str)
         for leg in legs:
             value = turn.get(leg)
-            assert isinstance(value, (int, float)) and math.isfinite(value), (leg, turn)
+            assert isinstance(value, (int, float)), (leg, turn)
+            assert math.isfinite(value), (leg, turn)
             assert value >= 0, (leg, turn)
         # The whole is the sum of its parts (the relay's model time taken out of "added").
         assert turn["endToEndMs"] == pytest.approx(

@@ -71,7 +71,8 @@ def test_unanswered_turn_keeps_no_audio_and_a_new_turn_stops_waiting():
     timings.observe(SPEECH_STOPPED, stopped("b"), 2.0)
     assert not timings.awaiting_audio
     first, second = json.loads(timings.report())["turns"]
-    assert first["item_id"] == "a" and first["first_audio_ms"] is None
+    assert first["item_id"] == "a"
+    assert first["first_audio_ms"] is None
     assert second["response_created_ms"] is None
 
 
@@ -92,7 +93,8 @@ def test_turns_and_requests_are_bounded():
     for n in range(MAX_TURNS + 5):
         timings.observe(SPEECH_STOPPED, stopped(f"i{n}"), float(n))
     turns = json.loads(timings.report())["turns"]
-    assert len(turns) == MAX_TURNS and turns[0]["item_id"] == "i5"
+    assert len(turns) == MAX_TURNS
+    assert turns[0]["item_id"] == "i5"
     assert timings.may_answer(10.0)
     assert not timings.may_answer(10.0 + MIN_REQUEST_SECONDS / 2)
     assert timings.may_answer(10.0 + MIN_REQUEST_SECONDS)
@@ -137,7 +139,8 @@ async def test_relay_answers_latency_requests_itself(
         (turn,) = reply["turns"]
         assert turn["item_id"] == "item_1"
         assert 0 <= turn["response_created_ms"] <= turn["first_audio_ms"]
-        assert turn["transcript_ms"] is None and turn["answer_requested_ms"] is None
+        assert turn["transcript_ms"] is None
+        assert turn["answer_requested_ms"] is None
         await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
         await recv_until(ws, "response.done")
     kinds = [json.loads(m)["type"] for m in fake_upstream.received]

@@ -53,9 +53,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--call-on-speech", default=None, help="call this declared function after each turn"
     )
+    parser.add_argument(
+        "--think-ms",
+        type=int,
+        default=defaults.think_ms,
+        help="the model's own time from response.created to its first audio",
+    )
+    parser.add_argument(
+        "--transcription-ms",
+        type=int,
+        default=defaults.transcription_ms,
+        help="input transcription arrives this long after the commit",
+    )
     args = parser.parse_args(argv)
-    if args.max_turn_ms < 0:
-        parser.error("--max-turn-ms must be 0 or more")
+    for name in ("max_turn_ms", "think_ms", "transcription_ms"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be 0 or more")
     options = SimulatorOptions(
         reply_ms=args.reply_ms,
         pace=args.pace,
@@ -63,5 +76,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         api_key=args.api_key,
         max_turn_ms=args.max_turn_ms,
         call_on_speech=args.call_on_speech,
+        think_ms=args.think_ms,
+        transcription_ms=args.transcription_ms,
     )
     asyncio.run(_main(args.host, args.port, options))

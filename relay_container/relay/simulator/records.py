@@ -38,6 +38,12 @@ class SimulatorOptions:
     #: A declared function the model calls in every answer to speech, with
     #: ``{"text": <transcript>}`` (audio has no words to recognise; see simulated_tools).
     call_on_speech: str | None = None
+    #: The model's own time to its first audio: response.created comes at once, the first
+    #: audio delta this many ms later (a real model's inference; bench/turn_latency.py).
+    think_ms: int = 0
+    #: Input transcription (when configured) arrives this many ms after the commit,
+    #: without holding anything else up, as a real transcription model's does.
+    transcription_ms: int = 0
 
 
 @dataclass(slots=True)
