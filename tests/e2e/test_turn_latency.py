@@ -13,7 +13,15 @@ from tests.e2e.conftest import Stack, agent_stats, mint, poll
 
 pytestmark = pytest.mark.e2e
 
-PAGE_LEGS = ("captureMs", "vadRoundTripMs", "firstAudioMs", "playbackMs", "addedMs", "endToEndMs")
+PAGE_LEGS = (
+    "captureMs",
+    "vadRoundTripMs",
+    "firstAudioMs",
+    "playbackMs",
+    "outputMs",
+    "addedMs",
+    "endToEndMs",
+)
 RELAY_LEGS = ("pageToRelayMs", "relayToModelMs", "modelMs", "modelToPageMs")
 
 

@@ -227,8 +227,7 @@ async function startAudio() {
 
 function onCaptured({ pcm, rms, frame }) {
   const receivedAt = performance.now();
-  // How long the chunk took from the worklet to here, on the audio clock.
-  const hopMs = Math.max(0, (audio.context.currentTime - frame / audio.context.sampleRate) * 1000);
+  latency.mapAudioClock(audio.context, receivedAt);
   audio.meetingLevel = tile.level("meeting", rms, audio.meetingLevel);
   if (!link.socket || link.socket.readyState !== WebSocket.OPEN) return;
   if (link.socket.bufferedAmount > MAX_BUFFERED_BYTES) {
@@ -236,7 +235,7 @@ function onCaptured({ pcm, rms, frame }) {
     return;
   }
   link.socket.send(JSON.stringify({ type: "input_audio_buffer.append", audio: toBase64(pcm) }));
-  latency.chunkSent(hopMs, receivedAt, performance.now());
+  latency.chunkSent(frame, audio.context.sampleRate, receivedAt, performance.now());
   stats.framesSent++;
   stats.audioMsSent += CHUNK_MS;
 }
@@ -253,11 +252,7 @@ function onPlayback(message) {
   } else if (message.type === "cleared") {
     sendTruncate(message.itemId, message.itemPlayedMs);
   } else if (message.type === "started") {
-    // When the worklet began output, on the page's clock (converted from the audio clock).
-    const context = audio.context;
-    const lagMs = (context.currentTime - message.frame / context.sampleRate) * 1000;
-    const outputMs = ((context.baseLatency || 0) + (context.outputLatency || 0)) * 1000;
-    latency.playbackStarted(performance.now() - Math.max(0, lagMs), outputMs);
+    latency.playbackStarted(message.frame, audio.context.sampleRate);
   }
 }
 

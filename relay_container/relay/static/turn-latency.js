@@ -13,13 +13,15 @@
 
 const RING = 512; // chunks remembered: 10.24 s, more than any silence_duration_ms
 const KEPT_TURNS = 200; // turns the percentiles are computed over
+const RECENT_TURNS = 20; // turns listed one by one in agentStats.latency.recent
 export const LEGS = [
   "captureMs", // end of speech (+ the VAD's silence) → its chunk sent: fill + worklet hop + send
   "pageToRelayMs", // ½ the page↔relay round trip (relay stats only)
   "relayToModelMs", // ½ (the VAD round trip − the page↔relay round trip) (relay stats only)
   "modelMs", // the model's own time: speech_stopped → first audio delta, at the relay
   "modelToPageMs", // the first audio delta, model → relay → page (relay stats only)
-  "playbackMs", // first audio delta received → the worklet starts playing it (+ output latency)
+  "playbackMs", // first audio delta received → its first sample at the output (incl. outputMs)
+  "outputMs", // the browser's output buffering (baseLatency + outputLatency), within playbackMs
   "vadRoundTripMs", // the turn's last chunk sent → speech_stopped received (page clock)
   "firstAudioMs", // speech_stopped → first audio delta received (page clock; includes the model)
   "addedMs", // what the page and the relay add: everything above but the model's own time
@@ -56,7 +58,27 @@ export class TurnLatency {
     this.heard = 0; // speech_stopped seen
     this.relayReplies = 0;
     this.summary = summarize([]);
+    // The audio clock on the page's clock: a context time is presented (leaves the
+    // browser's output) at contextMs + presentOffset; refreshed once a second at most.
+    this.presentOffset = null;
+    this.outputMs = 0; // the browser's own output buffering: baseLatency + outputLatency
+    this.mappedAt = -Infinity;
     this.reset();
+  }
+
+  /** Maps the audio clock onto the page's (AudioContext.getOutputTimestamp). */
+  mapAudioClock(context, now) {
+    if (now - this.mappedAt < 1000) return;
+    const stamp = context.getOutputTimestamp();
+    if (!(stamp.performanceTime > 0)) return; // not playing yet
+    this.presentOffset = stamp.performanceTime - stamp.contextTime * 1000;
+    this.outputMs = ((context.baseLatency || 0) + (context.outputLatency || 0)) * 1000;
+    this.mappedAt = now;
+  }
+
+  /** Page time at which the context frame is presented at the output (null: unmapped). */
+  presentedAt(frame, sampleRate) {
+    return this.presentOffset === null ? null : (frame / sampleRate) * 1000 + this.presentOffset;
   }
 
   /** A new socket: its chunks count from 0 again (the model's audio_end_ms does too). */
@@ -74,9 +96,12 @@ export class TurnLatency {
     this.silenceMs = vad && typeof vad.silence_duration_ms === "number" ? vad.silence_duration_ms : null;
   }
 
-  /** A chunk went out: `hopMs` from the worklet to the page (audio clock), sent at `now`. */
-  chunkSent(hopMs, receivedAt, now) {
+  /** A chunk went out at `now`: the worklet rendered its last sample at context `frame`
+   * (rendering runs outputMs ahead of presentation), the page got it at `receivedAt`. */
+  chunkSent(frame, sampleRate, receivedAt, now) {
     const slot = this.chunks % RING;
+    const presented = this.presentedAt(frame, sampleRate);
+    const hopMs = presented === null ? 0 : Math.max(0, receivedAt - (presented - this.outputMs));
     this.sentAt[slot] = now;
     this.readyMs[slot] = hopMs + (now - receivedAt);
     this.chunks++;
@@ -100,17 +125,19 @@ export class TurnLatency {
     if (this.open && this.open.firstDeltaAt === null) this.open.firstDeltaAt = performance.now();
   }
 
-  /** The playback worklet started output at page time `startedAt` (output latency added). */
-  playbackStarted(startedAt, outputLatencyMs) {
+  /** The playback worklet started output at context `frame`. */
+  playbackStarted(frame, sampleRate) {
     const turn = this.open;
-    if (!turn || turn.firstDeltaAt === null) return;
+    const presented = this.presentedAt(frame, sampleRate);
+    if (!turn || turn.firstDeltaAt === null || presented === null) return;
     this.open = null;
     const done = {
       itemId: turn.itemId,
       captureMs: turn.captureMs,
       vadRoundTripMs: turn.vadRoundTripMs,
       firstAudioMs: round(turn.firstDeltaAt - turn.stoppedAt),
-      playbackMs: round(Math.max(0, startedAt - turn.firstDeltaAt) + outputLatencyMs),
+      playbackMs: round(Math.max(0, presented - turn.firstDeltaAt)),
+      outputMs: round(this.outputMs),
     };
     this.complete(done);
     this.turns.push(done);
@@ -131,6 +158,13 @@ export class TurnLatency {
     const rttMs = now - asked.at;
     turn.pageToRelayMs = round(rttMs / 2);
     turn.modelMs = round(relay.first_audio_ms);
+    // The relay's own offsets (ms after speech_stopped): in an `addressed` session the
+    // final transcript and the relay's response.create come before the model's answer.
+    turn.relay = {
+      transcriptMs: relay.transcript_ms,
+      answerRequestedMs: relay.answer_requested_ms,
+      responseCreatedMs: relay.response_created_ms,
+    };
     if (typeof turn.vadRoundTripMs === "number") {
       turn.relayToModelMs = round(Math.max(0, turn.vadRoundTripMs - rttMs) / 2);
       // The delta left the model as speech_stopped did, and came back the same way.
@@ -161,7 +195,7 @@ export class TurnLatency {
       relayReplies: this.relayReplies,
       silenceMs: this.silenceMs,
       legs: this.summary,
-      recent: this.turns.slice(-20).map((turn) => ({ ...turn })),
+      recent: this.turns.slice(-RECENT_TURNS).map((turn) => ({ ...turn })),
     };
   }
 }
