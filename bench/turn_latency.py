@@ -10,9 +10,10 @@ The simulated model's own time is set, not measured: ``--think-ms`` (response.cr
 first audio) and ``--transcription-ms`` (the final transcript after the commit). What the
 page and the relay add is what is left (``addedMs``).
 
-Alternatives: ``--chunk-ms`` serves a copy of the page whose capture chunks are that long
-(the product's are 20 ms; this is not a product setting), from a static server on
-loopback with the relay named by ``?wss=``; ``--turn-taking addressed`` runs the relay's
+Alternatives: ``--chunk-ms`` and ``--latency-hint`` serve a copy of the page whose capture
+chunks are that long (the product's are 20 ms) or whose AudioContext asks for that
+``latencyHint`` (the product's is "interactive"); neither is a product setting. The copy
+is served by a static server on loopback, with the relay named by ``?wss=``; ``--turn-taking addressed`` runs the relay's
 gate (wake phrase "heard": every simulated transcript names it).
 
 Run: ``.venv/bin/python -m bench.turn_latency [--turns 20] [--turn-taking always|addressed]
@@ -85,15 +86,17 @@ def meeting_wav(path: Path, loop_seconds: float) -> None:
         out.writeframes(samples.tobytes())
 
 
-def patched_static(folder: Path, chunk_ms: int) -> Path:
-    """A copy of the agent page (index.html at the root) whose chunks are ``chunk_ms``."""
+def patched_static(folder: Path, chunk_ms: int, latency_hint: str) -> Path:
+    """A copy of the agent page (index.html at the root) whose chunks are ``chunk_ms`` and
+    whose AudioContext asks for ``latency_hint``."""
     root = folder / "page"
     shutil.copytree(STATIC, root / "static")
     shutil.copy(STATIC / "index.html", root / "index.html")
     agent = root / "static" / "agent.js"
-    agent.write_text(
-        _replace_once(agent.read_text(), "const CHUNK_MS = 20;", f"const CHUNK_MS = {chunk_ms};")
-    )
+    text = _replace_once(agent.read_text(), "const CHUNK_MS = 20;", f"const CHUNK_MS = {chunk_ms};")
+    hint = '"interactive"' if latency_hint == "interactive" else latency_hint
+    text = _replace_once(text, 'latencyHint: "interactive"', f"latencyHint: {hint}")
+    agent.write_text(text)
     capture = root / "static" / "capture-worklet.js"
     capture.write_text(
         _replace_once(
@@ -190,9 +193,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if chromium is None:
         raise SystemExit("chromium not installed (apt-get install chromium)")
     loop_seconds = (
-        1.0
-        + (args.silence_ms + args.think_ms + args.transcription_ms + args.reply_ms) / 1000
-        + 0.8
+        1.0 + (args.silence_ms + args.think_ms + args.transcription_ms + args.reply_ms) / 1000 + 0.8
     )
     deadline = time.monotonic() + args.max_seconds
     with tempfile.TemporaryDirectory(prefix="turn-latency-") as tmp:
@@ -224,11 +225,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 relay_http = f"http://127.0.0.1:{port}"
                 token = tokens.mint(SECRET, "bench-turn-latency", 3600)
                 with contextlib.ExitStack() as stack:
-                    if args.chunk_ms == 20:
+                    if args.chunk_ms == 20 and args.latency_hint == "interactive":
                         url = f"{relay_http}/?latency=1#token={token}"
                     else:
                         base = stack.enter_context(
-                            static_server(patched_static(folder, args.chunk_ms))
+                            static_server(patched_static(folder, args.chunk_ms, args.latency_hint))
                         )
                         wss = f"ws://127.0.0.1:{port}/v1/realtime"
                         url = f"{base}/?latency=1&wss={wss}#token={token}"
@@ -277,6 +278,12 @@ def main() -> None:
     parser.add_argument("--silence-ms", type=int, default=500)
     parser.add_argument("--reply-ms", type=int, default=600)
     parser.add_argument("--chunk-ms", type=int, choices=(10, 20, 40), default=20)
+    parser.add_argument(
+        "--latency-hint",
+        choices=("interactive", "0"),
+        default="interactive",
+        help="the page's AudioContext latencyHint (the product asks for interactive)",
+    )
     parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
@@ -287,7 +294,8 @@ def main() -> None:
         print(json.dumps(result, indent=2))  # noqa: T201 - a bench prints its figures
         return
     settings = (
-        f"turn_taking={args.turn_taking} chunk={args.chunk_ms} ms silence={args.silence_ms} ms "
+        f"turn_taking={args.turn_taking} chunk={args.chunk_ms} ms hint={args.latency_hint} "
+        f"silence={args.silence_ms} ms "
         f"think={args.think_ms} ms transcription={args.transcription_ms} ms"
     )
     print(f"{result['turns']} turns; {settings}")  # noqa: T201 - a bench prints its figures
