@@ -13,8 +13,9 @@ page and the relay add is what is left (``addedMs``).
 Alternatives: ``--chunk-ms`` and ``--latency-hint`` serve a copy of the page whose capture
 chunks are that long (the product's are 20 ms) or whose AudioContext asks for that
 ``latencyHint`` (the product's is "interactive"); neither is a product setting. The copy
-is served by a static server on loopback, with the relay named by ``?wss=``; ``--turn-taking addressed`` runs the relay's
-gate (wake phrase "heard": every simulated transcript names it).
+is served by a static server on loopback, with the relay named by ``?wss=``.
+``--turn-taking addressed`` runs the relay's gate (wake phrase "heard": every simulated
+transcript names it).
 
 Run: ``.venv/bin/python -m bench.turn_latency [--turns 20] [--turn-taking always|addressed]
 [--think-ms 0] [--transcription-ms 0] [--silence-ms 500] [--chunk-ms 20]``. Bounded: at most
@@ -129,7 +130,7 @@ def static_server(root: Path) -> Iterator[str]:
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -291,17 +292,17 @@ def main() -> None:
         parser.error(f"--turns + --warmup must be 1..{MAX_TURNS}")
     result = run(args)
     if args.json:
-        print(json.dumps(result, indent=2))  # noqa: T201 - a bench prints its figures
+        print(json.dumps(result, indent=2))
         return
     settings = (
         f"turn_taking={args.turn_taking} chunk={args.chunk_ms} ms hint={args.latency_hint} "
         f"silence={args.silence_ms} ms "
         f"think={args.think_ms} ms transcription={args.transcription_ms} ms"
     )
-    print(f"{result['turns']} turns; {settings}")  # noqa: T201 - a bench prints its figures
-    print(format_table(result["legs"]))  # noqa: T201
-    print("relay offsets after speech_stopped:")  # noqa: T201
-    print(format_table(result["relay"]))  # noqa: T201
+    print(f"{result['turns']} turns; {settings}")
+    print(format_table(result["legs"]))
+    print("relay offsets after speech_stopped:")
+    print(format_table(result["relay"]))
 
 
 if __name__ == "__main__":
