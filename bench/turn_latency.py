@@ -156,12 +156,12 @@ def wait_for_line(log: Path, proc: subprocess.Popen[bytes], marker: str, timeout
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"{proc.args} exited:\n{log.read_text()[-2000:]}")
+            raise SystemExit(f"{proc.args!r} exited:\n{log.read_text()[-2000:]}")
         for line in log.read_text().splitlines():
             if marker in line:
                 return line
         time.sleep(0.05)
-    raise SystemExit(f"no {marker!r} from {proc.args} within {timeout} s")
+    raise SystemExit(f"no {marker!r} from {proc.args!r} within {timeout} s")
 
 
 def agent_config(path: Path, turn_taking: str, silence_ms: int) -> None:
