@@ -46,6 +46,7 @@ MODULES: Final = (
     "relay/effects.py",
     "relay/events.py",
     "relay/metrics.py",
+    "relay/turn_timing.py",
 )
 #: mypyc runs mypy first; without a config file its defaults apply, and a dependency
 #: without type information (boto3 without stubs in the image) is treated as Any.

@@ -43,6 +43,7 @@ from relay.effects import (
 )
 from relay.errors import SessionTooLongError, TransitionError, UpstreamError
 from relay.events import (
+    AUDIO_DELTA_HEADS,
     INPUT_COMMITTED,
     RESPONSE_CREATED,
     RESPONSE_DONE,
@@ -55,6 +56,7 @@ from relay.meeting import MeetingPolicy
 from relay.meeting_events import MeetingEvent
 from relay.rollover_legs import DEADLINES as ROLLOVER_DEADLINES
 from relay.turn_gate import ANSWER_EVENT, GATED_TYPES, TurnGate
+from relay.turn_timing import TIMED_TYPES
 from relay.usage_meter import Step, UsageMeter
 
 _TEXT: Final = wire.TEXT
@@ -261,6 +263,8 @@ class SessionCore(ClientCore):
                 if kind == INPUT_COMMITTED:  # who spoke the turn (relay.meeting)
                     record.speaker_hint = self.meeting.turn_speaker(now)
                 record.on_upstream_event(kind, payload)
+                if kind in TIMED_TYPES:
+                    self.timings.observe(kind, payload, now)
                 if (
                     self.gate is not None
                     and kind in GATED_TYPES
@@ -278,6 +282,12 @@ class SessionCore(ClientCore):
                 elif self._moves.standby.ready or self.leaving:
                     self._maybe_switch()
                     self._maybe_hand_over()
+            elif (
+                self.timings.awaiting_audio
+                and opcode == _TEXT
+                and payload.startswith(AUDIO_DELTA_HEADS)
+            ):
+                self.timings.audio_started(now)  # once a turn: its answer's first audio
             elif (
                 self.watch_tools
                 and opcode == _TEXT
@@ -337,6 +347,7 @@ class SessionCore(ClientCore):
         """The gate says the turn is for the agent: ask for an answer, unless one is coming."""
         if not self.record.turn_taking.responses_in_progress and self.up.is_open:
             self._fx.append(Write(self.up.leg, _encode(_TEXT, ANSWER_EVENT, mask=True)))
+            self.timings.answer_requested(self._now)
             self._note("turn answered", turns_heard=gate.heard)
 
     def _busy(self) -> bool:

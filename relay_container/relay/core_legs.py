@@ -31,6 +31,7 @@ from relay.record_items import ConnectionRecord
 from relay.resume import SeedAcks
 from relay.rollover_legs import RolloverLegs
 from relay.turn_gate import TurnGate
+from relay.turn_timing import TurnTimings
 from relay.upstream_leg import UpstreamLeg
 from relay.usage_meter import UsageMeter
 
@@ -73,6 +74,8 @@ class LegCore:
         self.meter: UsageMeter | None = None
         #: The meeting's roster and speakers, from Recall's real-time events (relay.meeting).
         self.meeting = Meeting()
+        #: When each user turn's answer arrived (asked for with ``relay.latency.get``).
+        self.timings = TurnTimings()
         #: False once the relay drains or leaves: a vanished client then ends the session.
         self.holdable = config.reattach_seconds > 0
         self.client = ClientLeg(config.max_frame_bytes, ping_payload)

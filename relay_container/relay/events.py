@@ -32,6 +32,10 @@ RESPONSE_CREATE: Final = "response.create"
 CONVERSATION_ITEM_CREATE: Final = "conversation.item.create"
 INPUT_AUDIO_APPEND: Final = "input_audio_buffer.append"
 ITEM_TRUNCATE: Final = "conversation.item.truncate"
+#: Relay-only: a client asks for its session's turn timings (relay.turn_timing); the relay
+#: answers it with :data:`RELAY_LATENCY` and never forwards either.
+RELAY_LATENCY_GET: Final = "relay.latency.get"
+RELAY_LATENCY: Final = "relay.latency"
 
 #: Client events the relay rewrites (policy.py); every other type passes untouched.
 #: These are every GA client event that can carry instructions, tools or a prompt
@@ -98,6 +102,11 @@ RECORDED_EVENT_TYPES: Final[frozenset[str]] = PARSED_EVENT_TYPES | TURN_TAKING_E
 #: a function call appears, its arguments end, and responses start and end.
 TOOL_EVENT_TYPES: Final[frozenset[str]] = frozenset(
     {OUTPUT_ITEM_ADDED, ARGUMENTS_DONE, RESPONSE_CREATED, RESPONSE_DONE}
+)
+#: How the model's audio delta begins (OpenAI and the simulator put ``type`` first).
+AUDIO_DELTA_HEADS: Final = (
+    b'{"type":"response.output_audio.delta"',
+    b'{"type": "response.output_audio.delta"',
 )
 #: The model's most frequent events, never recorded: skipped before :func:`recorded_type`.
 UNRECORDED_HEADS: Final = (

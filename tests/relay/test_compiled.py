@@ -29,6 +29,7 @@ from relay import (
     metrics,
     rollover_legs,
     session,
+    turn_timing,
     upstream_leg,
     wire,
 )
@@ -55,6 +56,7 @@ EXPECT_COMPILED = os.environ.get("RELAY_EXPECT_COMPILED") == "1"
         effects,
         events,
         metrics,
+        turn_timing,
     ],
     ids=lambda m: m.__name__,
 )

@@ -439,3 +439,32 @@ async def test_only_the_latest_sessions_keep_their_audio(sim_url: str) -> None:
         assert (await client.get(base + "/_sim/sessions/0/audio")).content == b""
         assert (await client.get(base + "/_sim/sessions/8/audio")).content == tone(100)
     assert [s["audio_ms_received"] for s in await sessions(sim_url)] == [100.0] * 9
+
+
+@pytest.mark.parametrize(
+    "sim_url", [SimulatorOptions(pace=0.0, reply_ms=300, transcription_ms=1000)], indirect=True
+)
+async def test_a_slow_transcription_does_not_hold_the_answer(ga: ClientConnection) -> None:
+    """With a transcription delay the answer streams first, and its transcript follows."""
+    await stream(ga, tone(600) + silence(400))
+    events = await events_until(ga, "conversation.item.input_audio_transcription.completed")
+    types = [e["type"] for e in events]
+    assert types.index("response.done") < types.index(
+        "conversation.item.input_audio_transcription.delta"
+    )
+    assert events[-1]["transcript"] == "(heard 0.6 s of speech)"
+
+
+@pytest.mark.parametrize(
+    "sim_url", [SimulatorOptions(pace=0.0, reply_ms=300, think_ms=60_000)], indirect=True
+)
+async def test_a_cancel_during_think_time_ends_the_response_without_audio(
+    ga: ClientConnection,
+) -> None:
+    """The model's think time is cut short by response.cancel: no audio, status cancelled."""
+    await stream(ga, tone(600) + silence(400))
+    await next_event(ga, "response.content_part.added")
+    await ga.send(json.dumps({"type": "response.cancel"}))
+    events = await events_until(ga, "response.done")
+    assert "response.output_audio.delta" not in [e["type"] for e in events]
+    assert events[-1]["response"]["status"] == "cancelled"

@@ -61,6 +61,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="a text file, one turn's words per line: the Nth turn heard is transcribed "
         "as the Nth line (a scripted meeting)",
     )
+    parser.add_argument(
+        "--think-ms",
+        type=int,
+        default=defaults.think_ms,
+        help="the model's own time from response.created to its first audio",
+    )
+    parser.add_argument(
+        "--transcription-ms",
+        type=int,
+        default=defaults.transcription_ms,
+        help="input transcription arrives this long after the commit",
+    )
     args = parser.parse_args(argv)
     transcripts: tuple[str, ...] = ()
     if args.transcripts is not None:
@@ -69,8 +81,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         except (OSError, UnicodeDecodeError) as exc:
             parser.error(f"--transcripts: {exc}")
         transcripts = tuple(line.strip() for line in lines if line.strip())
-    if args.max_turn_ms < 0:
-        parser.error("--max-turn-ms must be 0 or more")
+    for name in ("max_turn_ms", "think_ms", "transcription_ms"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be 0 or more")
     options = SimulatorOptions(
         reply_ms=args.reply_ms,
         pace=args.pace,
@@ -79,5 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_turn_ms=args.max_turn_ms,
         call_on_speech=args.call_on_speech,
         transcripts=transcripts,
+        think_ms=args.think_ms,
+        transcription_ms=args.transcription_ms,
     )
     asyncio.run(_main(args.host, args.port, options))

@@ -8,9 +8,13 @@ for it, a response starts.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 from typing import TYPE_CHECKING, Final
+
+from websockets.exceptions import ConnectionClosed
 
 from relay.simulated_tools import speech_call
 from relay.simulator.protocol import MIN_COMMIT_MS, JsonObject, error_event, new_id
@@ -172,20 +176,37 @@ async def _commit(sim: SimulatedSession, item_id: str, heard_seconds: float) -> 
     )
     if sim.session["audio"]["input"].get("transcription"):
         text = heard_text(sim.options.transcripts, sim.turns_heard, heard_seconds)
-        sim.turns_heard += 1
-        common = {"item_id": item_id, "content_index": 0}
-        await sim.send(
-            {
-                "type": "conversation.item.input_audio_transcription.delta",
-                **common,
-                "delta": text,
-            }
-        )
-        await sim.send(
-            {
-                "type": "conversation.item.input_audio_transcription.completed",
-                **common,
-                "transcript": text,
-                "usage": {"type": "duration", "seconds": round(heard_seconds, 1)},
-            }
-        )
+        sim.turns_heard += 1  # the words are the turn's, whenever they arrive
+        if sim.options.transcription_ms > 0:
+            sim.later(_transcribe_later(sim, item_id, text, heard_seconds))
+        else:
+            await _transcribe(sim, item_id, text, heard_seconds)
+
+
+async def _transcribe_later(
+    sim: SimulatedSession, item_id: str, text: str, heard_seconds: float
+) -> None:
+    """The transcription ``transcription_ms`` after the commit (the client may be gone)."""
+    await asyncio.sleep(sim.options.transcription_ms / 1000)
+    with contextlib.suppress(ConnectionClosed):
+        await _transcribe(sim, item_id, text, heard_seconds)
+
+
+async def _transcribe(sim: SimulatedSession, item_id: str, text: str, heard_seconds: float) -> None:
+    """The input transcription events of one committed item."""
+    common = {"item_id": item_id, "content_index": 0}
+    await sim.send(
+        {
+            "type": "conversation.item.input_audio_transcription.delta",
+            **common,
+            "delta": text,
+        }
+    )
+    await sim.send(
+        {
+            "type": "conversation.item.input_audio_transcription.completed",
+            **common,
+            "transcript": text,
+            "usage": {"type": "duration", "seconds": round(heard_seconds, 1)},
+        }
+    )

@@ -42,6 +42,12 @@ class SimulatorOptions:
     #: simulator could recognise): a session's Nth turn is transcribed as the Nth line,
     #: cycling. Empty: "(heard 1.4 s of speech)".
     transcripts: tuple[str, ...] = ()
+    #: The model's own time to its first audio: response.created comes at once, the first
+    #: audio delta this many ms later (a real model's inference; bench/turn_latency.py).
+    think_ms: int = 0
+    #: Input transcription (when configured) arrives this many ms after the commit,
+    #: without holding anything else up, as a real transcription model's does.
+    transcription_ms: int = 0
 
 
 @dataclass(slots=True)

@@ -103,6 +103,9 @@ async def stream_response(sim: SimulatedSession, metadata: JsonObject | None = N
     await sim.send(
         {"type": "response.content_part.added", **where, "content_index": 0, "part": part}
     )
+    if sim.options.think_ms > 0:  # the model's inference, cut short by a cancel
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sim.cancelled.wait(), sim.options.think_ms / 1000)
 
     words = transcript.split(" ")
     chunk_bytes = REPLY_CHUNK_MS * BYTES_PER_MS

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -64,6 +64,8 @@ class SimulatedSession:
         self.cancelled = asyncio.Event()
         # A function a participant's text asked for, called in the next answer.
         self.requested_call: RequestedCall | None = None
+        # Events sent later (a delayed transcription); cancelled when the session ends.
+        self.pending_tasks: set[asyncio.Task[None]] = set()
 
     # Lifecycle
 
@@ -76,6 +78,8 @@ class SimulatedSession:
         except ConnectionClosed:
             pass
         finally:
+            for task in self.pending_tasks:
+                task.cancel()
             if self.response_task is not None:
                 self.response_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
@@ -174,6 +178,12 @@ class SimulatedSession:
         self.response_task = asyncio.create_task(
             responses.stream_response(self, metadata), name="simulated-response"
         )
+
+    def later(self, events: Coroutine[Any, Any, None]) -> None:
+        """Send ``events`` in the background, owned by this session (bounded: one a turn)."""
+        task = asyncio.create_task(events, name="simulated-later")
+        self.pending_tasks.add(task)
+        task.add_done_callback(self.pending_tasks.discard)
 
     def cancel_response(self, reason: str) -> None:
         """Ask the response in flight to stop; it ends with response.done ``cancelled``."""

@@ -8,6 +8,10 @@
 //   3. one AudioContext, a capture worklet (-> 24 kHz PCM16, 20 ms chunks) and a playback
 //      worklet whose node is the page's one and only output path (no <audio>, no echo);
 //   4. connect to the relay, authenticating with the subprotocols a browser can send.
+//
+// agentStats.latency times each turn (turn-latency.js, docs/latency.md).
+
+import { TurnLatency } from "./turn-latency.js";
 
 const TOKEN_KEY = "relay.token";
 const URL_KEY = "relay.url";
@@ -45,8 +49,14 @@ const stats = {
   contextSampleRate: null,
   playbackOverflowMs: 0,
 };
+// ?latency=1 also asks the relay for its side of each turn (one small message a turn).
+const latency = new TurnLatency({
+  chunkMs: CHUNK_MS,
+  askRelay: () => askRelayLatency(),
+});
+const ASK_RELAY_LATENCY = new URL(location.href).searchParams.get("latency") === "1";
 Object.defineProperty(window, "agentStats", {
-  get: () => Object.freeze({ ...stats }),
+  get: () => Object.freeze({ ...stats, latency: latency.stats() }),
   enumerable: true,
 });
 
@@ -215,7 +225,9 @@ async function startAudio() {
   if (context.state !== "running") tile.detail("audio output blocked by the browser");
 }
 
-function onCaptured({ pcm, rms }) {
+function onCaptured({ pcm, rms, frame }) {
+  const receivedAt = performance.now();
+  latency.mapAudioClock(audio.context, receivedAt);
   audio.meetingLevel = tile.level("meeting", rms, audio.meetingLevel);
   if (!link.socket || link.socket.readyState !== WebSocket.OPEN) return;
   if (link.socket.bufferedAmount > MAX_BUFFERED_BYTES) {
@@ -223,6 +235,7 @@ function onCaptured({ pcm, rms }) {
     return;
   }
   link.socket.send(JSON.stringify({ type: "input_audio_buffer.append", audio: toBase64(pcm) }));
+  latency.chunkSent(frame, audio.context.sampleRate, receivedAt, performance.now());
   stats.framesSent++;
   stats.audioMsSent += CHUNK_MS;
 }
@@ -238,6 +251,8 @@ function onPlayback(message) {
     if (message.pushes === audio.pushes) setAgentSpeaking(false);
   } else if (message.type === "cleared") {
     sendTruncate(message.itemId, message.itemPlayedMs);
+  } else if (message.type === "started") {
+    latency.playbackStarted(message.frame, audio.context.sampleRate);
   }
 }
 
@@ -265,6 +280,14 @@ function bargeIn() {
   audio.truncated.add(audio.lastPushedItem);
   audio.playback.port.postMessage({ type: "clear", itemId: audio.lastPushedItem }); // -> "cleared"
   setAgentSpeaking(false);
+}
+
+function askRelayLatency() {
+  if (!ASK_RELAY_LATENCY || !link.socket || link.socket.readyState !== WebSocket.OPEN) {
+    return false;
+  }
+  link.socket.send(JSON.stringify({ type: "relay.latency.get" }));
+  return true;
 }
 
 function sendTruncate(itemId, playedMs) {
@@ -343,6 +366,7 @@ function connect() {
     if (link.everOpened) stats.reconnects++;
     link.everOpened = true;
     link.modelLive = false;
+    latency.reset();
     tile.set("live", "Connected", "waiting for the model…");
     tile.error("");
   };
@@ -430,12 +454,20 @@ function onServerEvent(data) {
   switch (event.type) {
     case "session.created":
       stats.sessions++;
+      latency.session(event.session);
+      break;
+    case "session.updated":
+      latency.session(event.session);
+      break;
+    case "relay.latency":
+      latency.relayReport(event, performance.now());
       break;
     case "input_audio_buffer.speech_started":
       tile.speaking("meeting", true);
       bargeIn();
       break;
     case "input_audio_buffer.speech_stopped":
+      latency.speechStopped(event, performance.now());
       tile.speaking("meeting", false);
       break;
     case "conversation.item.input_audio_transcription.delta":
@@ -450,6 +482,7 @@ function onServerEvent(data) {
       tile.detail("answering");
       break;
     case "response.output_audio.delta":
+      latency.audioDelta();
       play(event.item_id, event.delta);
       break;
     case "response.output_audio_transcript.delta":

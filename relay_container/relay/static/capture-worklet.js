@@ -1,5 +1,7 @@
 // Capture: the meeting's audio (getUserMedia) at the context's rate -> 24 kHz mono PCM16
-// in 20 ms chunks (480 samples), posted to the page as transferable buffers with their level.
+// in 20 ms chunks (480 samples), posted to the page as transferable buffers with their level
+// and `frame`, the context frame just after the chunk's last input sample (the page times
+// how long a chunk took to reach it on the audio clock; docs/latency.md).
 // Anti-aliasing: a windowed-sinc low-pass below 12 kHz, then linear interpolation, so any
 // context rate (44.1, 48, 96 kHz...) comes out at exactly 24 kHz.
 
@@ -48,13 +50,13 @@ class CaptureProcessor extends AudioWorkletProcessor {
     return y;
   }
 
-  emit(sample) {
+  emit(sample, frame) {
     const clamped = Math.max(-1, Math.min(1, sample));
     this.chunk[this.filled++] = clamped < 0 ? clamped * 0x8000 : clamped * 0x7fff;
     this.squares += clamped * clamped;
     if (this.filled === CHUNK_SAMPLES) {
       const rms = Math.sqrt(this.squares / CHUNK_SAMPLES);
-      this.port.postMessage({ pcm: this.chunk.buffer, rms }, [this.chunk.buffer]);
+      this.port.postMessage({ pcm: this.chunk.buffer, rms, frame }, [this.chunk.buffer]);
       this.chunk = new Int16Array(CHUNK_SAMPLES);
       this.filled = 0;
       this.squares = 0;
@@ -76,7 +78,7 @@ class CaptureProcessor extends AudioWorkletProcessor {
       const i = Math.floor(this.position);
       const frac = this.position - i;
       const a = i < 0 ? this.previous : filtered[i];
-      this.emit(a + (filtered[i + 1] - a) * frac);
+      this.emit(a + (filtered[i + 1] - a) * frac, currentFrame + i + 2);
       this.position += this.ratio;
     }
     this.position -= n;

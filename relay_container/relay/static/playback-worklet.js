@@ -6,6 +6,8 @@
 // Messages out: {type: "progress", playedMs, itemId, itemPlayedMs, bufferedMs, rms, items}
 //               {type: "cleared", itemId, itemPlayedMs, droppedMs}   (answer to "clear")
 //               {type: "drained", pushes}        (buffer ran empty after that many pushes)
+//               {type: "started", frame}         (output resumed after silence, at that
+//                                                 context frame: the page times playback start)
 
 const IN_RATE = 24000;
 const CAPACITY_SECONDS = 120;
@@ -96,6 +98,9 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     const output = outputs[0];
     const n = output[0].length;
     let squares = 0;
+    if (!this.playing && this.count > 0) {
+      this.port.postMessage({ type: "started", frame: currentFrame });
+    }
     for (let i = 0; i < n; i++) {
       let sample = 0;
       if (this.count > 0) {
