@@ -30,20 +30,24 @@ help:  ## this list
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) \
 	  | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
-# setuptools explains its editable-install mechanism as a warning on every install; the
-# layout (relay/ under relay_container/) is deliberate, so that one message is silenced.
+# pip installs only uv (pinned in pyproject.toml's `installer` list); uv installs the rest,
+# downloading in parallel and reusing its cache (~/.cache/uv), so a fresh venv takes seconds
+# where pip alone took minutes (bench/README.md). --compile-bytecode: what pip did; without
+# it every process would compile the libraries again (PYTHONDONTWRITEBYTECODE below).
+PINS = $(BIN)/python -c "import sys, tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies'][sys.argv[1]]))"
+UV_INSTALL = $(BIN)/uv pip install -q --compile-bytecode
+
 $(BIN)/activate: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	PYTHONWARNINGS="ignore:Editable installation" \
-	  $(BIN)/pip install -q -e ".[infra,webhooks,minutes,control_api,relay,cli,dev,native]"
+	$(BIN)/pip install -q $$($(PINS) installer)
+	$(UV_INSTALL) --python $(BIN)/python --upgrade pip
+	$(UV_INSTALL) --python $(BIN)/python -e ".[infra,webhooks,minutes,control_api,relay,cli,dev,native]"
 	touch $(BIN)/activate
 
 # checkov in its own environment: its pins clash with the project's (pyproject.toml `checkov`).
 $(CHECKOV): pyproject.toml | $(BIN)/activate
 	test -d $(VENV)/checkov || $(PY) -m venv $(VENV)/checkov
-	$(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['checkov']))" > $(VENV)/checkov/requirements.txt
-	$(VENV)/checkov/bin/pip install -q -r $(VENV)/checkov/requirements.txt
+	$(UV_INSTALL) --python $(VENV)/checkov/bin/python $$($(PINS) checkov)
 	touch $@
 
 node_modules/.installed: package.json
