@@ -30,16 +30,16 @@ help:  ## this list
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) \
 	  | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
-# pip installs only uv (pinned in pyproject.toml's `installer` list); uv installs the rest,
-# downloading in parallel and reusing its cache (~/.cache/uv), so a fresh venv takes seconds
-# where pip alone took minutes (bench/README.md). --compile-bytecode: what pip did; without
-# it every process would compile the libraries again (PYTHONDONTWRITEBYTECODE below).
-PINS = $(BIN)/python -c "import sys, tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies'][sys.argv[1]]))"
+# pip installs only uv (its pin in pyproject.toml's `infra` extra); uv installs the rest,
+# downloading in parallel and reusing its cache (~/.cache/uv): a fresh venv takes seconds of
+# download where pip took minutes (bench/README.md). --compile-bytecode does what pip did;
+# without it every process would compile the libraries again (PYTHONDONTWRITEBYTECODE).
+EXTRA = $(BIN)/python -c "import sys, tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies'][sys.argv[1]]))"
 UV_INSTALL = $(BIN)/uv pip install -q --compile-bytecode
 
 $(BIN)/activate: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q $$($(PINS) installer)
+	$(BIN)/pip install -q $$($(EXTRA) infra | tr ' ' '\n' | grep '^uv==')
 	$(UV_INSTALL) --python $(BIN)/python --upgrade pip
 	$(UV_INSTALL) --python $(BIN)/python -e ".[infra,webhooks,minutes,control_api,relay,cli,dev,native]"
 	touch $(BIN)/activate
@@ -47,7 +47,7 @@ $(BIN)/activate: pyproject.toml
 # checkov in its own environment: its pins clash with the project's (pyproject.toml `checkov`).
 $(CHECKOV): pyproject.toml | $(BIN)/activate
 	test -d $(VENV)/checkov || $(PY) -m venv $(VENV)/checkov
-	$(UV_INSTALL) --python $(VENV)/checkov/bin/python $$($(PINS) checkov)
+	$(UV_INSTALL) --python $(VENV)/checkov/bin/python $$($(EXTRA) checkov)
 	touch $@
 
 node_modules/.installed: package.json
