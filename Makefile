@@ -71,10 +71,14 @@ types: $(BIN)/activate  ## mypy strict, for the oldest supported Python and the 
 	$(BIN)/mypy
 	$(BIN)/mypy --python-version 3.14
 
+# One pytest worker per core (pytest-xdist); tests/conftest.py keeps a file's tests on one
+# worker. `make pytest XDIST=` runs them in this process instead.
+XDIST ?= -n auto --dist loadgroup
+
 pytest: $(BIN)/activate node_modules/.installed $(NATIVE)/.built $(CHECKOV)  ## the tests, then the relay's on its mypyc build
-	$(BIN)/pytest -m "not bench"
+	$(BIN)/pytest -m "not bench" $(XDIST)
 	@echo "The relay's tests and the browser tests again, on its mypyc build (what the image ships):"
-	PYTHONPATH=$(CURDIR)/$(NATIVE) RELAY_EXPECT_COMPILED=1 $(BIN)/pytest -m "not bench" -q tests/relay tests/e2e
+	PYTHONPATH=$(CURDIR)/$(NATIVE) RELAY_EXPECT_COMPILED=1 $(BIN)/pytest -m "not bench" $(XDIST) -q tests/relay tests/e2e
 
 native: $(NATIVE)/.built  ## the relay's per-message modules compiled with mypyc (needs cc and Python.h)
 
