@@ -34,12 +34,12 @@ help:  ## this list
 # downloading in parallel and reusing its cache (~/.cache/uv): a fresh venv takes seconds of
 # download where pip took minutes (bench/README.md). --compile-bytecode does what pip did;
 # without it every process would compile the libraries again (PYTHONDONTWRITEBYTECODE).
-EXTRA = $(BIN)/python -c "import sys, tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies'][sys.argv[1]]))"
+PINS_OF = $(BIN)/python -c "import sys, tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies'][sys.argv[1]]))"
 UV_INSTALL = $(BIN)/uv pip install -q --compile-bytecode
 
 $(BIN)/activate: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q $$($(EXTRA) infra | tr ' ' '\n' | grep '^uv==')
+	$(BIN)/pip install -q $$($(PINS_OF) infra | tr ' ' '\n' | grep '^uv==')
 	$(UV_INSTALL) --python $(BIN)/python --upgrade pip
 	$(UV_INSTALL) --python $(BIN)/python -e ".[infra,webhooks,minutes,control_api,relay,cli,dev,native]"
 	touch $(BIN)/activate
@@ -47,7 +47,7 @@ $(BIN)/activate: pyproject.toml
 # checkov in its own environment: its pins clash with the project's (pyproject.toml `checkov`).
 $(CHECKOV): pyproject.toml | $(BIN)/activate
 	test -d $(VENV)/checkov || $(PY) -m venv $(VENV)/checkov
-	$(UV_INSTALL) --python $(VENV)/checkov/bin/python $$($(EXTRA) checkov)
+	$(UV_INSTALL) --python $(VENV)/checkov/bin/python $$($(PINS_OF) checkov)
 	touch $@
 
 node_modules/.installed: package.json
