@@ -56,7 +56,10 @@ def fresh_copy(into: Path) -> Path:
             continue  # deleted in the work tree, not yet committed
         target = into / os.fsdecode(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+        try:
+            shutil.copy2(source, target)
+        except FileNotFoundError:
+            continue  # removed since listed: a test on another pytest worker made it
     return into
 
 
