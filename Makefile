@@ -32,20 +32,24 @@ help:  ## this list
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) \
 	  | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
-# setuptools explains its editable-install mechanism as a warning on every install; the
-# layout (relay/ under relay_container/) is deliberate, so that one message is silenced.
+# pip installs only uv (its pin in pyproject.toml's `infra` extra); uv installs the rest,
+# downloading in parallel and reusing its cache (~/.cache/uv): a fresh venv takes seconds of
+# download where pip took minutes (bench/README.md). --compile-bytecode does what pip did;
+# without it every process would compile the libraries again (PYTHONDONTWRITEBYTECODE).
+PINS_OF = $(BIN)/python -c "import sys, tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies'][sys.argv[1]]))"
+UV_INSTALL = $(BIN)/uv pip install -q --compile-bytecode
+
 $(BIN)/activate: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	PYTHONWARNINGS="ignore:Editable installation" \
-	  $(BIN)/pip install -q -e ".[infra,webhooks,minutes,control_api,relay,cli,dev,native]"
+	$(BIN)/pip install -q $$($(PINS_OF) infra | tr ' ' '\n' | grep '^uv==')
+	$(UV_INSTALL) --python $(BIN)/python --upgrade pip
+	$(UV_INSTALL) --python $(BIN)/python -e ".[infra,webhooks,minutes,control_api,relay,cli,dev,native]"
 	touch $(BIN)/activate
 
 # checkov in its own environment: its pins clash with the project's (pyproject.toml `checkov`).
 $(CHECKOV): pyproject.toml | $(BIN)/activate
 	test -d $(VENV)/checkov || $(PY) -m venv $(VENV)/checkov
-	$(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['checkov']))" > $(VENV)/checkov/requirements.txt
-	$(VENV)/checkov/bin/pip install -q -r $(VENV)/checkov/requirements.txt
+	$(UV_INSTALL) --python $(VENV)/checkov/bin/python $$($(PINS_OF) checkov)
 	touch $@
 
 node_modules/.installed: package.json
@@ -69,10 +73,14 @@ types: $(BIN)/activate  ## mypy strict, for the oldest supported Python and the 
 	$(BIN)/mypy
 	$(BIN)/mypy --python-version 3.14
 
+# One pytest worker per core (pytest-xdist); tests/conftest.py keeps a file's tests on one
+# worker. `make pytest XDIST=` runs them in this process instead.
+XDIST ?= -n auto --dist loadgroup
+
 pytest: $(BIN)/activate node_modules/.installed $(NATIVE)/.built $(CHECKOV)  ## the tests, then the relay's on its mypyc build
-	$(BIN)/pytest -m "not bench"
+	$(BIN)/pytest -m "not bench" $(XDIST)
 	@echo "The relay's tests and the browser tests again, on its mypyc build (what the image ships):"
-	PYTHONPATH=$(CURDIR)/$(NATIVE) RELAY_EXPECT_COMPILED=1 $(BIN)/pytest -m "not bench" -q tests/relay tests/e2e
+	PYTHONPATH=$(CURDIR)/$(NATIVE) RELAY_EXPECT_COMPILED=1 $(BIN)/pytest -m "not bench" $(XDIST) -q tests/relay tests/e2e
 
 native: $(NATIVE)/.built  ## the relay's per-message modules compiled with mypyc (needs cc and Python.h)
 

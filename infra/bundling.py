@@ -3,15 +3,17 @@
 ``cdk synth`` must run on a machine with no Docker daemon, so the Lambda asset is built by
 :class:`LocalPipBundling` (a jsii ``ILocalBundling``) instead of a bundling container:
 
-1. ``pip install --platform manylinux2014_aarch64 --only-binary=:all: --implementation cp
-   --python-version 3.14 --target <out>`` of one extra's pins, read from ``pyproject.toml``
+1. ``uv pip install --python-platform aarch64-manylinux2014 --python-version 3.14
+   --only-binary=:all: --target <out>`` of one extra's pins, read from ``pyproject.toml``
    with :mod:`tomllib` (the one list of pins; never copied). A package without a matching
-   wheel fails the synth loudly instead of shipping a host-built binary.
+   wheel fails the synth loudly instead of shipping a host-built binary. uv (pinned in the
+   ``infra`` extra) rather than pip: it keeps a wheel cache, so a synth after the first
+   reuses the downloaded wheels (pip took ~13 s per bundle here, uv ~3 s).
 2. Copy our source packages (``functions/``, ``storage/``) in, without tests, caches or
    bytecode; a nested one (``relay_container/relay``) is copied to the top (``relay/``).
 
 The asset hash is computed from the *sources* (the pins plus every file copied in), not
-from the output, so an unchanged function is not re-uploaded: pip's output differs run to
+from the output, so an unchanged function is not re-uploaded: the output differs run to
 run (timestamps, RECORD files). Transitive dependencies are not pinned by the extra; a
 fresh resolve may pick newer ones without changing the hash until a source changes.
 
@@ -36,7 +38,8 @@ from aws_cdk import aws_lambda as lambda_
 
 #: The Lambda runtime's Python and CPU; wheels must match them, not the synth machine.
 LAMBDA_PYTHON_VERSION: Final = "3.14"
-LAMBDA_PLATFORM: Final = "manylinux2014_aarch64"
+#: uv's name for the manylinux2014 aarch64 wheel tag (pip's ``manylinux2014_aarch64``).
+LAMBDA_PLATFORM: Final = "aarch64-manylinux2014"
 
 #: What never goes into an asset: caches, bytecode, tests, editor and OS litter.
 _SKIP_NAMES: Final = frozenset(
@@ -46,7 +49,7 @@ _SKIP_SUFFIXES: Final = (".pyc", ".pyo")
 
 
 class BundlingError(RuntimeError):
-    """The Lambda bundle could not be built (pip failed, or a source is missing)."""
+    """The Lambda bundle could not be built (the install failed, or a source is missing)."""
 
 
 def extra_requirements(pyproject: Path, extra: str) -> list[str]:
@@ -84,7 +87,7 @@ def source_files(root: Path, package: str) -> Iterator[Path]:
 
 @jsii.implements(ILocalBundling)
 class LocalPipBundling:
-    """Builds a Lambda asset directory with pip and a copy, on the synth machine."""
+    """Builds a Lambda asset directory with uv and a copy, on the synth machine."""
 
     def __init__(
         self,
@@ -118,14 +121,14 @@ class LocalPipBundling:
                 digest.update(path.read_bytes() + b"\0")
         return digest.hexdigest()
 
-    def pip_command(self, output_dir: str) -> list[str]:
-        """The pip invocation (wheels for the Lambda's Python and CPU only)."""
+    def install_command(self, output_dir: str) -> list[str]:
+        """The uv invocation (CPython wheels for the Lambda's Python and CPU only, no bytecode)."""
         return [
-            sys.executable, "-m", "pip", "install",
-            "--quiet", "--disable-pip-version-check", "--no-compile",
-            "--platform", self.platform,
+            sys.executable, "-m", "uv", "pip", "install",
+            "--quiet", "--no-compile-bytecode",
+            "--python", sys.executable,
+            "--python-platform", self.platform,
             "--only-binary=:all:",
-            "--implementation", "cp",
             "--python-version", self.python_version,
             "--target", output_dir,
             *self.requirements,
@@ -133,7 +136,7 @@ class LocalPipBundling:
 
     def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
         """Fill ``output_dir``; True tells CDK that no Docker bundling is needed."""
-        del options  # the Docker-shaped options do not apply to a local pip run
+        del options  # the Docker-shaped options do not apply to a local install
         self.bundle_into(Path(output_dir))
         return True
 
@@ -141,18 +144,19 @@ class LocalPipBundling:
         """Install the wheels, then copy the sources; raise :class:`BundlingError` on failure."""
         output_dir.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
-            self.pip_command(str(output_dir)),
+            self.install_command(str(output_dir)),
             capture_output=True,
             text=True,
             check=False,
         )
         if result.returncode != 0:
             raise BundlingError(
-                f"pip could not install the {self.extra!r} extra for "
+                f"uv could not install the {self.extra!r} extra for "
                 f"{self.platform}/cp{self.python_version}:\n{result.stderr.strip()}"
             )
         # Console scripts carry the synth machine's interpreter path; the Lambda has no use.
         shutil.rmtree(output_dir / "bin", ignore_errors=True)
+        (output_dir / ".lock").unlink(missing_ok=True)  # uv's lock on the target directory
         for package in self.packages:
             # A nested package ("relay_container/relay") lands at the top ("relay/").
             parent = (self.project_root / package).parent

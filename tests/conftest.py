@@ -22,6 +22,27 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 10.0 * float(os.environ.get("TEST_TIMEOUT_FACTOR", "1"))
 
 
+#: Test folders that run first: the longest units, so neither worker idles at the end.
+FIRST: tuple[str, ...] = ("tests/readme", "tests/infra")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group tests for pytest-xdist (``make pytest`` runs ``-n auto --dist loadgroup``).
+
+    A test file is one group, so its module-scoped fixtures (a fresh clone, a browser) are
+    made once, on one worker; the infra tests are one group, so one worker synthesizes the
+    app (a session fixture) instead of each. The longest groups are handed out first.
+    """
+
+    def group(item: pytest.Item) -> str:
+        path = item.path.relative_to(ROOT).as_posix()
+        return "tests/infra" if path.startswith("tests/infra/") else path
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    items.sort(key=lambda item: not group(item).startswith(FIRST))  # stable: keeps file order
+
+
 def free_port() -> int:
     """A loopback port that is free now (for servers that cannot report the one they bound)."""
     with socket.socket() as sock:

@@ -1,4 +1,4 @@
-"""The local bundler builds the Lambda package with pip for arm64/cp3.14, without Docker."""
+"""The local bundler builds the Lambda package with uv for arm64/cp3.14, without Docker."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ def test_requirements_are_the_pins_of_the_webhooks_extra(bundler: LocalPipBundli
     pins = extra_requirements(PROJECT_ROOT / "pyproject.toml", "webhooks")
     assert bundler.requirements == pins
     assert all("==" in pin for pin in pins)
-    command = bundler.pip_command("/out")
+    command = bundler.install_command("/out")
     assert command[-len(pins) :] == pins
-    for flag in ("--only-binary=:all:", "manylinux2014_aarch64", "3.14", "cp", "--no-compile"):
+    for flag in ("--only-binary=:all:", "aarch64-manylinux2014", "3.14", "--no-compile-bytecode"):
         assert flag in command
 
 
@@ -71,6 +71,7 @@ def test_bundle_holds_arm64_wheels_and_our_sources(
     assert native
     assert all("cpython-314-aarch64" in so.name for so in native)
     assert not (out / "bin").exists()
+    assert not (out / ".lock").exists()
     assert not list(out.rglob("__pycache__"))
     assert not (out / "functions" / "webhooks" / "tests").exists()
 
