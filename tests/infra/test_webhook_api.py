@@ -136,7 +136,8 @@ def test_template_holds_no_secret_value_only_placeholders(synthesized: Synthesiz
         [OPENAI_KEY_PLACEHOLDER, RECALL_WEBHOOK_PLACEHOLDER, RECALL_KEY_PLACEHOLDER]
     )
     generated = [s for s in secrets.values() if "GenerateSecretString" in s["Properties"]]
-    assert len(generated) == 2  # the relay token key and the tool signing key
+    # the relay token key, the tool signing key and the minutes delivery signing key
+    assert len(generated) == 3
     body = json.dumps(synthesized.template.to_json())
     assert not re.search(r"whsec_[A-Za-z0-9+/=]{8,}", body)
     assert not re.search(r"sk-[A-Za-z0-9_-]{8,}", body)

@@ -167,9 +167,11 @@ export class TurnLatency {
     };
     if (typeof turn.vadRoundTripMs === "number") {
       turn.relayToModelMs = round(Math.max(0, turn.vadRoundTripMs - rttMs) / 2);
-      // The delta left the model as speech_stopped did, and came back the same way.
+      // The delta left the model as speech_stopped did, and came back the same way. The
+      // page's and the relay's intervals are timed apart, so a busy page can make their
+      // difference negative: jitter, not time, so it counts as none.
       turn.modelToPageMs = round(
-        turn.relayToModelMs + turn.pageToRelayMs + (turn.firstAudioMs - turn.modelMs),
+        turn.relayToModelMs + turn.pageToRelayMs + Math.max(0, turn.firstAudioMs - turn.modelMs),
       );
     }
     this.complete(turn);
