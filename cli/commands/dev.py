@@ -46,6 +46,7 @@ from cli.meeting_replay import load_script, start_replay
 from cli.stack import AWS_FAILURES, describe_aws_error
 from relay import tokens
 
+#: The agent page's token in the banner lasts a working day, seconds.
 DEV_TOKEN_TTL: Final = 12 * 3600
 #: Signals that stop ``voicebot dev`` in order: Ctrl-C, `kill`, and a closed terminal.
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
