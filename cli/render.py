@@ -224,6 +224,19 @@ def bot_report(
     return "\n".join(parts)
 
 
+def transcript_text(turns: Sequence[Mapping[str, Any]]) -> str:
+    """One line per turn: UTC time, who spoke, and everything they said (made safe to print:
+    transcripts are untrusted text)."""
+    lines = []
+    for turn in turns:
+        when = parse_time(turn.get("at"))
+        stamp = when.strftime("%H:%M:%S") if when else "--:--:--"
+        text = safe(" ".join(str(turn.get("text", "")).split()))
+        role = safe(speaker(turn))
+        lines.append(f"{stamp}  {role:<9}  {text}")
+    return "\n".join(lines)
+
+
 def notes_section(notes: Sequence[Mapping[str, Any]], now: datetime) -> str:
     """``voicebot bot show``: the notes the agent took, oldest first."""
     lines = [f"\nNotes ({len(notes)})"]

@@ -22,6 +22,7 @@ from typing import Any, Final
 import click
 
 from cli import render
+from cli.context import Context, use_stack
 from cli.control_client import ControlClient
 from cli.errors import ConfigError
 from cli.persona import read_overlay_file
@@ -72,8 +73,6 @@ def client_for(url: str, transport: Any = None) -> ControlClient:
 
 def run(operation: str, options: dict[str, Any]) -> None:
     """Do ``operation`` with the command's ``options`` through the control API; print."""
-    from cli.main import Context, use_stack
-
     ctx = click.get_current_context().find_object(Context)
     assert ctx is not None
     used = [name for name in DIRECT_ONLY if options.get(name)]
@@ -117,15 +116,13 @@ def run(operation: str, options: dict[str, Any]) -> None:
             else:
                 click.echo(render.bots_table(found, render.now_utc()))
         elif operation == "transcript":
-            from cli.main import transcript_text
-
             turns = api.transcript(options["bot_id"])
             if as_json:
                 click.echo(render.to_json(turns))
             elif not turns:
                 click.echo(f"no turns recorded for {options['bot_id']} yet")
             else:
-                click.echo(transcript_text(turns))
+                click.echo(render.transcript_text(turns))
         elif operation == "minutes":
             shown = api.minutes(options["bot_id"])
             click.echo(render.to_json(shown) if as_json else render.minutes_report(shown))
