@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from relay.meeting_events import EVENTS_PATH, SUBSCRIBED_EVENTS
+
 #: Output Media runs on these platforms only (docs/recall.md).
 PLATFORM_HOSTS: Final[dict[str, tuple[str, ...]]] = {
     "zoom": ("zoom.us", "zoomgov.com"),
@@ -28,19 +30,6 @@ PLATFORM_HOSTS: Final[dict[str, tuple[str, ...]]] = {
 VARIANT: Final = "web_4_core"
 MAX_BOT_NAME_CHARS: Final = 100
 MAX_METADATA_VALUE_CHARS: Final = 500
-#: The relay's path for Recall's real-time events (relay.meeting_socket.EVENTS_PATH; the
-#: trailing "/" is what Recall needs before any query).
-EVENTS_PATH: Final = "/recall/events/"
-#: What the relay reads (relay.meeting_events.SUBSCRIBED_EVENTS): who joins and leaves, who
-#: speaks, and the chat.
-MEETING_EVENTS: Final = (
-    "participant_events.join",
-    "participant_events.leave",
-    "participant_events.update",
-    "participant_events.speech_on",
-    "participant_events.speech_off",
-    "participant_events.chat_message",
-)
 
 
 class InvalidInput(ValueError):
@@ -145,7 +134,7 @@ class BotSpec:
         endpoint = {
             "type": "websocket",
             "url": events_url(self.page_url),
-            "events": list(MEETING_EVENTS),
+            "events": list(SUBSCRIBED_EVENTS),
         }
         body: dict[str, Any] = {
             "meeting_url": self.meeting_url.strip(),

@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from storage import schema
+from tests.cli.fake_recall import FakeRecall
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,3 +125,15 @@ def table_name(dynamodb_endpoint: str, request: pytest.FixtureRequest) -> str:
     name = f"t-{abs(hash(request.node.nodeid)) % 10**10}-{time.monotonic_ns() % 10**6}"
     create_table(dynamodb_endpoint, name)
     return name
+
+
+@pytest.fixture
+def fake_recall() -> Iterator[FakeRecall]:
+    """A fake Recall API on 127.0.0.1 (tests/cli/fake_recall.py), serving in a thread and
+    recording every request."""
+    fake = FakeRecall()
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.close()

@@ -44,6 +44,9 @@ KINDS: Final[dict[str, Kind]] = {
     "participant_events.chat_message": "chat",
     "transcript.data": "transcript",
 }
+#: The relay's path for Recall's real-time events (the trailing "/" is what Recall needs
+#: before any query).
+EVENTS_PATH: Final = "/recall/events/"
 #: The events ``voicebot bot create`` subscribes (transcript.data needs a paid transcription
 #: provider and adds nothing speech_on/off does not give; the parser still takes it).
 SUBSCRIBED_EVENTS: Final = (

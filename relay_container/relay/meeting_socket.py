@@ -38,7 +38,11 @@ from websockets.server import ServerProtocol
 
 from relay.errors import AuthError, ForbiddenError
 from relay.handshake import peer_name, write_response
-from relay.meeting_events import MAX_EVENT_BYTES, MeetingEventError, parse_meeting_event
+from relay.meeting_events import (
+    MAX_EVENT_BYTES,
+    MeetingEventError,
+    parse_meeting_event,
+)
 from relay.metrics import Metrics
 from relay.recall_signature import SeenIds, verification_keys, verify_upgrade
 
@@ -46,7 +50,6 @@ logger = logging.getLogger("relay.meeting_events")
 _quiet = logging.getLogger("relay.meeting_events.protocol")
 _quiet.setLevel(logging.WARNING)
 
-EVENTS_PATH: Final = "/recall/events/"
 #: Largest frame read at all; between MAX_EVENT_BYTES and this, a clear refusal and go on.
 MAX_FRAME_BYTES: Final = 1024 * 1024
 MESSAGES_PER_SECOND: Final = 50.0

@@ -54,10 +54,10 @@ from relay.handshake import HandshakeConnection, parse_query, peer_name, refusal
 from relay.internal_listener import InternalListener, LocalDelivery
 from relay.leaving import BotoEcs, LeaveReason, LeaveWatcher
 from relay.live_sessions import LiveSessions
-from relay.meeting_events import MeetingEventError, parse_meeting_event
+from relay.meeting_events import EVENTS_PATH, MeetingEventError, parse_meeting_event
 from relay.meeting_router import MeetingRouter, RouterLimits
 from relay.meeting_routes import RouteLimits
-from relay.meeting_socket import EVENTS_PATH, MeetingSocket, accept_meeting_socket
+from relay.meeting_socket import MeetingSocket, accept_meeting_socket
 from relay.metrics import Metrics
 from relay.owner_registry import NoRegistry, OwnerDirectory, OwnerRegistry
 from relay.pending_handshakes import PendingHandshakes

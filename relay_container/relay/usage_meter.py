@@ -30,29 +30,20 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeGuard
 
 from relay.bill import PRICED_FIELDS, Bill
+from relay.record_items import USAGE_FIELDS
 
 #: A single response's token count above this is not believed (and not counted).
 MAX_TOKENS_PER_RESPONSE: Final = 10**9
 #: ``response.done`` events larger than this are not parsed (a real one is far smaller).
 MAX_EVENT_BYTES: Final = 1024 * 1024
 GOODBYE_MARK: Final = "goodbye"
-#: Usage paths in ``response.usage`` → stored names (``relay.record_items.USAGE_FIELDS``).
-USAGE_PATHS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
-    ("total_tokens", ("total_tokens",)),
-    ("input_text_tokens", ("input_token_details", "text_tokens")),
-    ("input_audio_tokens", ("input_token_details", "audio_tokens")),
-    ("input_image_tokens", ("input_token_details", "image_tokens")),
-    ("input_cached_text_tokens", ("input_token_details", "cached_tokens_details", "text_tokens")),
-    (
-        "input_cached_audio_tokens",
-        ("input_token_details", "cached_tokens_details", "audio_tokens"),
-    ),
-    (
-        "input_cached_image_tokens",
-        ("input_token_details", "cached_tokens_details", "image_tokens"),
-    ),
-    ("output_text_tokens", ("output_token_details", "text_tokens")),
-    ("output_audio_tokens", ("output_token_details", "audio_tokens")),
+#: Usage paths in ``response.usage`` → stored names: the stored fields
+#: (``relay.record_items.USAGE_FIELDS``) but the totals of what they break down, which would
+#: be priced twice.
+USAGE_PATHS: Final = tuple(
+    field
+    for field in USAGE_FIELDS
+    if field[0] not in ("input_tokens", "output_tokens", "input_cached_tokens")
 )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import pytest
 from click.testing import CliRunner, Result
@@ -50,17 +50,6 @@ def run_cli(args: list[str], env: Mapping[str, str | None] | None = None) -> Res
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result
-
-
-@pytest.fixture
-def fake_recall() -> Iterator[FakeRecall]:
-    """A fake Recall API on 127.0.0.1, serving in a thread, recording every request."""
-    fake = FakeRecall()
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.close()
 
 
 @pytest.fixture

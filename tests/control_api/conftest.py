@@ -58,17 +58,6 @@ def settings_for(table_name: str, recall: FakeRecall, **changes: Any) -> Setting
 
 
 @pytest.fixture
-def fake_recall() -> Iterator[FakeRecall]:
-    """A fake Recall API on loopback."""
-    fake = FakeRecall()
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.close()
-
-
-@pytest.fixture
 def api(dynamodb_endpoint: str, table_name: str, fake_recall: FakeRecall) -> Iterator[Api]:
     """The control API on a loopback port, over moto's table and the fake Recall."""
     settings = settings_for(table_name, fake_recall)

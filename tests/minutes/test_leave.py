@@ -39,13 +39,8 @@ RECALL_KEY = "test-recall-key"
 
 
 @pytest.fixture
-def recall() -> Iterator[FakeRecall]:
-    fake = FakeRecall()
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.close()
+def recall(fake_recall: FakeRecall) -> FakeRecall:
+    return fake_recall
 
 
 @pytest.fixture

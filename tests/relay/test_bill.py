@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -83,16 +82,6 @@ def ga_usage(total: int, audio_out: int = 0) -> dict[str, Any]:
         "input_token_details": {"text_tokens": total - audio_out, "cached_tokens": 0},
         "output_token_details": {"audio_tokens": audio_out, "text_tokens": 0},
     }
-
-
-@pytest.fixture
-def fake_recall() -> Iterator[FakeRecall]:
-    fake = FakeRecall()
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -22,16 +21,6 @@ from relay.tools.registry import build_registry
 from storage import leaving, minutes
 from tests.cli.fake_recall import FakeRecall
 from tests.relay.test_tools import RECALL_KEY, agent_tools
-
-
-@pytest.fixture
-def fake_recall() -> Iterator[FakeRecall]:
-    fake = FakeRecall()
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.close()
 
 
 def table(endpoint: str, name: str) -> Any:

@@ -40,16 +40,6 @@ def output(result) -> dict[str, Any]:
 
 
 @pytest.fixture
-def fake_recall() -> Iterator[FakeRecall]:
-    fake = FakeRecall()
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.close()
-
-
-@pytest.fixture
 def endpoint() -> Iterator[ToolEndpoint]:
     server = ToolEndpoint()
     server.start()
