@@ -15,8 +15,12 @@ balanced, playback or seconds: the page's own option, docs/latency.md). ``--chun
 serves a copy of the page whose capture chunks are that long (the product's are 20 ms; not
 a product setting) by a static server on loopback, with the relay named by ``?wss=``.
 ``--load N`` busy-loops N CPUs for the run (bench/cpu_load.py), to see the output buffer
-underrun on a busy machine. The run reports the underruns the page saw after the warm-up
-(``agentStats.output``: Chromium's ``playbackStats`` and the playback worklet's gaps).
+underrun on a busy machine. Chromium gives its audio threads real-time priority
+(SCHED_RR) where it may, which no busy loop preempts; ``--no-realtime`` starts it without
+that privilege (no CAP_SYS_NICE, RLIMIT_RTPRIO 0: ``setpriv`` and ``prlimit``), as an
+unprivileged browser runs, so its audio threads compete with the load. The run reports
+the underruns the page saw after the warm-up (``agentStats.output``: Chromium's
+``playbackStats`` and the playback worklet's gaps).
 ``--turn-taking addressed`` runs the relay's gate (wake phrase "heard": every simulated
 transcript names it).
 
@@ -104,10 +108,26 @@ def latency_hint(text: str) -> str:
     try:
         seconds = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: not {'/'.join(NAMED_HINTS)} or seconds")
+        message = f"{text!r}: not {'/'.join(NAMED_HINTS)} or seconds"
+        raise argparse.ArgumentTypeError(message) from None
     if not 0 <= seconds <= 0.5:
         raise argparse.ArgumentTypeError(f"{text!r}: seconds must be 0..0.5")
     return f"{seconds:g}"
+
+
+def unprivileged(chromium: str, folder: Path) -> str:
+    """A launcher that runs ``chromium`` unable to take real-time scheduling priority."""
+    setpriv, prlimit = shutil.which("setpriv"), shutil.which("prlimit")
+    if setpriv is None or prlimit is None:
+        raise SystemExit("--no-realtime needs setpriv and prlimit (util-linux)")
+    launcher = folder / "chromium-no-realtime"
+    launcher.write_text(
+        "#!/bin/sh\n"
+        f"exec {setpriv} --inh-caps=-sys_nice --bounding-set=-sys_nice "
+        f'{prlimit} --rtprio=0 -- {chromium} "$@"\n'
+    )
+    launcher.chmod(0o700)
+    return str(launcher)
 
 
 def patched_static(folder: Path, chunk_ms: int) -> Path:
@@ -244,6 +264,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     deadline = time.monotonic() + args.max_seconds
     with tempfile.TemporaryDirectory(prefix="turn-latency-") as tmp:
         folder = Path(tmp)
+        if args.no_realtime:
+            chromium = unprivileged(chromium, folder)
         wav = folder / "meeting.wav"
         meeting_wav(wav, loop_seconds)
         agent_path = folder / "agent.json"
@@ -290,6 +312,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "turns": len(turns),
         "load": load,
+        "realtime": not args.no_realtime,
         "output": output,
         "legs": summarize(turns, LEGS),
         "relay": summarize([t.get("relay") or {} for t in turns], RELAY_OFFSETS),
@@ -343,6 +366,11 @@ def main() -> None:
     parser.add_argument(
         "--load", type=int, default=0, help="CPUs to busy-loop during the run (0: none)"
     )
+    parser.add_argument(
+        "--no-realtime",
+        action="store_true",
+        help="run Chromium without real-time scheduling for its audio threads",
+    )
     parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
@@ -356,7 +384,7 @@ def main() -> None:
         return
     settings = (
         f"turn_taking={args.turn_taking} chunk={args.chunk_ms} ms hint={args.latency_hint} "
-        f"silence={args.silence_ms} ms "
+        f"silence={args.silence_ms} ms realtime={not args.no_realtime} "
         f"think={args.think_ms} ms transcription={args.transcription_ms} ms"
     )
     print(f"{result['turns']} turns; {settings}; load: {result['load']}")
