@@ -21,7 +21,9 @@ from tests.e2e.conftest import Stack, agent_stats, mint, poll
 pytestmark = pytest.mark.e2e
 
 STATIC: Final = ROOT / "relay_container" / "relay" / "static"
-ORIGIN: Final = "http://agent-page.test"
+#: Routed by Playwright, never reached: localhost so that the page is a secure context (the
+#: AudioWorklet needs one); port 9 (discard) so the page's relay socket finds nothing there.
+ORIGIN: Final = "http://localhost:9"
 #: Records the options every AudioContext is built with, before the page's scripts run.
 RECORD_CONTEXTS: Final = """
 window.__contextOptions = [];
@@ -40,6 +42,8 @@ def serve_static(route: Route) -> None:
     path = urlsplit(route.request.url).path
     if path == "/":
         route.fulfill(path=STATIC / "index.html", content_type="text/html")
+    elif path == "/blank":
+        route.fulfill(body="<!doctype html><title>blank</title>", content_type="text/html")
     elif path.startswith("/static/") and (STATIC / path.removeprefix("/static/")).is_file():
         route.fulfill(path=STATIC / path.removeprefix("/static/"), content_type="text/javascript")
     else:
@@ -55,7 +59,7 @@ def static_page(page: Page) -> Page:
 
 
 def import_output_module(page: Page) -> None:
-    page.goto(f"{ORIGIN}/static/empty")
+    page.goto(f"{ORIGIN}/blank")
     page.evaluate("async () => { window.output = await import('/static/audio-output.js'); }")
 
 
@@ -157,7 +161,10 @@ def test_an_invalid_url_option_falls_back_with_a_console_warning(static_page: Pa
 
 HARNESS: Final = """async () => {
   const context = new AudioContext();
-  await context.audioWorklet.addModule('/static/playback-worklet.js');
+  // Worklet module requests bypass Playwright's routes: load the worklet's text as a blob.
+  const source = await (await fetch('/static/playback-worklet.js')).text();
+  const blob = new Blob([source], {type: 'text/javascript'});
+  await context.audioWorklet.addModule(URL.createObjectURL(blob));
   const node = new AudioWorkletNode(context, 'playback-processor',
     {numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [1]});
   node.connect(context.destination);
@@ -178,11 +185,11 @@ HARNESS: Final = """async () => {
 def test_playback_worklet_counts_silence_inside_an_item_only(static_page: Page):
     """An item that runs dry and then gets more audio is a gap (an underrun the listener
     hears); a new item after silence, or audio after a barge-in's clear, is not."""
-    static_page.goto(f"{ORIGIN}/static/empty")
+    static_page.goto(f"{ORIGIN}/blank")
     static_page.evaluate(HARNESS)
 
     def drained(n: int) -> dict[str, Any]:
-        return poll(  # type: ignore[no-any-return]
+        return poll(
             lambda: static_page.evaluate(
                 f"worklet.drained >= {n} && worklet.progress.bufferedMs === 0 && worklet.progress"
             ),
