@@ -2,9 +2,9 @@
 // product's default, or `?latencyHint=` on the page URL), and what the browser reports of
 // that buffer's size and of its underruns (docs/latency.md, "The output buffer").
 
-// Measured (bench/README.md, "the output buffer against underruns"): 0.01 s asks Chromium
-// for its own hardware buffer (10 ms on Linux), what "interactive" gets too, but
-// reports it as 10 ms + 32 ms instead of the ~40 ms of "interactive". See the doc.
+// The safe buffer (~40 ms in Chromium on Linux): 0 (~12 ms) meets the latency target but
+// underran on a busy machine where this did not, or less (docs/latency.md, "The output
+// buffer"; bench/README.md). An operator can still ask for 0 with ?latencyHint=0.
 export const DEFAULT_LATENCY_HINT = "interactive";
 export const LATENCY_HINT_PARAM = "latencyHint";
 const NAMED_HINTS = new Set(["interactive", "balanced", "playback"]);
