@@ -10,16 +10,24 @@ The simulated model's own time is set, not measured: ``--think-ms`` (response.cr
 first audio) and ``--transcription-ms`` (the final transcript after the commit). What the
 page and the relay add is what is left (``addedMs``).
 
-Alternatives: ``--chunk-ms`` and ``--latency-hint`` serve a copy of the page whose capture
-chunks are that long (the product's are 20 ms) or whose AudioContext asks for that
-``latencyHint`` (the product's is "interactive"); neither is a product setting. The copy
-is served by a static server on loopback, with the relay named by ``?wss=``.
+Alternatives: ``--latency-hint`` opens the page with ``?latencyHint=`` (interactive,
+balanced, playback or seconds: the page's own option, docs/latency.md). ``--chunk-ms``
+serves a copy of the page whose capture chunks are that long (the product's are 20 ms; not
+a product setting) by a static server on loopback, with the relay named by ``?wss=``.
+``--load N`` busy-loops N CPUs for the run (bench/cpu_load.py), to see the output buffer
+underrun on a busy machine. Chromium gives its audio threads real-time priority
+(SCHED_RR) where it may, which no busy loop preempts; ``--no-realtime`` starts it without
+that privilege (no CAP_SYS_NICE, RLIMIT_RTPRIO 0: ``setpriv`` and ``prlimit``), as an
+unprivileged browser runs, so its audio threads compete with the load. The run reports
+the underruns the page saw after the warm-up (``agentStats.output``: Chromium's
+``playbackStats`` and the playback worklet's gaps).
 ``--turn-taking addressed`` runs the relay's gate (wake phrase "heard": every simulated
 transcript names it).
 
 Run: ``.venv/bin/python -m bench.turn_latency [--turns 20] [--turn-taking always|addressed]
-[--think-ms 0] [--transcription-ms 0] [--silence-ms 500] [--chunk-ms 20]``. Bounded: at most
-200 turns and ``--max-seconds`` (default 300) of wall time.
+[--think-ms 0] [--transcription-ms 0] [--silence-ms 500] [--chunk-ms 20]
+[--latency-hint interactive] [--load 0]``. Bounded: at most 200 turns and ``--max-seconds``
+(default 300) of wall time, the load included.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from typing import Any, Final
 
 from playwright.sync_api import Page, sync_playwright
 
+from bench.cpu_load import cpu_load
 from bench.percentiles import format_table, summarize
 from relay import tokens
 
@@ -68,6 +77,11 @@ LEGS: Final = (
 RELAY_OFFSETS: Final = ("transcriptMs", "answerRequestedMs", "responseCreatedMs")
 MAX_TURNS: Final = 200
 RATE: Final = 48_000
+NAMED_HINTS: Final = ("interactive", "balanced", "playback")
+#: The counters of agentStats.output a run reports as differences (after the warm-up).
+UNDERRUN_COUNTERS: Final = ("events", "ms", "playedMs")
+#: Chromium refreshes AudioContext.playbackStats once a second.
+STATS_REFRESH_SECONDS: Final = 1.2
 SPEECH_SECONDS: Final = 0.8
 
 
@@ -87,16 +101,42 @@ def meeting_wav(path: Path, loop_seconds: float) -> None:
         out.writeframes(samples.tobytes())
 
 
-def patched_static(folder: Path, chunk_ms: int, latency_hint: str) -> Path:
-    """A copy of the agent page (index.html at the root) whose chunks are ``chunk_ms`` and
-    whose AudioContext asks for ``latency_hint``."""
+def latency_hint(text: str) -> str:
+    """An argparse type: a name the page accepts, or seconds 0..0.5 (as the page checks)."""
+    if text in NAMED_HINTS:
+        return text
+    try:
+        seconds = float(text)
+    except ValueError:
+        message = f"{text!r}: not {'/'.join(NAMED_HINTS)} or seconds"
+        raise argparse.ArgumentTypeError(message) from None
+    if not 0 <= seconds <= 0.5:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be 0..0.5")
+    return f"{seconds:g}"
+
+
+def unprivileged(chromium: str, folder: Path) -> str:
+    """A launcher that runs ``chromium`` unable to take real-time scheduling priority."""
+    setpriv, prlimit = shutil.which("setpriv"), shutil.which("prlimit")
+    if setpriv is None or prlimit is None:
+        raise SystemExit("--no-realtime needs setpriv and prlimit (util-linux)")
+    launcher = folder / "chromium-no-realtime"
+    launcher.write_text(
+        "#!/bin/sh\n"
+        f"exec {setpriv} --inh-caps=-sys_nice --bounding-set=-sys_nice "
+        f'{prlimit} --rtprio=0 -- {chromium} "$@"\n'
+    )
+    launcher.chmod(0o700)
+    return str(launcher)
+
+
+def patched_static(folder: Path, chunk_ms: int) -> Path:
+    """A copy of the agent page (index.html at the root) whose chunks are ``chunk_ms``."""
     root = folder / "page"
     shutil.copytree(STATIC, root / "static")
     shutil.copy(STATIC / "index.html", root / "index.html")
     agent = root / "static" / "agent.js"
     text = _replace_once(agent.read_text(), "const CHUNK_MS = 20;", f"const CHUNK_MS = {chunk_ms};")
-    hint = '"interactive"' if latency_hint == "interactive" else latency_hint
-    text = _replace_once(text, 'latencyHint: "interactive"', f"latencyHint: {hint}")
     agent.write_text(text)
     capture = root / "static" / "capture-worklet.js"
     capture.write_text(
@@ -175,18 +215,43 @@ def agent_config(path: Path, turn_taking: str, silence_ms: int) -> None:
     path.write_text(json.dumps(config))
 
 
-def collect(page: Page, turns: int, deadline: float) -> list[dict[str, Any]]:
-    """Every timed turn the page lists (by item id), once ``turns`` have the relay's word."""
+def collect(
+    page: Page, turns: int, warmup: int, deadline: float
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every timed turn the page lists (by item id), once ``turns`` have the relay's word;
+    and what ``agentStats.output`` counted between the warm-up's end and the last turn."""
     seen: dict[str, dict[str, Any]] = {}
+    first: dict[str, Any] | None = None
     while time.monotonic() < deadline:
         stats = page.evaluate("() => window.agentStats.latency")
         for turn in stats["recent"]:
             if isinstance(turn.get("modelMs"), (int, float)):
                 seen[turn["itemId"]] = turn
+        if first is None and len(seen) >= warmup:
+            first = output_stats(page)
         if len(seen) >= turns:
             break
         time.sleep(0.5)
-    return list(seen.values())
+    time.sleep(STATS_REFRESH_SECONDS)
+    last = output_stats(page)
+    return list(seen.values()), output_counted(first or last, last)
+
+
+def output_stats(page: Page) -> dict[str, Any]:
+    return page.evaluate("() => window.agentStats.output")  # type: ignore[no-any-return]
+
+
+def output_counted(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
+    """The output's settings as last reported, its underrun counters as differences."""
+    counted = {key: last.get(key) for key in ("latencyHint", "baseLatencyMs", "outputLatencyMs")}
+    counted["sampleRate"] = last.get("sampleRate")
+    before, after = first.get("underruns"), last.get("underruns")
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key in UNDERRUN_COUNTERS:
+            counted[f"underrun_{key}"] = round(after[key] - before[key], 3)
+    counted["gaps"] = last["gaps"] - first["gaps"]
+    counted["gapMs"] = round(last["gapMs"] - first["gapMs"], 3)
+    return counted
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -199,6 +264,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     deadline = time.monotonic() + args.max_seconds
     with tempfile.TemporaryDirectory(prefix="turn-latency-") as tmp:
         folder = Path(tmp)
+        if args.no_realtime:
+            chromium = unprivileged(chromium, folder)
         wav = folder / "meeting.wav"
         meeting_wav(wav, loop_seconds)
         agent_path = folder / "agent.json"
@@ -225,25 +292,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 port = int(json.loads(line)["url"].split(":")[2].split("/")[0])
                 relay_http = f"http://127.0.0.1:{port}"
                 token = tokens.mint(SECRET, "bench-turn-latency", 3600)
+                query = f"?latency=1&latencyHint={args.latency_hint}"
                 with contextlib.ExitStack() as stack:
-                    if args.chunk_ms == 20 and args.latency_hint == "interactive":
-                        url = f"{relay_http}/?latency=1#token={token}"
+                    if args.chunk_ms == 20:
+                        url = f"{relay_http}/{query}#token={token}"
                     else:
                         base = stack.enter_context(
-                            static_server(patched_static(folder, args.chunk_ms, args.latency_hint))
+                            static_server(patched_static(folder, args.chunk_ms))
                         )
                         wss = f"ws://127.0.0.1:{port}/v1/realtime"
-                        url = f"{base}/?latency=1&wss={wss}#token={token}"
-                    turns = drive(chromium, wav, url, args.turns + args.warmup, deadline)
+                        url = f"{base}/{query}&wss={wss}#token={token}"
+                    load = stack.enter_context(
+                        cpu_load(args.load, max(1.0, deadline - time.monotonic()))
+                    )
+                    turns, output = drive(
+                        chromium, wav, url, args.turns + args.warmup, args.warmup, deadline
+                    )
     turns = turns[args.warmup :]
     return {
         "turns": len(turns),
+        "load": load,
+        "realtime": not args.no_realtime,
+        "output": output,
         "legs": summarize(turns, LEGS),
         "relay": summarize([t.get("relay") or {} for t in turns], RELAY_OFFSETS),
     }
 
 
-def drive(chromium: str, wav: Path, url: str, turns: int, deadline: float) -> list[dict[str, Any]]:
+def drive(
+    chromium: str, wav: Path, url: str, turns: int, warmup: int, deadline: float
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=chromium,
@@ -262,9 +340,9 @@ def drive(chromium: str, wav: Path, url: str, turns: int, deadline: float) -> li
         try:
             page = browser.new_page()
             page.goto(url)
-            found = collect(page, turns, deadline)
+            found, output = collect(page, turns, warmup, deadline)
             found.sort(key=lambda t: t.get("endToEndMs") is None)  # stable: keeps page order
-            return found
+            return found, output
         finally:
             browser.close()
 
@@ -281,25 +359,36 @@ def main() -> None:
     parser.add_argument("--chunk-ms", type=int, choices=(10, 20, 40), default=20)
     parser.add_argument(
         "--latency-hint",
-        choices=("interactive", "0"),
+        type=latency_hint,
         default="interactive",
-        help="the page's AudioContext latencyHint (the product asks for interactive)",
+        help="?latencyHint= for the page: interactive, balanced, playback or seconds 0..0.5",
+    )
+    parser.add_argument(
+        "--load", type=int, default=0, help="CPUs to busy-loop during the run (0: none)"
+    )
+    parser.add_argument(
+        "--no-realtime",
+        action="store_true",
+        help="run Chromium without real-time scheduling for its audio threads",
     )
     parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
     if not 1 <= args.turns + args.warmup <= MAX_TURNS:
         parser.error(f"--turns + --warmup must be 1..{MAX_TURNS}")
+    if not 0 <= args.load <= 16:
+        parser.error("--load must be 0..16")
     result = run(args)
     if args.json:
         print(json.dumps(result, indent=2))
         return
     settings = (
         f"turn_taking={args.turn_taking} chunk={args.chunk_ms} ms hint={args.latency_hint} "
-        f"silence={args.silence_ms} ms "
+        f"silence={args.silence_ms} ms realtime={not args.no_realtime} "
         f"think={args.think_ms} ms transcription={args.transcription_ms} ms"
     )
-    print(f"{result['turns']} turns; {settings}")
+    print(f"{result['turns']} turns; {settings}; load: {result['load']}")
+    print("output after the warm-up:", json.dumps(result["output"]))
     print(format_table(result["legs"]))
     print("relay offsets after speech_stopped:")
     print(format_table(result["relay"]))

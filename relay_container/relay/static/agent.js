@@ -9,8 +9,10 @@
 //      worklet whose node is the page's one and only output path (no <audio>, no echo);
 //   4. connect to the relay, authenticating with the subprotocols a browser can send.
 //
-// agentStats.latency times each turn (turn-latency.js, docs/latency.md).
+// agentStats.latency times each turn (turn-latency.js, docs/latency.md); agentStats.output
+// says which output buffer the page asked for (?latencyHint=) and its underruns.
 
+import { latencyHintFromUrl, outputReport } from "./audio-output.js";
 import { TurnLatency } from "./turn-latency.js";
 
 const TOKEN_KEY = "relay.token";
@@ -48,7 +50,12 @@ const stats = {
   errorEvents: 0,
   contextSampleRate: null,
   playbackOverflowMs: 0,
+  playbackGaps: 0, // the playback worklet ran out of an item's audio before its next delta
+  playbackGapMs: 0,
 };
+// Read once, before the token is taken out of the URL (it keeps ?latencyHint=).
+const LATENCY_HINT = latencyHintFromUrl(location.href);
+if (LATENCY_HINT.warning) console.warn(LATENCY_HINT.warning);
 // ?latency=1 also asks the relay for its side of each turn (one small message a turn).
 const latency = new TurnLatency({
   chunkMs: CHUNK_MS,
@@ -56,9 +63,19 @@ const latency = new TurnLatency({
 });
 const ASK_RELAY_LATENCY = new URL(location.href).searchParams.get("latency") === "1";
 Object.defineProperty(window, "agentStats", {
-  get: () => Object.freeze({ ...stats, latency: latency.stats() }),
+  get: () => Object.freeze({ ...stats, latency: latency.stats(), output: outputStats() }),
   enumerable: true,
 });
+
+function outputStats() {
+  return {
+    latencyHint: LATENCY_HINT.hint,
+    latencyHintSource: LATENCY_HINT.source,
+    ...outputReport(audio.context),
+    gaps: stats.playbackGaps,
+    gapMs: stats.playbackGapMs,
+  };
+}
 
 // The tile ---------------------------------------------------------------------------------
 
@@ -196,7 +213,7 @@ async function startAudio() {
     // distort it (and AGC would fight the model's VAD).
     audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
   });
-  const context = new AudioContext({ latencyHint: "interactive" });
+  const context = new AudioContext({ latencyHint: LATENCY_HINT.hint });
   stats.contextSampleRate = context.sampleRate;
   await context.audioWorklet.addModule(new URL("./capture-worklet.js", import.meta.url));
   await context.audioWorklet.addModule(new URL("./playback-worklet.js", import.meta.url));
@@ -245,6 +262,8 @@ function onPlayback(message) {
     stats.audioMsPlayed = message.playedMs;
     stats.playedMsByItem = message.items;
     stats.playbackOverflowMs = message.overflowMs;
+    stats.playbackGaps = message.gaps;
+    stats.playbackGapMs = message.gapMs;
     audio.agentLevel = tile.level("agent", message.rms, audio.agentLevel);
   } else if (message.type === "drained") {
     // Stale if audio was pushed after the worklet ran dry.

@@ -1,9 +1,12 @@
 // Playback: the agent's 24 kHz PCM16 deltas into a ring buffer at the context's rate, played
 // with no added latency beyond one render quantum. Tracks which assistant item each sample
 // belongs to, so a barge-in can tell the model exactly how many ms of an item were heard.
+// Counts its own underruns: an item's audio running out before the item's next delta came
+// (the page or the network late), so silence was played in the middle of an utterance.
 //
 // Messages in:  {type: "push", itemId, pcm: ArrayBuffer(Int16 24 kHz)}, {type: "clear", itemId}
-// Messages out: {type: "progress", playedMs, itemId, itemPlayedMs, bufferedMs, rms, items}
+// Messages out: {type: "progress", playedMs, itemId, itemPlayedMs, bufferedMs, rms, items,
+//                                  overflowMs, gaps, gapMs}
 //               {type: "cleared", itemId, itemPlayedMs, droppedMs}   (answer to "clear")
 //               {type: "drained", pushes}        (buffer ran empty after that many pushes)
 //               {type: "started", frame}         (output resumed after silence, at that
@@ -13,6 +16,9 @@ const IN_RATE = 24000;
 const CAPACITY_SECONDS = 120;
 const PROGRESS_EVERY = 8; // render quanta between progress messages (~20 ms at 48 kHz)
 const ITEMS_KEPT = 16; // per-item play counts kept (a barge-in only concerns recent ones)
+// Silence after an item ran dry counts as a gap only if that item's audio resumes within
+// this long; past it the item is taken as finished (its next delta would be a new turn).
+const GAP_MAX_SECONDS = 2;
 
 class PlaybackProcessor extends AudioWorkletProcessor {
   constructor() {
@@ -31,6 +37,10 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.playing = false;
     this.overflowFrames = 0;
     this.pushes = 0;
+    this.gaps = 0; // underruns inside an item: its audio ran out, then more of it came
+    this.gapFrames = 0; // the silence those underruns played
+    this.dryItem = null; // the item that ran dry, while more of it may still come
+    this.dryFrames = 0; // silence played since it ran dry
     this.port.onmessage = (event) => this.onMessage(event.data);
   }
 
@@ -41,6 +51,13 @@ class PlaybackProcessor extends AudioWorkletProcessor {
 
   push(itemId, pcm) {
     this.pushes++;
+    if (this.dryItem !== null) {
+      if (itemId === this.dryItem) {
+        this.gaps++;
+        this.gapFrames += this.dryFrames;
+      }
+      this.dryItem = null;
+    }
     // Linear-interpolation upsampling from 24 kHz, continuous across chunks.
     let frames = 0;
     for (let i = 0; i < pcm.length; i++) {
@@ -74,6 +91,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.phase = 0;
     this.last = 0;
     this.playing = false;
+    this.dryItem = null; // a cut is not an underrun
     this.port.postMessage({
       type: "cleared",
       itemId,
@@ -98,6 +116,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     const output = outputs[0];
     const n = output[0].length;
     let squares = 0;
+    let silent = 0; // frames of this quantum played as silence
     if (!this.playing && this.count > 0) {
       this.port.postMessage({ type: "started", frame: currentFrame });
     }
@@ -112,13 +131,23 @@ class PlaybackProcessor extends AudioWorkletProcessor {
         this.currentItem = head.itemId;
         this.countPlayed(head.itemId);
         if (--head.frames === 0) this.segments.shift();
+      } else {
+        silent++;
       }
       squares += sample * sample;
       for (let c = 0; c < output.length; c++) output[c][i] = sample;
     }
     const wasPlaying = this.playing;
     this.playing = this.count > 0;
-    if (wasPlaying && !this.playing) this.port.postMessage({ type: "drained", pushes: this.pushes });
+    if (this.dryItem !== null) {
+      this.dryFrames += silent;
+      if (this.dryFrames > GAP_MAX_SECONDS * sampleRate) this.dryItem = null;
+    }
+    if (wasPlaying && !this.playing) {
+      this.dryItem = this.currentItem;
+      this.dryFrames = silent;
+      this.port.postMessage({ type: "drained", pushes: this.pushes });
+    }
     if (++this.quanta % PROGRESS_EVERY === 0 || (wasPlaying && !this.playing)) {
       this.port.postMessage({
         type: "progress",
@@ -127,6 +156,8 @@ class PlaybackProcessor extends AudioWorkletProcessor {
         itemPlayedMs: this.itemMs(this.currentItem),
         bufferedMs: (this.count / sampleRate) * 1000,
         overflowMs: (this.overflowFrames / sampleRate) * 1000,
+        gaps: this.gaps,
+        gapMs: (this.gapFrames / sampleRate) * 1000,
         items: Object.fromEntries([...this.itemPlayed.keys()].map((id) => [id, this.itemMs(id)])),
         rms: Math.sqrt(squares / n),
       });
