@@ -168,7 +168,7 @@ class RelaySession(asyncio.Protocol):
             self.data_received(leftover)
 
     def meeting_event(self, event: MeetingEvent) -> None:
-        """A verified event of this session's meeting (``Relay.deliver_meeting_event``)."""
+        """A verified event of this session's meeting (``MeetingEndpoint.deliver``)."""
         if not self.core.finished:
             self._apply(self.core.meeting_event(event, monotonic()))
 

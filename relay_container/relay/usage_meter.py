@@ -36,7 +36,7 @@ MAX_TOKENS_PER_RESPONSE: Final = 10**9
 #: ``response.done`` events larger than this are not parsed (a real one is far smaller).
 MAX_EVENT_BYTES: Final = 1024 * 1024
 GOODBYE_MARK: Final = "goodbye"
-#: Usage paths in ``response.usage`` → stored names (``relay.record_items.USAGE_FIELDS``).
+#: Usage paths in ``response.usage`` → stored names (``relay.response_usage.USAGE_FIELDS``).
 USAGE_PATHS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("total_tokens", ("total_tokens",)),
     ("input_text_tokens", ("input_token_details", "text_tokens")),
