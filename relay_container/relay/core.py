@@ -7,7 +7,8 @@ what moves between them: forwarding (client events checked by ``ClientEvents``, 
 events passed through unchanged and recorded by the connection's ``ConnectionRecord``),
 the bounded queue before the model is ready (held on its ``UpstreamLeg``), and the
 collaborators it asks: ``SeedAcks`` (resume), ``HoldBuffer`` (re-attach),
-``RolloverLegs`` (rollover), ``TurnGate`` (whether a finished turn is for the agent).
+``RolloverLegs`` (rollover), ``SessionFeatures`` (what the meeting, the turn gate, the bill,
+the turn timings and the tool runner make of each recorded model event).
 
 The shell (``relay.session``) calls an input for every socket event and timer and carries
 out what it returns; an input that cannot happen in the current state raises

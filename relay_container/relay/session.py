@@ -51,8 +51,6 @@ from relay.session_context import SessionContext
 from relay.session_legs import WRITE_HIGH, WRITE_LOW, SessionLegs
 from relay.session_report import SessionReport
 from relay.tokens import Claims
-from relay.tool_runner import ToolRunner
-from relay.upstream import UpstreamConnection
 
 __all__ = ["DRAIN_REASON", "RelaySession", "SessionContext"]
 
@@ -85,17 +83,11 @@ class RelaySession(SessionLegs):
         self._loop = asyncio.get_running_loop()
         self._metrics = context.metrics
         self._report = SessionReport(context.metrics, session_id=self.id, sub=claims.sub)
+        super().__init__()  # the upstream legs: none yet
         self._started = monotonic()
         self._client: asyncio.Transport | None = None
-        self._upstream: asyncio.Transport | None = None
-        self._current_leg = 1
-        self._legs: dict[int, UpstreamConnection] = {}
-        self._dials: dict[int, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._handover: asyncio.Task[None] | None = None
-        self._runner: ToolRunner | None = None
-        #: The Recall bot of the session, once its setup is resolved (None: not a bot's).
-        self.bot_id: str | None = None
         #: The bot's leave request once its bill ran out (not cancelled: the bot must go).
         self._leaving_call: asyncio.Task[None] | None = None
         #: Checks the client's events; its tool guard covers every relay tool from the start.
@@ -302,11 +294,7 @@ class RelaySession(SessionLegs):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for task in self._dials.values():
-            task.cancel()
-        self._dials.clear()
-        if self._runner is not None:
-            self._runner.cancel()
+        self._cancel_legs()
         self._ticket.release()
         self._report.closed(
             self.core,

@@ -48,16 +48,19 @@ class SessionLegs(asyncio.Protocol):
     model: str
     id: str
     core: SessionCore
-    bot_id: str | None
     _loop: asyncio.AbstractEventLoop
     _report: SessionReport
     _events: ClientEvents
-    _runner: ToolRunner | None
     _client: asyncio.Transport | None
-    _upstream: asyncio.Transport | None
-    _current_leg: int
-    _legs: dict[int, UpstreamConnection]
-    _dials: dict[int, asyncio.Task[None]]
+
+    def __init__(self) -> None:
+        self._upstream: asyncio.Transport | None = None  # the current leg's
+        self._current_leg = 1
+        self._legs: dict[int, UpstreamConnection] = {}
+        self._dials: dict[int, asyncio.Task[None]] = {}
+        self._runner: ToolRunner | None = None
+        #: The Recall bot of the session, once its setup is resolved (None: not a bot's).
+        self.bot_id: str | None = None
 
     def _apply(self, effects: Sequence[Effect]) -> None:
         raise NotImplementedError
@@ -73,6 +76,14 @@ class SessionLegs(asyncio.Protocol):
 
     def _start_dial(self, leg: int, load_history: bool) -> None:
         self._dials[leg] = self._loop.create_task(self._dial(leg, load_history))
+
+    def _cancel_legs(self) -> None:
+        """The session finished: no dial goes on, the tool runner stops."""
+        for task in self._dials.values():
+            task.cancel()
+        self._dials.clear()
+        if self._runner is not None:
+            self._runner.cancel()
 
     def _transport(self, leg: int) -> asyncio.Transport | None:
         if leg == CLIENT:
