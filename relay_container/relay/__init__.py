@@ -24,7 +24,8 @@ Run as ``python -m relay`` (configuration: ``relay.config.ENV_VARS``). One modul
   gate, bill, turn timings and tool events, asked once per recorded model event),
   ``record_items`` (events → items; ``response_usage``: the usage summed per response).
 - ``session``: the asyncio shell around one core (sockets, one timer, effects), built on
-  ``session_legs`` (its upstream legs: dials, transports, rollover's swap);
+  ``session_legs`` (its upstream legs: dials, transports, rollover's swap), with
+  ``session_exits`` (the handover and the bill's exit, each a task);
   ``session_context`` is what every session shares, ``dialer`` opens its upstream legs,
   ``session_setup`` resolves its bot, persona, tools and greeting, ``session_report`` its
   log lines and counters.

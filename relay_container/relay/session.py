@@ -9,8 +9,8 @@ the core and one write, with no task, coroutine or JSON decode per frame.
 It owns the asyncio parts the core cannot: the upstream legs (``relay.session_legs``: one
 dial task per leg, each bounded by ``open_timeout``; a resume's conversation and the
 session's setup load beside the first), the single
-timer armed for the core's earliest deadline, the handover task (records flushed, then
-the client told to reconnect), the log lines and counters for what the core reports, and
+timer armed for the core's earliest deadline, the handover and the bill's exit
+(``relay.session_exits``), the log lines and counters for what the core reports, and
 the admission ticket released when the core says the session is finished.
 """
 
@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from relay.admission import Ticket
-from relay.bill_exit import CLOSE_CODE, close_reason, leave_meeting
 from relay.client_events import ClientEvents
 from relay.conversation import Turn
 from relay.core import SessionCore
@@ -48,6 +47,7 @@ from relay.effects import (
 from relay.meeting_events import MeetingEvent
 from relay.record_items import ConnectionRecord
 from relay.session_context import SessionContext
+from relay.session_exits import SessionExits
 from relay.session_legs import WRITE_HIGH, WRITE_LOW, SessionLegs
 from relay.session_report import SessionReport
 from relay.tokens import Claims
@@ -55,8 +55,6 @@ from relay.tokens import Claims
 __all__ = ["DRAIN_REASON", "RelaySession", "SessionContext"]
 
 monotonic: Final = time.monotonic
-#: Bound of the records flush before a handover closes the client.
-HANDOVER_FLUSH_SECONDS: Final = 1.0
 
 
 class RelaySession(SessionLegs):
@@ -87,9 +85,8 @@ class RelaySession(SessionLegs):
         self._started = monotonic()
         self._client: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._handover: asyncio.Task[None] | None = None
-        #: The bot's leave request once its bill ran out (not cancelled: the bot must go).
-        self._leaving_call: asyncio.Task[None] | None = None
+        #: The handover and the bill's exit, each a task (not cancelled: the bot must go).
+        self._exits = SessionExits(context, session_id=claims.sub, end=self._end)
         #: Checks the client's events; its tool guard covers every relay tool from the start.
         self._events = ClientEvents(
             context.policy, model=model, session_id=self.id, tools=context.setups.guard()
@@ -242,9 +239,9 @@ class RelaySession(SessionLegs):
                 if self._runner is not None:
                     self._runner.on_upstream(effect.kind, effect.payload)
             elif isinstance(effect, Handover):
-                self._handover = self._loop.create_task(self._hand_over(effect))
+                self._exits.hand_over(effect)
             elif isinstance(effect, LeaveCall):
-                self._leaving_call = self._loop.create_task(self._leave_meeting(effect.limit))
+                self._exits.leave_meeting(self.bot_id, effect.limit)
             elif isinstance(effect, Finished):
                 self._finish()
 
@@ -259,24 +256,10 @@ class RelaySession(SessionLegs):
         self._timer = None
         self._apply(self.core.tick(monotonic()))
 
-    async def _hand_over(self, handover: Handover) -> None:
-        """Records out first, so the task that takes the session over reads all of them."""
-        await self.context.recorder.flush(HANDOVER_FLUSH_SECONDS)
-        self._metrics.count("SessionsHandedOver")
-        self._apply(self.core.shutdown(handover.code, handover.reason, monotonic()))
-
-    async def _leave_meeting(self, limit: str) -> None:
-        """The bill ran out and the goodbye was said: the bot leaves, the session ends."""
-        context = self.context
-        await leave_meeting(
-            context.meeting_exit,
-            self.bot_id,
-            limit,
-            session_id=self.claims.sub,
-            metrics=self._metrics,
-        )
+    def _end(self, code: int, reason: str) -> None:
+        """End the session on purpose (``SessionExits``), unless it finished already."""
         if not self.core.finished:
-            self._apply(self.core.shutdown(CLOSE_CODE, close_reason(limit), monotonic()))
+            self._apply(self.core.shutdown(code, reason, monotonic()))
 
     # Outcome
 
