@@ -35,6 +35,7 @@ SOURCE: Final = Path(__file__).resolve().parent
 MODULES: Final = (
     "relay/wire.py",
     "relay/session.py",
+    "relay/session_legs.py",
     "relay/core.py",
     "relay/core_client.py",
     "relay/core_moves.py",

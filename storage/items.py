@@ -153,7 +153,7 @@ class Connection(TypedDict):
     close_code: NotRequired[int]
     close_reason: NotRequired[str]
     upstream_close_code: NotRequired[int]
-    # Summed usage of every response.done, by relay.record_items.USAGE_FIELDS names (the
+    # Summed usage of every response.done, by relay.response_usage.USAGE_FIELDS names (the
     # input_cached_{text,audio,image}_tokens among them price a resumed session's bill).
     usage: NotRequired[dict[str, int]]
     responses: NotRequired[int]

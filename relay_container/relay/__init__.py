@@ -4,7 +4,8 @@ Run as ``python -m relay`` (configuration: ``relay.config.ENV_VARS``). One modul
 
 - ``__main__``: config once, JSON logs, serve until SIGTERM, drain, exit 0.
 - ``config``: ``RelayConfig.from_env`` — the only reader of the environment.
-- ``server``: the listener; HTTP request → page, refusal, or 101 + session; the drain and
+- ``server``: the listener; HTTP request → page, refusal, or 101 + session (``handshake``);
+  ``meeting_endpoint``: Recall's meeting events sockets and their routing; the drain and
   leaving (``live_sessions``: the sessions held here and how a drain ends them;
   ``pending_handshakes``: bounded handshakes in progress; ``leaving``: ECS says the task
   is going; ``protection``: bounded scale-in protection).
@@ -19,8 +20,12 @@ Run as ``python -m relay`` (configuration: ``relay.config.ENV_VARS``). One modul
   ``client_bounds`` (what a client may make the relay hold or answer), ``reattach`` (the
   hold buffer), ``rollover_legs`` (when to roll over, the switch) with ``rollover``
   (standby, replay, retiring leg), ``resume`` (seed acknowledgements), ``turn_gate``
-  (whether a finished turn is for the agent), ``record_items`` (events → items).
-- ``session``: the asyncio shell around one core (sockets, dials, one timer, effects);
+  (whether a finished turn is for the agent), ``session_features`` (the meeting, turn
+  gate, bill, turn timings and tool events, asked once per recorded model event),
+  ``record_items`` (events → items; ``response_usage``: the usage summed per response).
+- ``session``: the asyncio shell around one core (sockets, one timer, effects), built on
+  ``session_legs`` (its upstream legs: dials, transports, rollover's swap), with
+  ``session_exits`` (the handover and the bill's exit, each a task);
   ``session_context`` is what every session shares, ``dialer`` opens its upstream legs,
   ``session_setup`` resolves its bot, persona, tools and greeting, ``session_report`` its
   log lines and counters.
@@ -59,10 +64,10 @@ relay noticed).
 - ``tokens``: the relay token format (shared with the CLI); ``simulator``: a local GA model
   (a package: voice, protocol, records, session and its handlers, server, command).
 
-Compiled or not. ``wire``, ``session``, the ``core`` modules with ``client_leg``,
-``upstream_leg`` and ``rollover_legs``, ``events`` and ``metrics`` run every relayed
-message; the image
-ships them compiled with mypyc (``relay_container/build_native.py``), and the relay logs
-``"compiled": true`` at start-up when it runs them so. A checkout runs the same files
+Compiled or not. ``wire``, ``session`` with ``session_legs``, the ``core`` modules with
+``client_leg``, ``upstream_leg`` and ``rollover_legs``, ``events`` and ``metrics`` run every
+relayed message; the image ships them compiled with mypyc
+(``relay_container/build_native.py``), and the relay logs ``"compiled": true`` at start-up
+when it runs them so. A checkout runs the same files
 interpreted; CI runs the relay's tests and the browser tests both ways.
 """

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 MAX_MINUTES: Final = 7 * 24 * 60
 MAX_TOKENS: Final = 10**12
 MAX_COST_USD: Final = 1_000_000.0
-#: Usage fields the meter sums (stored names of ``relay.record_items.USAGE_FIELDS``).
+#: Usage fields the meter sums (stored names of ``relay.response_usage.USAGE_FIELDS``).
 PRICED_FIELDS: Final = (
     "input_text_tokens",
     "input_audio_tokens",

@@ -7,7 +7,8 @@ what moves between them: forwarding (client events checked by ``ClientEvents``, 
 events passed through unchanged and recorded by the connection's ``ConnectionRecord``),
 the bounded queue before the model is ready (held on its ``UpstreamLeg``), and the
 collaborators it asks: ``SeedAcks`` (resume), ``HoldBuffer`` (re-attach),
-``RolloverLegs`` (rollover), ``TurnGate`` (whether a finished turn is for the agent).
+``RolloverLegs`` (rollover), ``SessionFeatures`` (what the meeting, the turn gate, the bill,
+the turn timings and the tool runner make of each recorded model event).
 
 The shell (``relay.session``) calls an input for every socket event and timer and carries
 out what it returns; an input that cannot happen in the current state raises
@@ -35,19 +36,14 @@ from relay.effects import (
     Abort,
     Dial,
     Effect,
-    LeaveCall,
     Reading,
-    Timer,
     ToolEvent,
     Write,
 )
 from relay.errors import SessionTooLongError, TransitionError, UpstreamError
 from relay.events import (
     AUDIO_DELTA_HEADS,
-    INPUT_COMMITTED,
     RESPONSE_CREATED,
-    RESPONSE_DONE,
-    TOOL_EVENT_TYPES,
     UNRECORDED_HEADS,
     recorded_type,
     tool_event_type,
@@ -55,9 +51,9 @@ from relay.events import (
 from relay.meeting import MeetingPolicy
 from relay.meeting_events import MeetingEvent
 from relay.rollover_legs import DEADLINES as ROLLOVER_DEADLINES
-from relay.turn_gate import ANSWER_EVENT, GATED_TYPES, TurnGate
-from relay.turn_timing import TIMED_TYPES
-from relay.usage_meter import Step, UsageMeter
+from relay.session_features import BILL
+from relay.turn_gate import TurnGate
+from relay.usage_meter import UsageMeter
 
 _TEXT: Final = wire.TEXT
 _BINARY: Final = wire.BINARY
@@ -150,32 +146,19 @@ class SessionCore(ClientCore):
         """The session's own agent (a bot's persona merged in), whether it runs relay tools,
         who decides when it answers (``gate``: the relay, per finished turn; None: the
         model), its bill (``meter``) and its meeting policy; taken before the model is ready,
-        used by every upstream leg after."""
+        used by every upstream leg after (``relay.session_features``)."""
         if not self.up.is_dialing:
             raise TransitionError("the agent is configured before the model is ready")
         self._agent_update = agent_update
         self.watch_tools = watch_tools
-        self.gate = gate
-        self.meter = meter
-        if meter is not None:
-            self._deadlines.set("bill", meter.deadline)
-        if meeting is not None:
-            self.meeting.policy = meeting
+        self.features.configure(watch_tools=watch_tools, gate=gate, meter=meter, meeting=meeting)
 
     def meeting_event(self, event: MeetingEvent, now: float) -> list[Effect]:
         """A participant, speech or chat event of this session's meeting: what
         ``relay.meeting`` says the model hears, and an answer to a chat line when the turn
         taking would answer it said aloud."""
-        reaction = self.meeting.on_event(event, now)
-        effects = [fx for item in reaction.items for fx in self.send_upstream(item, now)]
-        chat = reaction.chat
-        if chat is not None:
-            self.record.chat_turn(chat.sender, chat.text)
-            hinted = chat.direct or self.meeting.humans == 1
-            answer = self.gate is None or self.gate.user_said(chat.text, hinted=hinted)
-            if answer and not self.record.turn_taking.responses_in_progress:
-                effects += self.send_upstream(ANSWER_EVENT, now)
-        return effects
+        sends = self.features.meeting_event(event, self.record, now)
+        return [fx for item in sends for fx in self.send_upstream(item, now)]
 
     def send_upstream(self, event: bytes, now: float) -> list[Effect]:
         """An event of the relay's own for the model (a tool's output, a greeting): after
@@ -260,23 +243,7 @@ class SessionCore(ClientCore):
                 and not payload.startswith(UNRECORDED_HEADS)
                 and (kind := recorded_type(payload)) is not None
             ):
-                if kind == INPUT_COMMITTED:  # who spoke the turn (relay.meeting)
-                    record.speaker_hint = self.meeting.turn_speaker(now)
-                record.on_upstream_event(kind, payload)
-                if kind in TIMED_TYPES:
-                    self.timings.observe(kind, payload, now)
-                if (
-                    self.gate is not None
-                    and kind in GATED_TYPES
-                    and self.gate.finished_turn(
-                        kind, record.conversation.newest(), hinted=self.meeting.humans == 1
-                    )
-                ):
-                    self._answer_turn(self.gate)
-                if self.meter is not None and kind == RESPONSE_DONE:
-                    self._bill(self.meter.response_done(payload, now, busy=self._busy()))
-                if self.watch_tools and kind in TOOL_EVENT_TYPES:
-                    self._fx.append(ToolEvent(kind, payload))
+                self.features.recorded(kind, payload, record, now)  # recorded, then reacted to
                 if kind == RESPONSE_CREATED:
                     self._moves.drop_truncates = False
                 elif self._moves.standby.ready or self.leaving:
@@ -343,30 +310,6 @@ class SessionCore(ClientCore):
 
     # Internals
 
-    def _answer_turn(self, gate: TurnGate) -> None:
-        """The gate says the turn is for the agent: ask for an answer, unless one is coming."""
-        if not self.record.turn_taking.responses_in_progress and self.up.is_open:
-            self._fx.append(Write(self.up.leg, _encode(_TEXT, ANSWER_EVENT, mask=True)))
-            self.timings.answer_requested(self._now)
-            self._note("turn answered", turns_heard=gate.heard)
-
-    def _busy(self) -> bool:
-        return not self.up.is_open or self.record.turn_taking.responses_in_progress > 0
-
-    def _bill(self, step: Step) -> None:
-        """Carry out the meter's step (relay.usage_meter): its event, the leave, its timer."""
-        assert self.meter is not None
-        if step.send is not None and self.up.is_open:
-            self._fx.append(Write(self.up.leg, _encode(_TEXT, step.send, mask=True)))
-        if step.reached is not None:
-            self._note("bill limit reached", limit=step.reached.value)
-        if step.leave is not None:
-            self._fx.append(LeaveCall(step.leave.value))
-        self._deadlines.set("bill", at := self.meter.deadline)
-        if at < self._deadlines.armed:  # the fast path calls no _take: arm it here
-            self._deadlines.armed = at
-            self._fx.append(Timer(at))
-
     def _upstream_frames(self, frames: list[wire.Frame]) -> None:
         """The model's frames the slow way: control frames, acks to swallow, a client that is
         detached, closing or not to be interleaved with."""
@@ -421,8 +364,8 @@ class SessionCore(ClientCore):
                 self._maybe_switch()
         elif name == "leave":
             self._hand_over()
-        elif name == "bill" and self.meter is not None:
-            self._bill(self.meter.tick(now, busy=self._busy()))
+        elif name == BILL:
+            self.features.due(name, self.record, now)
         elif name.startswith("abort:"):
             self._fx.append(Abort(int(name[6:])))
 

@@ -24,9 +24,7 @@ from relay.events import (
     ITEM_TRUNCATE,
     RELAY_LATENCY_GET,
     SESSION_UPDATE,
-    error_event,
 )
-from relay.turn_timing import MIN_REQUEST_SECONDS
 
 _TEXT: Final = wire.TEXT
 _BINARY: Final = wire.BINARY
@@ -130,9 +128,13 @@ class ClientCore(MovingCore):
                 return
             if error is not None:
                 self._client_event(error)
-            if kind == RELAY_LATENCY_GET:
-                self._answer_latency()
-                return  # relay-only: never forwarded
+            if kind == RELAY_LATENCY_GET:  # relay-only: answered, never forwarded
+                answer, allowed = self.timings.answer(self._now)
+                if allowed:
+                    self._client_event(answer)
+                else:
+                    self._invalid_event(answer)
+                return
             if kind == ITEM_TRUNCATE and self._moves.drop_truncates:
                 return  # it names an item of the upstream session a rollover replaced
             if kind == SESSION_UPDATE:
@@ -140,18 +142,6 @@ class ClientCore(MovingCore):
         self.frames_up += 1
         self.bytes_up += len(payload)
         out.append(_encode(_TEXT, payload, mask=True))
-
-    def _answer_latency(self) -> None:
-        """A client's ``relay.latency.get``: the turn timings, at most one per interval."""
-        if self.timings.may_answer(self._now):
-            self._client_event(self.timings.report())
-        else:
-            self._invalid_event(
-                error_event(
-                    f"{RELAY_LATENCY_GET} at most every {MIN_REQUEST_SECONDS * 1000:g} ms",
-                    code="rate_limited",
-                )
-            )
 
     def _forward(self, frames: list[bytes]) -> None:
         """Client frames for the model: written, queued until it is ready, or dropped."""

@@ -25,15 +25,12 @@ from relay.effects import CLIENT, Abort, Close, Deadlines, Effect, Finished, Hap
 from relay.errors import ClientAbuseError, MessageTooBigError, RelayError, UpstreamError
 from relay.events import error_event
 from relay.keepalive import DEAD, PING
-from relay.meeting import Meeting
 from relay.reattach import HoldBuffer
 from relay.record_items import ConnectionRecord
 from relay.resume import SeedAcks
 from relay.rollover_legs import RolloverLegs
-from relay.turn_gate import TurnGate
-from relay.turn_timing import TurnTimings
+from relay.session_features import SessionFeatures
 from relay.upstream_leg import UpstreamLeg
-from relay.usage_meter import UsageMeter
 
 if TYPE_CHECKING:  # the core reads the settings it is given; it never loads them
     from relay.config import RelayConfig
@@ -66,16 +63,6 @@ class LegCore:
         self._now = 0.0
         self.finished = False
         self.leaving = False
-        #: Hand the tool runner the events it follows (``configure``).
-        self.watch_tools = False
-        #: Who decides when the agent answers: None, the model; else this gate.
-        self.gate: TurnGate | None = None
-        #: The session's bill (relay.usage_meter); None: no limits.
-        self.meter: UsageMeter | None = None
-        #: The meeting's roster and speakers, from Recall's real-time events (relay.meeting).
-        self.meeting = Meeting()
-        #: When each user turn's answer arrived (asked for with ``relay.latency.get``).
-        self.timings = TurnTimings()
         #: False once the relay drains or leaves: a vanished client then ends the session.
         self.holdable = config.reattach_seconds > 0
         self.client = ClientLeg(config.max_frame_bytes, ping_payload)
@@ -84,6 +71,12 @@ class LegCore:
         self._seeds = SeedAcks()
         self._hold = HoldBuffer(config.reattach_buffer_bytes)
         self._moves = RolloverLegs(config, self.up, self._fx, self._deadlines)
+        # The meeting, turn gate, bill, timings and tool events (``configure``).
+        self.features = SessionFeatures(self.up, self._fx, self._deadlines)
+        self.meeting = self.features.meeting
+        self.timings = self.features.timings  # read on the fast path: one lookup
+        #: Hand the tool runner the events it follows (also read on the fast path).
+        self.watch_tools = False
         # Outcome and counters.
         self.close_code: int | None = None
         self.close_reason = ""

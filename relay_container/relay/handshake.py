@@ -17,13 +17,18 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.exceptions import SecurityError
 from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
 from relay import pages
+from relay.auth import select_subprotocol
 from relay.config import RelayConfig
 from relay.errors import BadRequestError, RelayError
 
 logger = logging.getLogger("relay.server")
+#: websockets logs request headers (tokens among them) at DEBUG: never enable it here.
+_quiet = logging.getLogger("relay.server.handshake")
+_quiet.setLevel(logging.WARNING)
 
 MAX_REQUEST_HEAD: Final = 16 * 1024
 #: Query fields read at most (the relay reads one: ``model``).
@@ -81,6 +86,22 @@ def write_response(transport: asyncio.Transport, response: Response) -> None:
 def peer_name(transport: asyncio.BaseTransport) -> str | None:
     peer = transport.get_extra_info("peername")
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else None
+
+
+def accept_upgrade(request: Request, transport: asyncio.Transport, max_size: int) -> bool:
+    """Write websockets' answer to a realtime upgrade: True for the 101 (no compression,
+    ``realtime`` echoed when offered), False for a refusal."""
+    protocol = ServerProtocol(
+        select_subprotocol=lambda _p, offered: select_subprotocol(offered),
+        max_size=max_size,
+        logger=_quiet,
+    )
+    response = protocol.accept(request)
+    if response.status_code != 101:
+        write_response(transport, response)
+        return False
+    transport.write(response.serialize())
+    return True
 
 
 def _parse_request(head: bytes) -> Request:

@@ -6,7 +6,7 @@ the relay must have the workspace verification secret (403 without, or with the 
 placeholder), and the request must
 carry Recall's signature over it (401 otherwise, :mod:`relay.recall_signature`), not seen
 before (a replayed upgrade is refused). Then :class:`MeetingSocket` reads messages with
-websockets' sans-I/O protocol and hands each to ``Relay.route_meeting_event``.
+websockets' sans-I/O protocol and hands each to ``MeetingEndpoint.route_meeting_event``.
 
 What one connection may do, and what it may not:
 

@@ -41,6 +41,7 @@ from relay.events import (
     PARSED_EVENT_TYPES,
     TRANSCRIPTION_COMPLETED,
 )
+from relay.response_usage import add_usage
 from storage import items, schema, times
 
 #: Longest tool arguments or output kept in a tool call record, in characters.
@@ -49,30 +50,6 @@ MAX_TOOL_TEXT_CHARS: Final = 8000
 #: ``response.done`` carries transcripts but no audio and stays far below it.
 MAX_RECORDED_EVENT_BYTES: Final = 1024 * 1024
 
-#: ``response.done`` usage fields summed per connection: stored name → path in ``usage``.
-USAGE_FIELDS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
-    ("total_tokens", ("total_tokens",)),
-    ("input_tokens", ("input_tokens",)),
-    ("output_tokens", ("output_tokens",)),
-    ("input_text_tokens", ("input_token_details", "text_tokens")),
-    ("input_audio_tokens", ("input_token_details", "audio_tokens")),
-    ("input_image_tokens", ("input_token_details", "image_tokens")),
-    ("input_cached_tokens", ("input_token_details", "cached_tokens")),
-    # The cached breakdown prices a resumed session's earlier usage (relay.bill).
-    ("input_cached_text_tokens", ("input_token_details", "cached_tokens_details", "text_tokens")),
-    (
-        "input_cached_audio_tokens",
-        ("input_token_details", "cached_tokens_details", "audio_tokens"),
-    ),
-    (
-        "input_cached_image_tokens",
-        ("input_token_details", "cached_tokens_details", "image_tokens"),
-    ),
-    ("output_text_tokens", ("output_token_details", "text_tokens")),
-    ("output_audio_tokens", ("output_token_details", "audio_tokens")),
-)
-#: A single response's token count above this is not believed (and not summed).
-MAX_TOKENS_PER_RESPONSE: Final = 10**9
 #: Close reasons are at most 123 bytes on the wire (RFC 6455 §5.5.1).
 MAX_CLOSE_REASON_CHARS: Final = 123
 #: Commit times remembered per connection while waiting for their transcripts.
@@ -343,10 +320,7 @@ class ConnectionRecord:
         self._responses += 1
         usage = response.get("usage")
         if isinstance(usage, dict):
-            for name, path in USAGE_FIELDS:
-                value = _dig(usage, path)
-                if _is_int(value) and 0 <= value <= MAX_TOKENS_PER_RESPONSE:
-                    self._usage[name] = self._usage.get(name, 0) + value
+            add_usage(self._usage, usage)
         # After the end no later write would carry it, so late usage goes out at once.
         if self._ended or time.monotonic() - self._usage_written_at >= self._usage_interval:
             self._write_summary()
@@ -383,15 +357,6 @@ def discard(op: RecordOp) -> None:
 
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _dig(mapping: dict[str, Any], path: tuple[str, ...]) -> object:
-    value: object = mapping
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
 
 
 def _now_ms() -> int:

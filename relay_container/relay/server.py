@@ -17,11 +17,8 @@ frame less than RELAY_REATTACH_SECONDS ago) is re-attached to it: no admission (
 its place already), same upstream session. Otherwise, a subject with no live session here
 gets a session that resumes the stored conversation (``RelaySession(resume=True)``).
 
-Meeting events (Recall's real-time messages) go through ``Relay.router``
-(``relay.meeting_router``): to a live session here, else to the task that holds the
-session. With a table, the relay also listens on RELAY_INTERNAL_PORT for events other
-tasks forward, and records itself as the owner of each subject whose first session starts
-here (released when its last one ends; docs/design/meeting-routing.md).
+Recall's real-time meeting events (``/recall/events/``) and their routing to the task that
+holds the session are ``relay.meeting_endpoint``'s.
 
 Shutdown (``Relay.drain``), in order: /healthz turns 503 and new handshakes are refused;
 the live sessions are handed over or end within DRAIN_SECONDS (``live_sessions.py``); the
@@ -40,37 +37,37 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from websockets.http11 import Request
-from websockets.server import ServerProtocol
 
 from relay import pages, wire
 from relay.admission import Admission
 from relay.agent import AgentConfig, load_agent_config
-from relay.auth import authenticate, select_subprotocol
+from relay.auth import authenticate
 from relay.bill_exit import bill_exit
-from relay.bot_binding import BindingStore
 from relay.config import RelayConfig
 from relay.errors import DrainingError, ForbiddenError, RelayError
-from relay.handshake import HandshakeConnection, parse_query, peer_name, refusal, write_response
-from relay.internal_listener import InternalListener, LocalDelivery
+from relay.handshake import (
+    HandshakeConnection,
+    accept_upgrade,
+    parse_query,
+    peer_name,
+    refusal,
+    write_response,
+)
+from relay.internal_listener import LocalDelivery
 from relay.leaving import BotoEcs, LeaveReason, LeaveWatcher
 from relay.live_sessions import LiveSessions
-from relay.meeting_events import EVENTS_PATH, MeetingEventError, parse_meeting_event
-from relay.meeting_router import MeetingRouter, RouterLimits
-from relay.meeting_routes import RouteLimits
-from relay.meeting_socket import MeetingSocket, accept_meeting_socket
+from relay.meeting_endpoint import MeetingEndpoint
+from relay.meeting_events import EVENTS_PATH
+from relay.meeting_socket import MeetingSocket
 from relay.metrics import Metrics
-from relay.owner_registry import NoRegistry, OwnerDirectory, OwnerRegistry
 from relay.pending_handshakes import PendingHandshakes
 from relay.policy import SessionPolicy
 from relay.protection import TaskProtection
-from relay.recall_signature import SeenIds
 from relay.record_writer import open_recorder
 from relay.recorder import Recorder
 from relay.session import RelaySession
 from relay.session_context import SessionContext
 from relay.session_setup import SessionSetups
-from relay.task_address import advertised_host
-from relay.tools.registry import build_registry
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +75,6 @@ logger = logging.getLogger(__name__)
 RECORDS_FLUSH_SECONDS: Final = 10.0
 
 REALTIME_PATH: Final = "/v1/realtime"
-
-#: websockets logs request headers (tokens among them) at DEBUG: never enable it here.
-_quiet = logging.getLogger("relay.server.handshake")
-_quiet.setLevel(logging.WARNING)
 
 
 def per_message_path_compiled() -> bool:
@@ -122,20 +115,7 @@ class Relay:
             active_sessions=lambda: self.admission.active,
             records=self._record_counts,
         )
-        self.setups = SessionSetups(
-            self.agent,
-            build_registry(
-                self.agent.tools,
-                slow_tools=self.agent.slow_tools,
-                recall_api_key=config.recall_api_key,
-                recall_region=config.recall_region,
-                recall_api_base=config.recall_api_base,
-                signing_secret=config.tool_signing_secret,
-                table_name=config.table_name,
-                retention_days=config.record_retention_days,
-            ),
-            BindingStore(config.table_name) if config.table_name else None,
-        )
+        self.setups = SessionSetups.for_config(self.agent, config)
         self.context = SessionContext(
             config=config,
             policy=SessionPolicy(
@@ -155,29 +135,11 @@ class Relay:
         self._pending = PendingHandshakes(
             config.max_pending_handshakes, config.max_pending_handshakes_per_peer
         )
-        #: Recall's real-time events connections (relay.meeting_socket).
-        self.meeting_sockets: set[MeetingSocket] = set()
-        self._seen_upgrades = SeenIds()
         self.server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # Meeting events: the router in front of the local delivery; the registry and the
-        # internal listener come up in start() when there is a table to share.
-        self.registry: OwnerDirectory = NoRegistry()
-        self.internal: InternalListener | None = None
-        self._meeting_delivery = meeting_delivery or self.deliver_meeting_event
-        self.router = MeetingRouter(
-            self._meeting_delivery,
-            self.registry,
-            config.token_secret,
-            max_event_bytes=config.max_frame_bytes,
-            limits=RouterLimits(
-                route=RouteLimits(
-                    max_events=config.meeting_backlog_events,
-                    max_wait_seconds=config.meeting_wait_seconds,
-                ),
-                open_timeout=min(3.0, config.open_timeout),
-            ),
-            count=self.metrics.count,
+        #: Recall's real-time meeting events (relay.meeting_endpoint).
+        self.meetings = MeetingEndpoint(
+            config, self.metrics, lambda: self.sessions, meeting_delivery
         )
 
     # Lifecycle
@@ -196,7 +158,7 @@ class Relay:
         if self.config.metrics_interval > 0:
             self._spawn(self.metrics.run(self.config.metrics_interval))
         self._spawn(self.protection.run())
-        await self._start_meeting_routing()
+        await self.meetings.start()
         if self.config.ecs_metadata_uri:
             watcher = LeaveWatcher(self.config.ecs_metadata_uri, BotoEcs.default(), self._leave)
             self._spawn(watcher.run())
@@ -210,30 +172,6 @@ class Relay:
                 "compiled": per_message_path_compiled(),
             },
         )
-
-    async def _start_meeting_routing(self) -> None:
-        """With a table: the internal listener, then the owner registry at its address."""
-        config = self.config
-        if not config.table_name:
-            return
-        self.internal = InternalListener(
-            config.host,
-            config.internal_port,
-            config.token_secret,
-            self._meeting_delivery,
-            max_event_bytes=config.max_frame_bytes,
-            close_timeout=config.close_timeout,
-        )
-        await self.internal.start()
-        host = await advertised_host(config.host, config.ecs_metadata_uri, config.open_timeout)
-        registry = OwnerRegistry(
-            config.table_name,
-            address=f"{host}:{self.internal.port}",
-            session_seconds=config.max_session_seconds,
-        )
-        registry.start()
-        self.registry = self.router.registry = registry
-        logger.info("meeting routing ready", extra={"internal_address": registry.address})
 
     @property
     def port(self) -> int:
@@ -264,8 +202,7 @@ class Relay:
         remaining = await self.live.drain(deadline, handover, self.config.close_timeout)
         # 4. What the sessions recorded goes out before SIGKILL can take it; so do the
         # owner releases (other tasks then stop forwarding meeting events here).
-        if isinstance(self.registry, OwnerRegistry):
-            await self.registry.flush(max(0.5, min(2.0, ends_at - loop.time())))
+        await self.meetings.flush(max(0.5, min(2.0, ends_at - loop.time())))
         flushed = await self.recorder.flush(
             max(0.5, min(RECORDS_FLUSH_SECONDS, ends_at - loop.time()))
         )
@@ -287,18 +224,11 @@ class Relay:
         if self.server is not None:
             self.server.close()
         self.live.shutdown()
-        for socket in list(self.meeting_sockets):
-            socket.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.config.close_timeout)
-        await self.router.aclose()
-        if self.internal is not None:
-            await self.internal.aclose()
-        if isinstance(self.registry, OwnerRegistry):
-            await self.registry.flush(1.0)
-            await self.registry.aclose()
+        await self.meetings.aclose()
         await self.recorder.aclose(1.0)
         if self.context.meeting_exit is not None:
             await self.context.meeting_exit.aclose()
@@ -359,9 +289,7 @@ class Relay:
 
     def _session_finished(self, session: RelaySession) -> None:
         self.live.finished(session)
-        sub = session.claims.sub
-        if not any(other.claims.sub == sub for other in self.sessions):
-            self.router.session_ended(sub)
+        self.meetings.session_ended(session.claims.sub)
 
     # Handshakes
 
@@ -371,7 +299,7 @@ class Relay:
         """Answer one request: a page, a refusal, or a 101 and a new session."""
         path = urlsplit(request.path).path
         if path in (EVENTS_PATH, EVENTS_PATH[:-1]):
-            return self._open_meeting_socket(request, transport, leftover)
+            return self.meetings.open_socket(request, transport, leftover, draining=self.draining)
         if path != REALTIME_PATH:
             write_response(
                 transport,
@@ -397,75 +325,6 @@ class Relay:
             write_response(transport, refusal(error))
             return None
 
-    # Meeting events (Recall's real-time endpoint)
-
-    def route_meeting_event(self, session_id: str, payload: bytes) -> None:
-        """One verified Recall real-time message for ``session_id``, from an events
-        connection: to the session's task, this one or another (``relay.meeting_router``,
-        which also holds it, bounded, for a session that has not opened yet)."""
-        self.router.deliver(session_id, payload)
-
-    def deliver_meeting_event(self, session_id: str, payload: bytes) -> bool:
-        """One verified Recall real-time message for ``session_id``, parsed and handed to
-        the live session(s) of that subject on this process (the router's local delivery).
-        True when this process dealt with it: a session took it, or it was refused
-        (malformed, naming another session or bot; counted, so it is not sent on). False:
-        no session of it is here."""
-        try:
-            event = parse_meeting_event(payload)
-        except MeetingEventError as error:
-            return self._meeting_event_refused(session_id, str(error))
-        if event.session_id != session_id:
-            return self._meeting_event_refused(session_id, "event names another session")
-        delivered = False
-        for session in list(self.sessions):
-            if session.claims.sub != session_id or session.finished:
-                continue
-            if session.bot_id and event.bot_id and session.bot_id != event.bot_id:
-                return self._meeting_event_refused(session_id, "event of another bot")
-            session.meeting_event(event)
-            delivered = True
-        return delivered
-
-    def meeting_socket_ended(self, socket: MeetingSocket) -> None:
-        """A Recall events connection closed."""
-        self.meeting_sockets.discard(socket)
-
-    def _meeting_event_refused(self, session_id: str, reason: str) -> bool:
-        self.metrics.count("MeetingEventsRefused")
-        logger.warning("meeting event refused", extra={"session_id": session_id, "reason": reason})
-        return True  # dealt with here: not for another task either
-
-    def _open_meeting_socket(
-        self, request: Request, transport: asyncio.Transport, leftover: bytes
-    ) -> MeetingSocket | None:
-        try:
-            if self.draining:
-                raise DrainingError("relay draining: reconnect to another relay")
-            socket = accept_meeting_socket(
-                self,
-                request,
-                transport,
-                leftover,
-                secret=self.config.recall_webhook_secret,
-                seen=self._seen_upgrades,
-            )
-        except RelayError as error:
-            self.metrics.count("MeetingSocketsRefused")
-            logger.warning(
-                "meeting events handshake refused",
-                extra={
-                    "status": error.http_status,
-                    "reason": str(error),
-                    "peer": peer_name(transport),
-                },
-            )
-            write_response(transport, refusal(error))
-            return None
-        if socket is not None:
-            self.meeting_sockets.add(socket)
-        return socket
-
     def _open_session(
         self, request: Request, transport: asyncio.Transport, leftover: bytes
     ) -> RelaySession | None:
@@ -480,7 +339,7 @@ class Relay:
         resume = self.admission.held_by(claims.sub) == 0
         ticket = self.admission.admit(claims.sub)
         try:
-            accepted = self._accept(request, transport)
+            accepted = accept_upgrade(request, transport, self.config.max_frame_bytes)
         except BaseException:
             ticket.release()
             raise
@@ -499,7 +358,7 @@ class Relay:
         self.metrics.count("SessionsStarted")
         transport.set_protocol(session)
         session.start(transport, leftover)
-        self.router.session_started(claims.sub)
+        self.meetings.session_started(claims.sub)
         return session
 
     def _reattach(
@@ -510,26 +369,12 @@ class Relay:
         leftover: bytes,
     ) -> RelaySession | None:
         """The 101, then the held session takes the socket (its model stays the same)."""
-        if not self._accept(request, transport):
+        if not accept_upgrade(request, transport, self.config.max_frame_bytes):
             return None
         self.metrics.count("SessionsReattached")
         transport.set_protocol(session)
         session.reattach(transport, leftover)
         return session
-
-    def _accept(self, request: Request, transport: asyncio.Transport) -> bool:
-        """Write websockets' answer to the upgrade: True for the 101, False for a refusal."""
-        protocol = ServerProtocol(
-            select_subprotocol=lambda _p, offered: select_subprotocol(offered),
-            max_size=self.config.max_frame_bytes,
-            logger=_quiet,
-        )
-        response = protocol.accept(request)
-        if response.status_code != 101:
-            write_response(transport, response)
-            return False
-        transport.write(response.serialize())
-        return True
 
     def _model(self, query: dict[str, list[str]]) -> str:
         requested = query.get("model")

@@ -26,6 +26,7 @@ from typing import Any, Final
 from relay.agent import AgentConfig
 from relay.bill import Bill
 from relay.bot_binding import BindingStore, BotBinding
+from relay.config import RelayConfig
 from relay.errors import ConfigError, UpstreamError
 from relay.meeting import MeetingPolicy
 from relay.memory import (
@@ -39,7 +40,7 @@ from relay.tool_calls import ToolCallTracker
 from relay.tool_calls import seed_events as tool_seed_events
 from relay.tool_runner import ToolRunner
 from relay.tools.builtins import Builtins, ToolContext
-from relay.tools.registry import SessionTool, ToolRegistry
+from relay.tools.registry import SessionTool, ToolRegistry, build_registry
 from relay.turn_gate import TurnGate
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,22 @@ class SessionSetup:
 
 class SessionSetups:
     """Resolves each session's setup from the operator's agent, tools and stored bindings."""
+
+    @classmethod
+    def for_config(cls, agent: AgentConfig, config: RelayConfig) -> SessionSetups:
+        """The process's setups: ``agent``'s tools built with the relay's settings, and the
+        bots' overlays read from the table when there is one."""
+        registry = build_registry(
+            agent.tools,
+            slow_tools=agent.slow_tools,
+            recall_api_key=config.recall_api_key,
+            recall_region=config.recall_region,
+            recall_api_base=config.recall_api_base,
+            signing_secret=config.tool_signing_secret,
+            table_name=config.table_name,
+            retention_days=config.record_retention_days,
+        )
+        return cls(agent, registry, BindingStore(config.table_name) if config.table_name else None)
 
     def __init__(
         self,

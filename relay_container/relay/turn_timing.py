@@ -23,9 +23,11 @@ from typing import Final
 
 from relay.events import (
     RELAY_LATENCY,
+    RELAY_LATENCY_GET,
     RESPONSE_CREATED,
     SPEECH_STOPPED,
     TRANSCRIPTION_COMPLETED,
+    error_event,
     loads_strict,
 )
 
@@ -120,6 +122,14 @@ class TurnTimings:
         self._asked_at = now
         self.requests += 1
         return True
+
+    def answer(self, now: float) -> tuple[bytes, bool]:
+        """A client's ``relay.latency.get`` at ``now``: (the report, True), or (a
+        ``rate_limited`` error event, False) within an interval of the last one answered."""
+        if self.may_answer(now):
+            return self.report(), True
+        limited = f"{RELAY_LATENCY_GET} at most every {MIN_REQUEST_SECONDS * 1000:g} ms"
+        return error_event(limited, code="rate_limited"), False
 
     def report(self) -> bytes:
         """The ``relay.latency`` event for the client: the kept turns, oldest first."""

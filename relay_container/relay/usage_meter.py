@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeGuard
 
 from relay.bill import PRICED_FIELDS, Bill
-from relay.record_items import USAGE_FIELDS
+from relay.response_usage import USAGE_FIELDS
 
 #: A single response's token count above this is not believed (and not counted).
 MAX_TOKENS_PER_RESPONSE: Final = 10**9
@@ -38,7 +38,7 @@ MAX_TOKENS_PER_RESPONSE: Final = 10**9
 MAX_EVENT_BYTES: Final = 1024 * 1024
 GOODBYE_MARK: Final = "goodbye"
 #: Usage paths in ``response.usage`` → stored names: the stored fields
-#: (``relay.record_items.USAGE_FIELDS``) but the totals of what they break down, which would
+#: (``relay.response_usage.USAGE_FIELDS``) but the totals of what they break down, which would
 #: be priced twice.
 USAGE_PATHS: Final = tuple(
     field

@@ -29,6 +29,7 @@ from relay import (
     metrics,
     rollover_legs,
     session,
+    session_legs,
     turn_timing,
     upstream_leg,
     wire,
@@ -45,6 +46,7 @@ EXPECT_COMPILED = os.environ.get("RELAY_EXPECT_COMPILED") == "1"
     [
         wire,
         session,
+        session_legs,
         core,
         core_client,
         core_moves,

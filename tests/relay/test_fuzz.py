@@ -44,8 +44,9 @@ FUZZ = settings(
     # one input after another is the property.
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-#: Status codes a handshake may earn (101 with a valid token and upgrade headers).
-ANSWERS = {101, 200, 400, 401, 403, 404, 405, 426, 429, 431, 503}
+#: Status codes a handshake may earn (101 with a valid token and upgrade headers; 505
+#: from websockets for a valid token's upgrade over HTTP/1.0).
+ANSWERS = {101, 200, 400, 401, 403, 404, 405, 426, 429, 431, 503, 505}
 
 
 async def tolerant_model(ws: ServerConnection, upstream: FakeUpstream) -> None:

@@ -301,7 +301,7 @@ async def test_roster_events_before_the_session_opens_are_not_lost(
                     bot_name=BOT_NAME,
                 )
             )
-        await eventually(lambda: relay.router.waiting_events >= 2)
+        await eventually(lambda: relay.meetings.router.waiting_events >= 2)
         async with open_client(relay, mint(SESSION)) as client:
             await recv_until(client, "session.updated")
             session = next(iter(relay.sessions))

@@ -127,7 +127,7 @@ async def test_events_for_a_session_the_connection_does_not_feed_are_refused(
     # Delivery itself checks too: refused and counted here, so the router does not send
     # it on to another task either.
     refused = relay.metrics.counters["MeetingEventsRefused"]
-    assert relay.deliver_meeting_event("victim", join(7, "Mallory").encode())
+    assert relay.meetings.deliver("victim", join(7, "Mallory").encode())
     assert relay.metrics.counters["MeetingEventsRefused"] == refused + 1
 
 
@@ -196,7 +196,7 @@ async def test_an_event_flood_is_bounded_and_the_session_keeps_working(
         except ConnectionClosed:
             pass
         # The flood is cut (1008) once it has dropped MAX_DROPPED messages over the rate.
-        await eventually(lambda: not relay.meeting_sockets, within=3 * TIMEOUT)
+        await eventually(lambda: not relay.meetings.sockets, within=3 * TIMEOUT)
         assert relay.metrics.counters["MeetingEventsDropped"] >= MAX_DROPPED
         # The model heard a bounded number of items, not thousands of joins.
         meeting = session.core.meeting

@@ -3,7 +3,7 @@
 Two in-process relays, each with its own public and internal port, share one table on
 moto's server. A stand-in for the session side of meeting events (``MeetingSessions``)
 takes an event when a live session of its subject is on that relay, as
-``Relay.deliver_meeting_event`` will.
+``MeetingEndpoint.deliver`` will.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def recorded_owner(endpoint: str, table: str, session_id: str) -> str | None:
 
 async def owner_is(relay: Relay, endpoint: str, table: str, session_id: str) -> None:
     """Wait until the table names ``relay`` as the owner of ``session_id``."""
-    address = relay.registry.address
+    address = relay.meetings.registry.address
     assert address is not None
     await eventually_async(
         lambda: asyncio.to_thread(recorded_owner, endpoint, table, session_id), address
@@ -106,15 +106,15 @@ async def test_events_follow_the_session_from_one_relay_to_another(
         await owner_is(relay_b, dynamodb_endpoint, table_name, "meeting-1")
 
         for n in range(30):
-            relay_a.router.deliver("meeting-1", event(n))
+            relay_a.meetings.router.deliver("meeting-1", event(n))
         await eventually(lambda: len(on_b.taken["meeting-1"]) == 30)
         assert on_b.taken["meeting-1"] == list(range(30))
         assert not on_a.taken
         # Paced, as a meeting sends them: the owner found once serves the next events.
         for n in range(100, 105):
-            relay_a.router.deliver("meeting-1", event(n))
+            relay_a.meetings.router.deliver("meeting-1", event(n))
             await eventually(lambda: on_b.taken["meeting-1"][-1] == n)  # noqa: B023
-        assert relay_a.router.stats().lookups == 1
+        assert relay_a.meetings.router.stats().lookups == 1
 
         # B leaves: the session is handed over (1001), the page reconnects, lands on A.
         drain = asyncio.create_task(relay_b.drain(2.0))
@@ -124,14 +124,14 @@ async def test_events_follow_the_session_from_one_relay_to_another(
         await recv_until(ws, "session.updated")
         # Recall's socket is still on B, and B still routes (it is draining, not gone).
         for n in range(30, 60):
-            relay_b.router.deliver("meeting-1", event(n))
+            relay_b.meetings.router.deliver("meeting-1", event(n))
         await eventually(lambda: len(on_a.taken["meeting-1"]) == 30)
         assert on_a.taken["meeting-1"] == list(range(30, 60))
         await owner_is(relay_a, dynamodb_endpoint, table_name, "meeting-1")
     await drain
     assert on_b.taken["meeting-1"] == [*range(30), *range(100, 105)]  # nothing twice or lost
-    assert relay_b.router.stats().forwarded == 30
-    assert relay_a.router.stats().forwarded == 35
+    assert relay_b.meetings.router.stats().forwarded == 30
+    assert relay_a.meetings.router.stats().forwarded == 35
 
 
 async def test_events_before_the_session_are_delivered_once_it_starts(
@@ -142,9 +142,9 @@ async def test_events_before_the_session_are_delivered_once_it_starts(
     relay_a, on_a = await routed_relay()
     relay_b, on_b = await routed_relay()
     for n in range(10):
-        relay_a.router.deliver("early-remote", event(n))
-        relay_a.router.deliver("early-local", event(n))
-    assert relay_a.router.waiting_events == 20
+        relay_a.meetings.router.deliver("early-remote", event(n))
+        relay_a.meetings.router.deliver("early-local", event(n))
+    assert relay_a.meetings.router.waiting_events == 20
 
     async with (
         open_client(relay_b, mint("early-remote")) as remote,
@@ -156,7 +156,7 @@ async def test_events_before_the_session_are_delivered_once_it_starts(
         await eventually(lambda: len(on_a.taken["early-local"]) == 10)
     assert on_b.taken["early-remote"] == list(range(10))
     assert on_a.taken["early-local"] == list(range(10))
-    assert relay_a.router.waiting_events == 0
+    assert relay_a.meetings.router.waiting_events == 0
 
 
 async def test_a_relay_alone_delivers_locally(routed_relay) -> None:
@@ -165,9 +165,9 @@ async def test_a_relay_alone_delivers_locally(routed_relay) -> None:
     async with open_client(relay, mint("solo")) as ws:
         await recv_until(ws, "session.updated")
         for n in range(5):
-            relay.router.deliver("solo", event(n))
+            relay.meetings.router.deliver("solo", event(n))
         assert on_relay.taken["solo"] == list(range(5))
-    assert relay.router.stats().forwarded == 0
+    assert relay.meetings.router.stats().forwarded == 0
 
 
 async def test_owner_item_is_released_when_the_session_ends(
@@ -194,9 +194,9 @@ async def test_unreachable_owner_is_retried_with_backoff_then_dropped(
         **owners.claim_request(stale, expires_at=2**31)
     )
     for n in range(5):
-        relay.router.deliver("ghost", event(n))
-    await eventually(lambda: relay.router.waiting_events == 0, within=10)
-    stats = relay.router.stats()
+        relay.meetings.router.deliver("ghost", event(n))
+    await eventually(lambda: relay.meetings.router.waiting_events == 0, within=10)
+    stats = relay.meetings.router.stats()
     assert stats.expired == 5
     assert stats.forwarded == 0
     # Backoff, not a hot loop: a handful of attempts within the one-second bound.
@@ -212,11 +212,11 @@ async def test_events_for_a_session_that_never_comes_are_dropped_after_the_bound
     session starting later gets only what arrived after."""
     relay, on_relay = await routed_relay(meeting_wait_seconds=0.3)
     for n in range(4):
-        relay.router.deliver("late", event(n))
-    await eventually(lambda: relay.router.waiting_events == 0, within=10)
-    assert relay.router.stats().expired == 4
+        relay.meetings.router.deliver("late", event(n))
+    await eventually(lambda: relay.meetings.router.waiting_events == 0, within=10)
+    assert relay.meetings.router.stats().expired == 4
     async with open_client(relay, mint("late")) as ws:
         await recv_until(ws, "session.updated")
-        relay.router.deliver("late", event(4))
+        relay.meetings.router.deliver("late", event(4))
         assert on_relay.taken["late"] == [4]
     assert any("meeting events dropped" in line for line in relay_logs)
