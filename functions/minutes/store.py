@@ -160,13 +160,7 @@ class MinutesStore:
         request = minutes.claim_update(
             bot_id=bot_id, claim_id=claim_id, trigger=trigger, now=now, lease_seconds=lease_seconds
         )
-        try:
-            self._update(request)
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return self._conditional(request)
 
     def release(self, *, bot_id: str, claim_id: str) -> None:
         """Give a claim up after a failure, so the retry need not wait out the lease."""
