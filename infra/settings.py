@@ -9,7 +9,7 @@ below (``-c alarm_email=ops@example.com``); values from ``-c`` arrive as strings
 
 Relay settings are nested (:class:`RelaySettings`, context keys ``relay_<field>``) and handed
 to the relay construct whole; the relay service maps them to the container's environment in
-one function (``relay_service.container_environment``).
+one function (``relay_environment.container_environment``).
 
 The stack is environment-agnostic on purpose (no account/region at synth), so ``cdk synth``
 needs no AWS credentials; nothing here reads ``CDK_DEFAULT_*``.

@@ -19,7 +19,8 @@ from infra.constructs.control_api import ControlApi
 from infra.constructs.edge import Edge
 from infra.constructs.minutes import MeetingMinutes
 from infra.constructs.observability import Observability
-from infra.constructs.relay_service import OriginTls, RelayService
+from infra.constructs.relay_origin import OriginTls
+from infra.constructs.relay_service import RelayService
 from infra.constructs.secrets import AppSecrets
 from infra.constructs.storage import Storage
 from infra.constructs.webhook_api import WebhookApi

@@ -49,12 +49,10 @@ it at ``cdk deploy`` (``python -m infra.preflight`` checks the host can).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from aws_cdk import Aws, CfnCondition, Duration, Fn, IgnoreMode, RemovalPolicy, Stack
-from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -62,18 +60,16 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_route53 as route53
-from aws_cdk import aws_route53_targets as route53_targets
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from infra.constructs.relay_environment import METRICS_NAMESPACE, container_environment
+from infra.constructs.relay_origin import OriginTls, log_access, origin_certificate
 from infra.settings import CONTAINER_PORT, RelaySettings
 
 HEALTH_CHECK_PATH: Final = "/healthz"
 STOP_TIMEOUT_SECONDS: Final = 120
 DOCKERFILE: Final = "relay_container/Dockerfile"
-METRICS_NAMESPACE: Final = "RecallVoiceAgent/Relay"
 ACTIVE_SESSIONS_METRIC: Final = "ActiveSessions"
 CPU_TARGET_PERCENT: Final = 70
 #: The only port the tasks may open connections to (OpenAI, AWS APIs, Recall: all HTTPS).
@@ -82,79 +78,11 @@ EGRESS_PORT: Final = 443
 #: The VPC's range, a literal so the ALB's ingress rule is one a reviewer (and cdk-nag) can read.
 VPC_CIDR: Final = "10.0.0.0/16"
 
-#: Account through which Elastic Load Balancing writes access logs in the Regions that
-#: opened before August 2022 (AWS docs, "Enable access logs for your Application Load
-#: Balancer"). Newer Regions use the service principal, which the policy always names.
-#: Selected by per-Region conditions, not a mapping: an unlisted Region must not fail
-#: the deploy at a ``Fn::FindInMap``.
-ELB_LOG_DELIVERY_ACCOUNTS: Final = {
-    "ap-northeast-1": "582318560864",
-    "ap-northeast-2": "600734575887",
-    "ap-northeast-3": "383597477331",
-    "ap-south-1": "718504428378",
-    "ap-southeast-1": "114774131450",
-    "ap-southeast-2": "783225319266",
-    "ca-central-1": "985666609251",
-    "eu-central-1": "054676820928",
-    "eu-north-1": "897822967062",
-    "eu-west-1": "156460612806",
-    "eu-west-2": "652711504416",
-    "eu-west-3": "009996457667",
-    "sa-east-1": "507241528517",
-    "us-east-1": "127311923021",
-    "us-east-2": "033677994240",
-    "us-west-1": "027434742980",
-    "us-west-2": "797873946194",
-}
-ELB_LOG_SERVICE: Final = "logdelivery.elasticloadbalancing.amazonaws.com"
-ACCESS_LOG_PREFIX: Final = "alb"
-
 #: Fargate CPU architecture and the image platform built for it.
 PLATFORMS: Final = {
     "arm64": (ecs.CpuArchitecture.ARM64, ecr_assets.Platform.LINUX_ARM64),
     "x86_64": (ecs.CpuArchitecture.X86_64, ecr_assets.Platform.LINUX_AMD64),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class OriginTls:
-    """A DNS name of the user's own for the load balancer, so CloudFront reaches it over TLS.
-
-    Only possible with a custom domain: no certificate can name ``*.elb.amazonaws.com``.
-    The certificate is requested in the stack's region, DNS-validated in the zone, and
-    names both ``domain_name`` (the origin's SNI) and ``viewer_domain`` (the Host header
-    CloudFront forwards, which it checks the certificate against).
-    """
-
-    domain_name: str
-    viewer_domain: str
-    hosted_zone_id: str
-    hosted_zone_name: str
-
-
-def container_environment(
-    settings: RelaySettings, *, table_name: str, metrics_service: str, recall_region: str
-) -> dict[str, str]:
-    """The relay container's plain environment: the one place settings become variables.
-
-    Names are what ``relay.config`` reads (tests/infra/test_env_contract.py keeps the two
-    in step); secrets are not here, they arrive as ECS secrets.
-    """
-    return {
-        "PORT": str(CONTAINER_PORT),
-        "RELAY_INTERNAL_PORT": str(settings.internal_port),
-        "OPENAI_REALTIME_MODEL": settings.model,
-        "RELAY_ALLOWED_MODELS": ",".join(settings.models),
-        "RELAY_MAX_SESSIONS": str(settings.max_sessions),
-        "RELAY_MAX_SESSIONS_PER_SUBJECT": str(settings.max_sessions_per_subject),
-        "RELAY_MAX_SESSION_SECONDS": str(settings.max_session_seconds),
-        "DRAIN_SECONDS": str(settings.drain_seconds),
-        "TABLE_NAME": table_name,
-        "RELAY_METRICS_NAMESPACE": METRICS_NAMESPACE,
-        "RELAY_METRICS_SERVICE": metrics_service,
-        "LOG_LEVEL": settings.log_level,
-        "RECALL_REGION": recall_region,
-    }
 
 
 class RelayService(Construct):
@@ -350,7 +278,7 @@ class RelayService(Construct):
             idle_timeout=Duration.seconds(settings.idle_timeout_seconds),
             drop_invalid_header_fields=True,
         )
-        self._log_access(load_balancer)
+        log_access(self, load_balancer)
         target_group = elbv2.ApplicationTargetGroup(
             self,
             "Targets",
@@ -377,94 +305,16 @@ class RelayService(Construct):
                 if self.origin_tls
                 else elbv2.ApplicationProtocol.HTTP
             ),
-            certificates=[self._origin_certificate(load_balancer)] if self.origin_tls else None,
+            certificates=(
+                [origin_certificate(self, load_balancer, self.origin_tls)]
+                if self.origin_tls
+                else None
+            ),
             ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS if self.origin_tls else None,
             open=False,  # ingress is the VPC-range rule above, not 0.0.0.0/0
             default_action=elbv2.ListenerAction.forward([target_group]),
         )
         return load_balancer, listener, target_group
-
-    def _origin_certificate(
-        self, load_balancer: elbv2.ApplicationLoadBalancer
-    ) -> elbv2.IListenerCertificate:
-        assert self.origin_tls is not None
-        zone = route53.HostedZone.from_hosted_zone_attributes(
-            self,
-            "OriginZone",
-            hosted_zone_id=self.origin_tls.hosted_zone_id,
-            zone_name=self.origin_tls.hosted_zone_name,
-        )
-        # origin.<domain> names the internal ALB (private addresses): what the origin's
-        # SNI asks for; the domain itself is the Host header CloudFront forwards.
-        route53.ARecord(
-            self,
-            "OriginAlias",
-            zone=zone,
-            record_name=self.origin_tls.domain_name,
-            target=route53.RecordTarget.from_alias(
-                route53_targets.LoadBalancerTarget(load_balancer)
-            ),
-        )
-        certificate = acm.Certificate(
-            self,
-            "OriginCertificate",
-            domain_name=self.origin_tls.domain_name,
-            subject_alternative_names=[self.origin_tls.viewer_domain],
-            validation=acm.CertificateValidation.from_dns(zone),
-        )
-        return elbv2.ListenerCertificate.from_certificate_manager(certificate)
-
-    def _log_access(self, load_balancer: elbv2.ApplicationLoadBalancer) -> None:
-        # `log_access_logs()` needs a concrete region at synth; this stack is
-        # environment-agnostic, so the attributes and the bucket policy are written here.
-        bucket = self._access_log_bucket()
-        objects = bucket.arn_for_objects(f"{ACCESS_LOG_PREFIX}/AWSLogs/{Aws.ACCOUNT_ID}/*")
-        principals: list[iam.IPrincipal] = [iam.ServicePrincipal(ELB_LOG_SERVICE)]
-        legacy = self._legacy_log_account()
-        principals.append(iam.ArnPrincipal(legacy))
-        bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                actions=["s3:PutObject"], principals=principals, resources=[objects]
-            )
-        )
-        load_balancer.set_attribute("access_logs.s3.enabled", "true")
-        load_balancer.set_attribute("access_logs.s3.bucket", bucket.bucket_name)
-        load_balancer.set_attribute("access_logs.s3.prefix", ACCESS_LOG_PREFIX)
-        # The ALB checks that it may write when the attribute is set.
-        if bucket.policy is not None:
-            load_balancer.node.add_dependency(bucket.policy)
-
-    def _legacy_log_account(self) -> str:
-        """The Region's ELB account root ARN, or AWS::NoValue in a Region it has none.
-
-        A chain of ``Fn::If`` on one condition per listed Region: any Region deploys, and
-        an unlisted one simply relies on the service principal.
-        """
-        value: str = Aws.NO_VALUE
-        for region, account in sorted(ELB_LOG_DELIVERY_ACCOUNTS.items(), reverse=True):
-            condition = CfnCondition(
-                self,
-                f"ElbLogs{region.title().replace('-', '')}",
-                expression=Fn.condition_equals(Aws.REGION, region),
-            )
-            value = Fn.condition_if(
-                condition.logical_id, f"arn:{Aws.PARTITION}:iam::{account}:root", value
-            ).to_string()
-        return value
-
-    def _access_log_bucket(self) -> s3.Bucket:
-        # ALB access logs accept SSE-S3 only. Kept on stack deletion (it holds evidence);
-        # objects expire, so a leftover bucket empties itself.
-        return s3.Bucket(
-            self,
-            "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
-            removal_policy=RemovalPolicy.RETAIN,
-        )
 
     def _build_service(self) -> ecs.FargateService:
         security_group = ec2.SecurityGroup(

@@ -8,8 +8,9 @@ so the signed content is ``{id}.{timestamp}.`` (docs/recall-realtime.md, "Authen
 
 Pure: headers, key and time in; the delivery id out, or :class:`~relay.errors.AuthError`.
 The webhook Lambda has its own verifier (``functions/webhooks/signatures.py``), which this
-container cannot import (ARCHITECTURE.md: relay and functions never import each other); the
-HMAC itself is ``relay.tools.signing.sign``, the relay's one Standard Webhooks signer.
+container cannot import (docs/design/architecture.md: relay and functions never import each
+other); the HMAC itself is ``relay.tools.signing.sign``, the relay's one Standard Webhooks
+signer.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from infra.constructs.relay_service import container_environment
+from infra.constructs.relay_environment import container_environment
 from infra.settings import RelaySettings
 from tests.infra.conftest import Synthesized
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
-from infra.constructs.relay_service import ELB_LOG_DELIVERY_ACCOUNTS, VPC_CIDR
+from infra.constructs.relay_origin import ELB_LOG_DELIVERY_ACCOUNTS
+from infra.constructs.relay_service import VPC_CIDR
 from tests.infra.conftest import Synthesized
 
 
